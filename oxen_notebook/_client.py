@@ -1,0 +1,289 @@
+"""HTTP to the chat-completions API: httpx clients, retries with backoff, error mapping.
+
+One ``Client`` serves the hosted API and the embedded local model (an httpx transport), sync and
+async. Retries follow the openai SDK: connection errors, timeouts, 408, 409, 429 and 5xx, two
+retries, ``min(0.5 * 2**n, 8)`` seconds less up to 25 % jitter, or ``Retry-After`` when it is
+sensible. A 429 pauses every request of the client, not just the one that got it. Streams are
+retried only until the response starts; the reply decides what to do after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._auth import Secret, find_api_key, host_of
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    MissingAPIKeyError,
+    status_error,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["DEFAULT_BASE_URL", "Client"]
+
+DEFAULT_BASE_URL = "https://hub.oxen.ai/api/ai"
+_RETRY_STATUSES = {408, 409, 429}
+_MAX_RETRY_AFTER = 60.0
+_USER_AGENT = "oxen-notebook/0.1"
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+
+
+def _request_id(headers: httpx.Headers) -> str | None:
+    return headers.get("x-request-id") or headers.get("request-id") or headers.get("oxen-request-id")
+
+
+class Client:
+    """Sends requests with retries and turns failures into :class:`OxenError` values."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        api_key: Secret | None = None,
+        timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+        key_required: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
+        self.key_required = key_required
+        self._transport = transport
+        self._async_transport = async_transport
+        self._sync_client: httpx.Client | None = None
+        self._async_clients: dict[int, httpx.AsyncClient] = {}
+        self._lock = threading.Lock()
+        self._pause_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r})"
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _secret(self) -> str | None:
+        if self.api_key is None:
+            self.api_key = find_api_key(self.base_url)
+        if self.api_key is None:
+            if self.key_required:
+                raise MissingAPIKeyError(host_of(self.base_url))
+            return None
+        return self.api_key.reveal()
+
+    def _headers(self, extra: dict[str, str] | None, stream: bool) -> dict[str, str]:
+        headers = {
+            "User-Agent": _USER_AGENT,
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        secret = self._secret()
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        if extra:
+            headers.update({str(k): str(v) for k, v in extra.items()})
+        return headers
+
+    def _timeout(self) -> httpx.Timeout:
+        import httpx
+
+        return httpx.Timeout(self.timeout, connect=self.connect_timeout)
+
+    def sync_client(self) -> httpx.Client:
+        with self._lock:
+            if self._sync_client is None:
+                import httpx
+
+                self._sync_client = httpx.Client(
+                    base_url=self.base_url, timeout=self._timeout(), transport=self._transport
+                )
+            return self._sync_client
+
+    def async_client(self) -> httpx.AsyncClient:
+        # An AsyncClient's connections belong to the loop that made them: one client per loop.
+        loop = id(asyncio.get_running_loop())
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                import httpx
+
+                client = httpx.AsyncClient(
+                    base_url=self.base_url, timeout=self._timeout(), transport=self._async_transport
+                )
+                self._async_clients[loop] = client
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sync_client is not None:
+                self._sync_client.close()
+                self._sync_client = None
+            self._async_clients.clear()
+
+    def _error(self, response: httpx.Response, model: str | None) -> APIStatusError:
+        secret = self.api_key.reveal() if self.api_key else None
+        error = status_error(
+            response.status_code,
+            response.content,
+            request_id=_request_id(response.headers),
+            retry_after=_retry_after(response.headers),
+            model=model,
+            secret=secret,
+        )
+        if response.status_code == 429:
+            self._pause(self._delay(error, 0))
+        return error
+
+    def _transport_error(self, exc: Exception) -> APIConnectionError:
+        import httpx
+
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(
+                f"no answer from {host_of(self.base_url)} within the timeout ({type(exc).__name__}); "
+                "try again, or raise Session(timeout=...)."
+            )
+        return APIConnectionError(
+            f"cannot reach {host_of(self.base_url)} ({type(exc).__name__}: {exc}); "
+            "check your network and base_url."
+        )
+
+    def _pause(self, seconds: float) -> None:
+        with self._lock:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+    def _paused_for(self) -> float:
+        return self._pause_until - time.monotonic()
+
+    @staticmethod
+    def _delay(error: APIError, attempt: int) -> float:
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None and 0 <= retry_after <= _MAX_RETRY_AFTER:
+            return retry_after
+        return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+
+    def _retry_delay(self, error: APIError, attempt: int) -> float | None:
+        if attempt >= self.max_retries:
+            return None
+        if isinstance(error, APIStatusError):
+            status = error.status or 0
+            if status not in _RETRY_STATUSES and status < 500:
+                return None
+        elif not isinstance(error, APIConnectionError):
+            return None
+        return self._delay(error, attempt)
+
+    def _build(self, method: str, path: str, body: Any, headers: dict | None, stream: bool, client: Any):
+        return client.build_request(method, path, json=body, headers=self._headers(headers, stream))
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        model: str | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return a successful response (open, if ``stream``) or raise."""
+        import httpx
+
+        client = self.sync_client()
+        request = self._build(method, path, json, headers, stream, client)
+        attempt = 0
+        while True:
+            while (wait := self._paused_for()) > 0:
+                time.sleep(wait)
+            try:
+                response = client.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                error: APIError = self._transport_error(exc)
+            else:
+                if response.status_code < 400:
+                    return response
+                response.read()
+                response.close()
+                error = self._error(response, model)
+            delay = self._retry_delay(error, attempt)
+            if delay is None:
+                raise error
+            attempt += 1
+            time.sleep(delay)
+
+    async def asend(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        model: str | None = None,
+    ) -> httpx.Response:
+        """The async twin of :meth:`send`."""
+        import httpx
+
+        client = self.async_client()
+        request = self._build(method, path, json, headers, stream, client)
+        attempt = 0
+        while True:
+            while (wait := self._paused_for()) > 0:
+                await asyncio.sleep(wait)
+            try:
+                response = await client.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                error: APIError = self._transport_error(exc)
+            else:
+                if response.status_code < 400:
+                    return response
+                await response.aread()
+                await response.aclose()
+                error = self._error(response, model)
+            delay = self._retry_delay(error, attempt)
+            if delay is None:
+                raise error
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        response = self.send("GET", path if not params else f"{path}?{_query(params)}")
+        return response.json()
+
+
+def _query(params: dict[str, Any]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({k: v for k, v in params.items() if v is not None})

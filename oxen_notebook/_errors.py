@@ -1,0 +1,234 @@
+"""Errors raised by oxen_notebook.
+
+Every error's ``str()`` is one line that says what happened and what to do.
+
+```
+OxenError
+├── MissingAPIKeyError        no key found (raised when a request is made)
+├── MissingDependencyError    an optional extra is not installed
+├── ParameterError            bad input, rejected before any request (also a ValueError)
+├── SessionBusyError          a reply is still streaming on this session (also a RuntimeError)
+└── APIError                  the API or the connection failed
+    ├── APIStatusError        an HTTP error status
+    │   ├── BadRequestError           400, 422
+    │   ├── AuthenticationError       401
+    │   ├── InsufficientCreditsError  402
+    │   ├── NotFoundError             404
+    │   ├── RateLimitError            429
+    │   └── ServerError               5xx
+    ├── APIConnectionError    the server could not be reached
+    │   └── APITimeoutError   no answer in time
+    └── StreamError           the stream broke mid-reply (connection lost, malformed data, error event)
+```
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "InsufficientCreditsError",
+    "MissingAPIKeyError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "OxenError",
+    "ParameterError",
+    "RateLimitError",
+    "ServerError",
+    "SessionBusyError",
+    "StreamError",
+]
+
+
+class OxenError(Exception):
+    """Root of every error raised by oxen_notebook."""
+
+
+class MissingAPIKeyError(OxenError):
+    """No API key was found."""
+
+    def __init__(self, host: str = "hub.oxen.ai") -> None:
+        super().__init__(
+            "No Oxen API key found: set the OXEN_API_KEY environment variable, run "
+            f"`oxen config --auth {host} YOUR_TOKEN`, pass Session(api_key=...), "
+            "or run %oxen login in a notebook."
+        )
+
+
+class MissingDependencyError(OxenError):
+    """An optional dependency is missing."""
+
+
+class ParameterError(OxenError, ValueError):
+    """A parameter or input was rejected before any request was made."""
+
+
+class SessionBusyError(OxenError, RuntimeError):
+    """A reply is still streaming on this session in this thread."""
+
+
+class APIError(OxenError):
+    """The request failed. ``request_id`` is the server's request id, if it sent one."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        if self.request_id:
+            return f"{self.message} (request id {self.request_id})"
+        return self.message
+
+
+class APIStatusError(APIError):
+    """The API answered with an error status."""
+
+    hint = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        type: str | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.status = status
+        self.type = type
+        self.title = title
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class BadRequestError(APIStatusError):
+    hint = "check the parameters and the model's request schema (oxen_notebook.model_info(model))."
+
+
+class AuthenticationError(APIStatusError):
+    hint = (
+        "check your key: set OXEN_API_KEY or run `oxen config --auth hub.oxen.ai YOUR_TOKEN` "
+        "(keys: https://www.oxen.ai/settings/profile)."
+    )
+
+
+class InsufficientCreditsError(APIStatusError):
+    hint = "add credits to your Oxen.ai account, or use Session(model='local')."
+
+
+class NotFoundError(APIStatusError):
+    hint = "list the available models with oxen_notebook.list_models() or %oxen models."
+
+
+class RateLimitError(APIStatusError):
+    hint = "rate limited after retries: wait a moment, lower concurrency, or raise max_retries."
+
+
+class ServerError(APIStatusError):
+    hint = "the server failed after retries: try again shortly."
+
+
+class APIConnectionError(APIError):
+    """The server could not be reached."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The server did not answer in time."""
+
+
+class StreamError(APIError):
+    """The stream broke mid-reply. The partial text is kept on the reply."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    404: NotFoundError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+_BY_TYPE: dict[str, type[APIStatusError]] = {
+    "invalid_params": BadRequestError,
+    "unauthenticated": AuthenticationError,
+    "insufficient_credits": InsufficientCreditsError,
+    "resource_not_found": NotFoundError,
+    "rate_limited": RateLimitError,
+    "unknown_error": ServerError,
+}
+
+
+def _one_line(text: Any, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def parse_error_body(body: Any) -> dict[str, str | None]:
+    """Read Oxen's two error shapes (and plain text) into type/title/detail."""
+    if isinstance(body, (bytes, str)):
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return {"type": None, "title": None, "detail": _one_line(text) or None}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return {"type": None, "title": None, "detail": _one_line(error)}
+    if not isinstance(error, dict):
+        message = body.get("status_message") or body.get("message") if isinstance(body, dict) else body
+        return {"type": None, "title": None, "detail": _one_line(message) if message else None}
+    detail = error.get("detail") or error.get("message")
+    if detail is None and isinstance(body, dict):
+        detail = body.get("status_message")
+    return {
+        "type": error.get("type") or error.get("code"),
+        "title": error.get("title"),
+        "detail": _one_line(detail) if detail else None,
+    }
+
+
+def status_error(
+    status: int | None,
+    body: Any,
+    *,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    model: str | None = None,
+    secret: str | None = None,
+) -> APIStatusError:
+    """Build the error for an HTTP error status (or, with status None, an in-stream error event)."""
+    fields = parse_error_body(body)
+    cls = _BY_STATUS.get(status or 0) or _BY_TYPE.get(fields["type"] or "")
+    if cls is None:
+        cls = ServerError if (status or 500) >= 500 else APIStatusError
+    what = fields["title"] or fields["type"] or "error"
+    if cls is NotFoundError and model and "model" in (fields["detail"] or what).lower():
+        what = f"model {model!r} not found"
+    parts = [f"{status} {what}" if status else what]
+    if fields["detail"] and fields["detail"] != what:
+        parts.append(fields["detail"])
+    message = ": ".join(parts)
+    if cls.hint:
+        message = f"{message} — {cls.hint}"
+    if secret:
+        message = message.replace(secret, "***")
+    return cls(
+        message,
+        status=status,
+        type=fields["type"],
+        title=fields["title"],
+        detail=fields["detail"],
+        request_id=request_id,
+        retry_after=retry_after,
+    )

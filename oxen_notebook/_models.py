@@ -1,0 +1,69 @@
+"""The model catalogue: ``GET /models`` and ``GET /models/{id}``."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ._client import DEFAULT_BASE_URL, Client
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["list_models", "model_info"]
+
+_COLUMNS = [
+    "id", "name", "developer", "input", "output", "input_cost_per_token",
+    "output_cost_per_token", "description",
+]  # fmt: skip
+
+
+def _default_client() -> Client:
+    return Client(os.environ.get("OXEN_BASE_URL") or DEFAULT_BASE_URL)
+
+
+def _row(model: dict[str, Any]) -> dict[str, Any]:
+    capabilities = model.get("capabilities") or {}
+    pricing = model.get("pricing") or {}
+    developer = model.get("developer")
+    return {
+        "id": model.get("id"),
+        "name": model.get("display_name") or model.get("name") or model.get("id"),
+        "developer": (developer or {}).get("name")
+        if isinstance(developer, dict)
+        else developer or model.get("developer_name"),
+        "input": ",".join(capabilities.get("input") or []) or None,
+        "output": ",".join(capabilities.get("output") or []) or None,
+        "input_cost_per_token": pricing.get("input_cost_per_token"),
+        "output_cost_per_token": pricing.get("output_cost_per_token"),
+        "description": model.get("description"),
+    }
+
+
+def list_models(
+    *, developer: str | None = None, action: str | None = None, client: Client | None = None
+) -> pd.DataFrame:
+    """The models the API offers: id, name, developer, input/output capabilities, prices per token."""
+    import pandas as pd
+
+    client = client or _default_client()
+    payload = client.get_json("/models", developer_name=developer, action=action)
+    models = payload.get("data", []) if isinstance(payload, dict) else payload
+    frame = pd.DataFrame([_row(m) for m in models or []], columns=_COLUMNS)
+    for name in ("input_cost_per_token", "output_cost_per_token"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Float64")
+    return frame
+
+
+def model_info(model: str, *, client: Client | None = None) -> dict[str, Any]:
+    """A model's details as the API gives them; the request schema (either key name, may be
+    ``None``) is also under ``request_schema``."""
+    client = client or _default_client()
+    response = client.send("GET", f"/models/{quote(model, safe='')}", model=model)
+    info = response.json()
+    if isinstance(info, dict) and isinstance(info.get("data"), dict):
+        info = info["data"]
+    info = dict(info) if isinstance(info, dict) else {"id": model}
+    info["request_schema"] = info.get("request_schema") or info.get("json_request_schema")
+    return info

@@ -1,0 +1,151 @@
+"""The message record: one row of a conversation, as JSON and as a DataFrame row."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ParameterError
+from ._images import user_content
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "Message", "messages_from_dataframe", "messages_to_dataframe", "new_id"]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Message:
+    """One message of a conversation, with what is known about how it was made.
+
+    ``finish_reason`` is ``stop``, ``length``, ``tool_calls``, ``content_filter``, ``interrupted``
+    (stopped by the user) or ``error`` (the request failed; ``error`` says why) for replies,
+    and ``None`` for user and system messages.
+    """
+
+    role: str
+    content: str
+    conversation_id: str = ""
+    message_id: str = field(default_factory=new_id)
+    turn: int = 0
+    model: str | None = None
+    created_at: datetime = field(default_factory=utc_now)
+    params: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    ttft_s: float | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    source: str = "api"
+    images: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    cached: bool = False
+    cost_usd: float | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        """The message as the chat-completions API takes it."""
+        message: dict[str, Any] = {
+            "role": self.role,
+            "content": user_content(self.content, self.images),
+        }
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        if self.tool_call_id:
+            message["tool_call_id"] = self.tool_call_id
+        return message
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        names = {f.name for f in fields(cls)}
+        values = {k: _none_if_missing(v) for k, v in data.items() if k in names}
+        created = values.get("created_at")
+        if isinstance(created, str):
+            values["created_at"] = datetime.fromisoformat(created)
+        elif hasattr(created, "to_pydatetime"):
+            values["created_at"] = created.to_pydatetime()
+        if values.get("created_at") is None:
+            values.pop("created_at", None)
+        elif values["created_at"].tzinfo is None:
+            values["created_at"] = values["created_at"].replace(tzinfo=timezone.utc)
+        for name in ("params", "images", "tool_calls"):
+            if isinstance(values.get(name), str):
+                values[name] = json.loads(values[name])
+        for name in ("params", "images"):
+            if values.get(name) is None:
+                values.pop(name, None)
+        for name in ("turn", "prompt_tokens", "completion_tokens", "total_tokens"):
+            if values.get(name) is not None:
+                values[name] = int(values[name])
+        for name in ("ttft_s", "duration_s", "cost_usd"):
+            if values.get(name) is not None:
+                values[name] = float(values[name])
+        if "cached" in values:
+            values["cached"] = bool(values["cached"])
+        return cls(**values)
+
+
+COLUMNS = [f.name for f in fields(Message)]
+_INT_COLUMNS = ["turn", "prompt_tokens", "completion_tokens", "total_tokens"]
+_FLOAT_COLUMNS = ["ttft_s", "duration_s", "cost_usd"]
+_STRING_COLUMNS = [
+    "conversation_id", "message_id", "role", "content", "model", "finish_reason", "error",
+    "source", "tool_call_id",
+]  # fmt: skip
+
+
+def _none_if_missing(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    pd = sys.modules.get("pandas")
+    if pd is not None and (value is pd.NA or value is pd.NaT):
+        return None
+    return value
+
+
+def messages_to_dataframe(messages: list[Message]) -> pd.DataFrame:
+    """One row per message, with UTC datetimes and nullable numbers."""
+    import pandas as pd
+
+    frame = pd.DataFrame([asdict(m) for m in messages], columns=COLUMNS)
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    for name in _INT_COLUMNS:
+        frame[name] = frame[name].astype("Int64")
+    for name in _FLOAT_COLUMNS:
+        frame[name] = frame[name].astype("Float64")
+    for name in _STRING_COLUMNS:
+        frame[name] = frame[name].astype("string")
+    frame["cached"] = frame["cached"].astype("boolean")
+    return frame
+
+
+def messages_from_dataframe(frame: pd.DataFrame) -> list[Message]:
+    """Read rows written by :func:`messages_to_dataframe` (or a CSV/Parquet copy of them)."""
+    missing = {"role", "content"} - set(frame.columns)
+    if missing:
+        raise ParameterError(
+            f"the DataFrame lacks the column(s) {sorted(missing)}; it needs role and content."
+        )
+    return [Message.from_dict(row) for row in frame.to_dict(orient="records")]

@@ -1,0 +1,396 @@
+"""One streamed exchange: ``Reply`` (sync) and ``AsyncReply``, over one chunk assembler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._errors import OxenError, StreamError, status_error
+from ._records import Message
+from ._sse import SSEDecoder
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._session import Session
+
+__all__ = ["AsyncReply", "Reply"]
+
+
+class _Assembler:
+    """Folds ``chat.completion.chunk`` payloads into text, tool calls, usage and a finish reason."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+        self.events = 0
+
+    def feed(self, data: str) -> str | None:
+        """Take one event's data; return its text delta, if any."""
+        self.events += 1
+        if data == "[DONE]":
+            self.done = True
+            return None
+        if not data.strip():
+            return None
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise StreamError(
+                f"the stream sent malformed data ({data[:60]!r}); the partial reply was kept."
+            ) from None
+        if not isinstance(chunk, dict):
+            raise StreamError(f"the stream sent unexpected data ({data[:60]!r}).")
+        if chunk.get("error"):
+            raise status_error(None, chunk)
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        choices = chunk.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        delta = choice.get("delta") or choice.get("message") or {}
+        if delta.get("tool_calls"):
+            self._merge_tool_calls(delta["tool_calls"])
+        content = delta.get("content")
+        if content:
+            self.parts.append(content)
+            return content
+        return None
+
+    def _merge_tool_calls(self, fragments: list[dict[str, Any]]) -> None:
+        for position, fragment in enumerate(fragments):
+            index = fragment.get("index", position)
+            call = self.tool_calls.setdefault(
+                index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            if fragment.get("id"):
+                call["id"] = fragment["id"]
+            if fragment.get("type"):
+                call["type"] = fragment["type"]
+            function = fragment.get("function") or {}
+            if function.get("name"):
+                call["function"]["name"] += function["name"]
+            if function.get("arguments"):
+                call["function"]["arguments"] += function["arguments"]
+
+
+class _Exchange:
+    """The state both reply flavours share: request, assembler, timing, and the finish."""
+
+    def __init__(self, session: Session, request: dict[str, Any]) -> None:
+        self.session = session
+        self.request = request
+        self.user_message: Message = request["user"]
+        self.model: str = request["model"]
+        self.message: Message | None = None
+        self.error: OxenError | None = None
+        self._assembler = _Assembler()
+        self._decoder = SSEDecoder()
+        self._started = False
+        self._finished = False
+        self._stop = threading.Event()
+        self._response: Any = None
+        self._t0 = 0.0
+        self._ttft: float | None = None
+
+    # -- what users read ----------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The reply's text so far (all of it, once finished)."""
+        return "".join(self._assembler.parts)
+
+    @property
+    def finish_reason(self) -> str | None:
+        if self.message is not None:
+            return self.message.finish_reason
+        return None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        return self._assembler.usage
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [self._assembler.tool_calls[i] for i in sorted(self._assembler.tool_calls)]
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def __repr__(self) -> str:
+        state = self.finish_reason or ("streaming" if self._started else "not started")
+        return f"<{type(self).__name__} {self.model} {state}: {self.text[:60]!r}>"
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+    # -- shared steps -------------------------------------------------------------------------
+
+    def _check_fresh(self) -> None:
+        if self._started:
+            raise RuntimeError(
+                "this reply was already consumed; read reply.text, or send again with session.stream()."
+            )
+        self._started = True
+
+    def _begin(self) -> None:
+        self._t0 = time.perf_counter()
+        self.session._begin(self)
+
+    def _take(self, chunk: bytes) -> list[str]:
+        deltas = []
+        for event in self._decoder.feed(chunk):
+            delta = self._assembler.feed(event.data)
+            if delta:
+                if self._ttft is None:
+                    self._ttft = time.perf_counter() - self._t0
+                deltas.append(delta)
+            if self._assembler.done:
+                break
+        return deltas
+
+    def _check_end(self) -> None:
+        for event in self._decoder.end():
+            self._assembler.feed(event.data)
+        if not self._assembler.done and not self._assembler.finish_reason:
+            raise StreamError(
+                "the connection closed before the reply was complete; the partial reply was kept."
+            )
+
+    def _broken(self, exc: BaseException) -> OxenError:
+        import httpx
+
+        if isinstance(exc, OxenError):
+            return exc
+        if isinstance(exc, httpx.TimeoutException):
+            return StreamError(
+                "the stream stalled past the read timeout; the partial reply was kept "
+                "(raise Session(timeout=...) for slow models)."
+            )
+        if isinstance(exc, httpx.HTTPError):
+            return StreamError(
+                f"the connection broke mid-reply ({type(exc).__name__}); the partial reply was kept."
+            )
+        raise exc
+
+    def _finish(self, reason: str | None = None, error: OxenError | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.error = error
+        assembler = self._assembler
+        if reason is None:
+            reason = "error" if error else (assembler.finish_reason or "stop")
+        usage = assembler.usage or {}
+        self.message = Message(
+            role="assistant",
+            content=self.text,
+            model=self.model,
+            params=dict(self.user_message.params),
+            finish_reason=reason,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            total_tokens=usage.get("total_tokens"),
+            ttft_s=self._ttft,
+            duration_s=(time.perf_counter() - self._t0) if self._t0 else None,
+            error=str(error) if error else None,
+            source=self.user_message.source,
+            tool_calls=self.tool_calls or None,
+        )
+        self.session._end(self)
+
+    def stop(self) -> None:
+        """Stop streaming from any thread; the partial reply is kept as ``interrupted``."""
+        self._stop.set()
+        self._close_response()
+
+    def _close_response(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            # Closing from another thread may race the reader; it stops either way.
+            with contextlib.suppress(Exception):
+                response.close()
+
+
+class Reply(_Exchange):
+    """A streamed reply. Iterate it for text deltas; use it as a context manager to close early.
+
+    Iterating sends the request. Leaving early (``break``, ``close()``, an exception, Ctrl-C) closes
+    the HTTP response at once and records the partial text with finish_reason ``interrupted``.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        self._check_fresh()
+        return self._run()
+
+    def _run(self) -> Iterator[str]:
+        self._begin()
+        try:
+            response = self.session._client_for(self.model).send(
+                "POST",
+                "/chat/completions",
+                json=self.request["body"],
+                headers=self.request["headers"],
+                stream=True,
+                model=self.model,
+            )
+            self._response = response
+            chunks = () if self._stop.is_set() else response.iter_bytes()
+            for chunk in chunks:
+                for delta in self._take(chunk):
+                    self.session._delta(self, delta)
+                    yield delta
+                if self._assembler.done or self._stop.is_set():
+                    break
+            if self._stop.is_set():
+                self._finish("interrupted")
+                return
+            if not self._assembler.done:
+                self._check_end()
+        except GeneratorExit:
+            self._close_response()
+            self._finish("interrupted")
+            raise
+        except BaseException as exc:
+            self._close_response()
+            if self._stop.is_set():
+                self._finish("interrupted")
+                return
+            if not isinstance(exc, Exception):
+                self._finish("interrupted")
+                raise
+            error = self._broken(exc)
+            self._finish(error=error)
+            raise error from (None if error is exc else exc)
+        self._close_response()
+        self._finish()
+
+    def consume(self) -> Reply:
+        """Read the whole reply; return it. Raises the request's error, after recording it."""
+        if not self._started:
+            for _ in self:
+                pass
+        elif self.error is not None:
+            raise self.error
+        return self
+
+    def close(self) -> None:
+        """Close the HTTP response now; an unfinished reply is recorded as ``interrupted``."""
+        self._close_response()
+        if self._started and not self._finished:
+            self._finish("interrupted")
+
+    def __enter__(self) -> Reply:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncReply(_Exchange):
+    """The async twin of :class:`Reply`: ``async for delta in reply``; ``await reply.aclose()``."""
+
+    _task: asyncio.Task | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        self._check_fresh()
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[str]:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        await self.session._abegin(self)
+        try:
+            response: httpx.Response = await self.session._client_for(self.model).asend(
+                "POST",
+                "/chat/completions",
+                json=self.request["body"],
+                headers=self.request["headers"],
+                stream=True,
+                model=self.model,
+            )
+            self._response = response
+            async for chunk in response.aiter_bytes():
+                for delta in self._take(chunk):
+                    self.session._delta(self, delta)
+                    yield delta
+                if self._assembler.done or self._stop.is_set():
+                    break
+            if not self._stop.is_set() and not self._assembler.done:
+                self._check_end()
+        except GeneratorExit:
+            self._finish("interrupted")
+            self._close_async()
+            raise
+        except BaseException as exc:
+            self._close_async()
+            if self._stop.is_set() and isinstance(exc, asyncio.CancelledError):
+                if sys.version_info >= (3, 11) and self._task is not None:
+                    self._task.uncancel()
+                self._finish("interrupted")
+                return
+            if not isinstance(exc, Exception):
+                self._finish("interrupted")
+                raise
+            error = self._broken(exc)
+            self._finish(error=error)
+            raise error from (None if error is exc else exc)
+        self._close_async()
+        self._finish("interrupted" if self._stop.is_set() else None)
+
+    def _close_async(self) -> None:
+        response, self._response = self._response, None
+        if response is not None and self._loop is not None:
+            self._loop.create_task(response.aclose())
+
+    def stop(self) -> None:
+        """Stop streaming from any thread or task; the partial reply is kept as ``interrupted``."""
+        self._stop.set()
+        loop, task = self._loop, self._task
+        if loop is None or task is None or task.done():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            if task is not asyncio.current_task():
+                task.cancel()
+        else:
+            loop.call_soon_threadsafe(task.cancel)
+
+    async def consume(self) -> AsyncReply:
+        """Read the whole reply; return it. Raises the request's error, after recording it."""
+        if not self._started:
+            async for _ in self:
+                pass
+        elif self.error is not None:
+            raise self.error
+        return self
+
+    async def aclose(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            await response.aclose()
+        if self._started and not self._finished:
+            self._finish("interrupted")
+
+    async def __aenter__(self) -> AsyncReply:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

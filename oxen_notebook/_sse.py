@@ -1,0 +1,91 @@
+"""Server-sent events: bytes in, events out, following the WHATWG event-stream rules.
+
+Lines end in CRLF, LF or CR; a blank line dispatches the event; ``data:`` lines are joined with
+``\\n``; lines starting with ``:`` are comments; unknown fields are ignored; one leading space after
+the colon is dropped; a leading BOM is dropped. Reads may split lines, events and UTF-8 sequences
+anywhere. An event not ended by a blank line when the stream closes is not dispatched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SSEDecoder", "ServerSentEvent"]
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    data: str
+    event: str = "message"
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Incremental decoder. ``feed(bytes)`` returns the events completed by those bytes."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._started = False
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+        self._retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if not self._started:
+            if len(buffer) < 3 and b"\xef\xbb\xbf".startswith(buffer):
+                self._buffer = buffer
+                return []
+            self._started = True
+            if buffer.startswith(b"\xef\xbb\xbf"):
+                buffer = buffer[3:]
+        if b"\r" in buffer:
+            # A CR at the very end may be the first half of a CRLF: keep it for the next read.
+            tail = b"\r" if buffer.endswith(b"\r") else b""
+            if tail:
+                buffer = buffer[:-1]
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lines = buffer.split(b"\n")
+            lines[-1] += tail
+        else:
+            lines = buffer.split(b"\n")
+        self._buffer = lines.pop()
+        events: list[ServerSentEvent] = []
+        for raw in lines:
+            self._line(raw, events)
+        return events
+
+    def end(self) -> list[ServerSentEvent]:
+        """The stream closed: a line ended by a lone CR still counts; an unfinished event does not."""
+        events: list[ServerSentEvent] = []
+        if self._buffer.endswith(b"\r"):
+            self._line(self._buffer[:-1], events)
+        self._buffer = b""
+        return events
+
+    def _line(self, raw: bytes, events: list[ServerSentEvent]) -> None:
+        if not raw:
+            if self._data:
+                events.append(
+                    ServerSentEvent("\n".join(self._data), self._event or "message", self._id, self._retry)
+                )
+            self._data = []
+            self._event = ""
+            return
+        line = raw.decode("utf-8", "replace")
+        if line[0] == ":":
+            return
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)

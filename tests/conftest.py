@@ -1,0 +1,40 @@
+"""Shared fixtures: the loopback fake API and sessions pointed at it, isolated from the user's setup."""
+
+from __future__ import annotations
+
+import pytest
+
+from oxen_notebook import Session
+from tests.fake_api import FakeAPI
+
+TEST_KEY = "test-key"
+
+
+@pytest.fixture(scope="session")
+def _server():
+    with FakeAPI() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_api(_server: FakeAPI) -> FakeAPI:
+    """The loopback API server, with an empty queue and request log for each test."""
+    _server.reset()
+    _server.api_key = TEST_KEY
+    yield _server
+    _server.reset()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees the developer's key, Oxen config or base URL."""
+    monkeypatch.delenv("OXEN_API_KEY", raising=False)
+    monkeypatch.delenv("OXEN_BASE_URL", raising=False)
+    monkeypatch.setenv("OXEN_CONFIG_DIR", str(tmp_path_factory.mktemp("oxen-config")))
+
+
+@pytest.fixture
+def session(fake_api: FakeAPI) -> Session:
+    """A Session on the fake API with fast retries."""
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=5.0)
+    yield s

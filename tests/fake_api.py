@@ -1,0 +1,398 @@
+"""A loopback server that speaks Oxen's chat-completions API, SSE and all, with fault injection.
+
+Tests queue what the next requests get with ``server.enqueue(Script(...))`` or set
+``server.handler = fn(request_body) -> Script``; with neither, a request gets ``Echo: <prompt>``
+streamed a word at a time. Every request is recorded in ``server.requests``.
+
+Run it alone (for benchmarks or by hand): ``python tests/fake_api.py --port 8765``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+MODELS = ["gpt-5-2-chat-latest", "test-model", "cheap-model"]
+PRICING = {
+    "gpt-5-2-chat-latest": {"input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05},
+    "cheap-model": {"input_cost_per_token": 1e-07, "output_cost_per_token": 2e-07},
+}
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string"},
+        "messages": {"type": "array"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 16384},
+    },
+}
+
+
+@dataclass
+class Script:
+    """What one request gets back. ``chunks`` are text deltas; ``text`` is split into words."""
+
+    text: str | None = None
+    chunks: list[str] | None = None
+    status: int = 200
+    error: dict[str, Any] | None = None  # error body for a non-200 status
+    headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str | None = "stop"
+    usage: dict[str, int] | None | bool = True  # True: computed; None/False: no usage chunk
+    done: bool = True  # send data: [DONE]
+    latency: float = 0.0  # before the response starts
+    delay: float = 0.0  # between chunks
+    drop_after: int | None = None  # close the connection after K chunks
+    malformed_after: int | None = None  # send a broken JSON line after K chunks
+    error_event_after: int | None = None  # send an in-stream {"error": ...} after K chunks
+    error_event: dict[str, Any] | None = None
+    stall_after: int | None = None  # stop sending (without closing) after K chunks
+    stall_seconds: float = 30.0
+    crlf: bool = False
+    comments: bool = False  # ": keep-alive" comments and unknown fields between events
+    byte_by_byte: bool = False  # flush every byte separately
+    tool_calls: list[dict[str, Any]] | None = None  # full tool calls, streamed in fragments
+    raw: bytes | None = None  # the exact body to send
+    batch_write: bool = False  # build the whole body first, write it at once (benchmarks)
+
+
+def chunk_payload(model: str, index: int, delta: dict[str, Any], finish: str | None = None) -> dict:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _prompt_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+            return str(content)
+    return ""
+
+
+def echo(body: dict[str, Any]) -> Script:
+    return Script(text=f"Echo: {_prompt_text(body)}")
+
+
+class FakeAPI:
+    """The server. Use as a context manager, or ``start()``/``stop()``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.models = list(MODELS)
+        self.api_key: str | None = "test-key"  # None accepts any key
+        self.handler: Callable[[dict[str, Any]], Script] | None = None
+        self._queue: collections.deque[Script] = collections.deque()
+        self._lock = threading.Lock()
+        self.closed_early = 0  # responses whose client went away before the end
+        self.open_streams = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server._get(self)
+
+            def do_POST(self) -> None:
+                server._post(self)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://{host}:{self.port}/api/ai"
+        self._thread: threading.Thread | None = None
+
+    # -- control ----------------------------------------------------------------------------------
+
+    def start(self) -> FakeAPI:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> FakeAPI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def enqueue(self, *scripts: Script) -> None:
+        with self._lock:
+            self._queue.extend(scripts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.handler = None
+            self.closed_early = 0
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
+
+    def _next_script(self, body: dict[str, Any]) -> Script:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        return (self.handler or echo)(body)
+
+    # -- handlers ---------------------------------------------------------------------------------
+
+    def _record(self, handler: BaseHTTPRequestHandler, body: Any) -> None:
+        with self._lock:
+            self.requests.append(
+                {
+                    "method": handler.command,
+                    "path": handler.path,
+                    "headers": dict(handler.headers.items()),
+                    "body": body,
+                    "time": time.monotonic(),
+                }
+            )
+
+    def _send_json(self, handler: BaseHTTPRequestHandler, status: int, payload: Any, headers=None) -> None:
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("x-request-id", f"req-{len(self.requests)}")
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
+        if self.api_key is None:
+            return True
+        if handler.headers.get("Authorization") == f"Bearer {self.api_key}":
+            return True
+        self._send_json(
+            handler,
+            401,
+            {
+                "error": {"type": "unauthenticated", "title": "Unauthenticated", "detail": "Invalid API key"},
+                "status": "error",
+                "status_message": "unauthenticated",
+            },
+        )
+        return False
+
+    def _model(self, model_id: str) -> dict[str, Any]:
+        return {
+            "id": model_id,
+            "display_name": model_id.replace("-", " ").title(),
+            "description": f"The {model_id} model",
+            "developer": {"name": "Fake"},
+            "capabilities": {"input": ["text", "image"], "output": ["text"]},
+            "pricing": PRICING.get(model_id, {}),
+            "request_schema": SCHEMA if model_id == "gpt-5-2-chat-latest" else None,
+        }
+
+    def _get(self, handler: BaseHTTPRequestHandler) -> None:
+        self._record(handler, None)
+        if not self._authorized(handler):
+            return
+        path = handler.path.split("?")[0]
+        if path.endswith("/models"):
+            self._send_json(handler, 200, {"object": "list", "data": [self._model(m) for m in self.models]})
+            return
+        name = path.rsplit("/models/", 1)[-1] if "/models/" in path else None
+        if name in self.models:
+            self._send_json(handler, 200, self._model(name))
+        else:
+            self._send_json(
+                handler,
+                404,
+                {"error": {"type": "resource_not_found", "title": "Not found", "detail": f"Model not found: {name}"}},
+            )
+
+    def _post(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        self._record(handler, body)
+        if not self._authorized(handler):
+            return
+        if not handler.path.endswith("/chat/completions") or not isinstance(body, dict):
+            self._send_json(handler, 400, {"error": {"message": "bad request"}})
+            return
+        if body.get("model") not in self.models:
+            self._send_json(
+                handler,
+                404,
+                {
+                    "error": {
+                        "type": "resource_not_found",
+                        "title": "Not found",
+                        "detail": f"Model not found: {body.get('model')}",
+                    },
+                    "status": "error",
+                    "status_message": "resource_not_found",
+                },
+            )
+            return
+        script = self._next_script(body)
+        if script.latency:
+            time.sleep(script.latency)
+        if script.status != 200:
+            self._send_json(handler, script.status, script.error or {"error": {"message": "error"}}, script.headers)
+            return
+        if not body.get("stream"):
+            text = script.text if script.text is not None else "".join(script.chunks or [])
+            self._send_json(
+                handler,
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": _usage(body, text),
+                },
+            )
+            return
+        self._stream(handler, body, script)
+
+    def _stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Connection", "close")
+        handler.send_header("x-request-id", f"req-{len(self.requests)}")
+        for name, value in script.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.close_connection = True
+        sock = handler.connection
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self.open_streams += 1
+        try:
+            self._write_events(handler, body, script)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            with self._lock:
+                self.closed_early += 1
+        finally:
+            with self._lock:
+                self.open_streams -= 1
+
+    def _write_events(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script) -> None:
+        model = body["model"]
+        nl = "\r\n" if script.crlf else "\n"
+        out = handler.wfile
+        pending: list[bytes] = []
+
+        def emit(text: str) -> None:
+            data = text.encode("utf-8")
+            if script.batch_write:
+                pending.append(data)
+            elif script.byte_by_byte:
+                for i in range(len(data)):
+                    out.write(data[i : i + 1])
+                    out.flush()
+            else:
+                out.write(data)
+                out.flush()
+
+        def event(payload: Any) -> str:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            extra = f": keep-alive{nl}id: 1{nl}unknown: x{nl}" if script.comments else ""
+            return f"{extra}data: {data}{nl}{nl}"
+
+        if script.raw is not None:
+            emit(script.raw.decode("utf-8", "surrogateescape"))
+            return
+        if script.chunks is not None:
+            chunks = script.chunks
+        else:
+            words = (script.text or "").split(" ")
+            chunks = [w if i == 0 else " " + w for i, w in enumerate(words)] if script.text else []
+        emit(event(chunk_payload(model, 0, {"role": "assistant", "content": ""})))
+        for i, text in enumerate(chunks):
+            if script.drop_after is not None and i == script.drop_after:
+                out.flush()
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if script.malformed_after is not None and i == script.malformed_after:
+                emit(f'data: {{"choices": [{{"delta": {{"content": "oops{nl}{nl}')
+                return
+            if script.error_event_after is not None and i == script.error_event_after:
+                emit(event(script.error_event or {"error": {"type": "unknown_error", "title": "Upstream failed", "detail": "model crashed"}}))
+                return
+            if script.stall_after is not None and i == script.stall_after:
+                out.flush()
+                time.sleep(script.stall_seconds)
+                return
+            if script.delay:
+                time.sleep(script.delay)
+            emit(event(chunk_payload(model, i, {"content": text})))
+        for index, call in enumerate(script.tool_calls or []):
+            args = call["function"]["arguments"]
+            half = len(args) // 2
+            first = {"index": index, "id": call["id"], "type": "function",
+                     "function": {"name": call["function"]["name"], "arguments": args[:half]}}  # fmt: skip
+            emit(event(chunk_payload(model, 0, {"tool_calls": [first]})))
+            emit(event(chunk_payload(model, 0, {"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]})))
+        if script.finish_reason:
+            emit(event(chunk_payload(model, 0, {}, script.finish_reason)))
+        wants_usage = (body.get("stream_options") or {}).get("include_usage")
+        if script.usage is not False and script.usage is not None and wants_usage:
+            usage = _usage(body, "".join(chunks)) if script.usage is True else script.usage
+            emit(event({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                        "choices": [], "usage": usage}))  # fmt: skip
+        if script.done:
+            emit(event("[DONE]"))
+        if pending:
+            out.write(b"".join(pending))
+            out.flush()
+
+
+def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
+    completion = len(text.split())
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--chunks", type=int, default=0, help="stream this many 'x' chunks per request")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each response")
+    args = parser.parse_args()
+    server = FakeAPI(port=args.port)
+    server.api_key = None
+    if args.chunks:
+        server.handler = lambda body: Script(chunks=["x"] * args.chunks, batch_write=True, latency=args.latency)
+    elif args.latency:
+        server.handler = lambda body: Script(text=f"Echo: {_prompt_text(body)}", latency=args.latency)
+    print(f"listening on {server.base_url}", flush=True)
+    server.httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
