@@ -145,11 +145,18 @@ class Client:
             return client
 
     def close(self) -> None:
+        """Close the sync client; forget the async ones (each belongs to its own event loop)."""
         with self._lock:
             if self._sync_client is not None:
                 self._sync_client.close()
                 self._sync_client = None
             self._async_clients.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def _error(self, response: httpx.Response, model: str | None) -> APIStatusError:
         secret = self.api_key.reveal() if self.api_key else None

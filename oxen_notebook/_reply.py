@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import sys
 import threading
 import time
@@ -215,14 +216,18 @@ class _Exchange:
     def stop(self) -> None:
         """Stop streaming from any thread; the partial reply is kept as ``interrupted``."""
         self._stop.set()
-        self._close_response()
+        response = self._response
+        stream = response.extensions.get("network_stream") if response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            # Closing the response from here would not wake a reader blocked in recv(); this does.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _close_response(self) -> None:
         response, self._response = self._response, None
         if response is not None:
-            # Closing from another thread may race the reader; it stops either way.
-            with contextlib.suppress(Exception):
-                response.close()
+            response.close()
 
 
 class Reply(_Exchange):
@@ -333,11 +338,11 @@ class AsyncReply(_Exchange):
             if not self._stop.is_set() and not self._assembler.done:
                 self._check_end()
         except GeneratorExit:
+            await self._aclose_response()
             self._finish("interrupted")
-            self._close_async()
             raise
         except BaseException as exc:
-            self._close_async()
+            await self._aclose_response()
             if self._stop.is_set() and isinstance(exc, asyncio.CancelledError):
                 if sys.version_info >= (3, 11) and self._task is not None:
                     self._task.uncancel()
@@ -349,13 +354,13 @@ class AsyncReply(_Exchange):
             error = self._broken(exc)
             self._finish(error=error)
             raise error from (None if error is exc else exc)
-        self._close_async()
+        await self._aclose_response()
         self._finish("interrupted" if self._stop.is_set() else None)
 
-    def _close_async(self) -> None:
+    async def _aclose_response(self) -> None:
         response, self._response = self._response, None
-        if response is not None and self._loop is not None:
-            self._loop.create_task(response.aclose())
+        if response is not None:
+            await response.aclose()
 
     def stop(self) -> None:
         """Stop streaming from any thread or task; the partial reply is kept as ``interrupted``."""
@@ -383,9 +388,8 @@ class AsyncReply(_Exchange):
         return self
 
     async def aclose(self) -> None:
-        response, self._response = self._response, None
-        if response is not None:
-            await response.aclose()
+        """Close the HTTP response now; an unfinished reply is recorded as ``interrupted``."""
+        await self._aclose_response()
         if self._started and not self._finished:
             self._finish("interrupted")
 

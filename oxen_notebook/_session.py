@@ -105,6 +105,18 @@ class Session:
         turns = sum(1 for m in self._messages if m.role == "user")
         return f"Session(model={self.model!r}, turns={turns}, base_url={self.base_url!r})"
 
+    def close(self) -> None:
+        """Close the HTTP connections (a closed session reopens them if used again)."""
+        self._hosted.close()
+        if self._local is not None:
+            self._local.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- configuration --------------------------------------------------------------------------
 
     @property

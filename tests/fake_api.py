@@ -15,9 +15,10 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 MODELS = ["gpt-5-2-chat-latest", "test-model", "cheap-model"]
 PRICING = {
@@ -45,7 +46,7 @@ class Script:
     error: dict[str, Any] | None = None  # error body for a non-200 status
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str | None = "stop"
-    usage: dict[str, int] | None | bool = True  # True: computed; None/False: no usage chunk
+    usage: dict[str, int] | bool | None = True  # True: computed; None/False: no usage chunk
     done: bool = True  # send data: [DONE]
     latency: float = 0.0  # before the response starts
     delay: float = 0.0  # between chunks
@@ -223,7 +224,13 @@ class FakeAPI:
             self._send_json(
                 handler,
                 404,
-                {"error": {"type": "resource_not_found", "title": "Not found", "detail": f"Model not found: {name}"}},
+                {
+                    "error": {
+                        "type": "resource_not_found",
+                        "title": "Not found",
+                        "detail": f"Model not found: {name}",
+                    }
+                },
             )
 
     def _post(self, handler: BaseHTTPRequestHandler) -> None:
@@ -258,7 +265,9 @@ class FakeAPI:
         if script.latency:
             time.sleep(script.latency)
         if script.status != 200:
-            self._send_json(handler, script.status, script.error or {"error": {"message": "error"}}, script.headers)
+            self._send_json(
+                handler, script.status, script.error or {"error": {"message": "error"}}, script.headers
+            )
             return
         if not body.get("stream"):
             text = script.text if script.text is not None else "".join(script.chunks or [])
@@ -270,7 +279,11 @@ class FakeAPI:
                     "object": "chat.completion",
                     "model": body["model"],
                     "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
                     ],
                     "usage": _usage(body, text),
                 },
@@ -342,7 +355,18 @@ class FakeAPI:
                 emit(f'data: {{"choices": [{{"delta": {{"content": "oops{nl}{nl}')
                 return
             if script.error_event_after is not None and i == script.error_event_after:
-                emit(event(script.error_event or {"error": {"type": "unknown_error", "title": "Upstream failed", "detail": "model crashed"}}))
+                emit(
+                    event(
+                        script.error_event
+                        or {
+                            "error": {
+                                "type": "unknown_error",
+                                "title": "Upstream failed",
+                                "detail": "model crashed",
+                            }
+                        }
+                    )
+                )
                 return
             if script.stall_after is not None and i == script.stall_after:
                 out.flush()
@@ -357,7 +381,13 @@ class FakeAPI:
             first = {"index": index, "id": call["id"], "type": "function",
                      "function": {"name": call["function"]["name"], "arguments": args[:half]}}  # fmt: skip
             emit(event(chunk_payload(model, 0, {"tool_calls": [first]})))
-            emit(event(chunk_payload(model, 0, {"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]})))
+            emit(
+                event(
+                    chunk_payload(
+                        model, 0, {"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]}
+                    )
+                )
+            )
         if script.finish_reason:
             emit(event(chunk_payload(model, 0, {}, script.finish_reason)))
         wants_usage = (body.get("stream_options") or {}).get("include_usage")
@@ -387,7 +417,9 @@ def main() -> None:
     server = FakeAPI(port=args.port)
     server.api_key = None
     if args.chunks:
-        server.handler = lambda body: Script(chunks=["x"] * args.chunks, batch_write=True, latency=args.latency)
+        server.handler = lambda body: Script(
+            chunks=["x"] * args.chunks, batch_write=True, latency=args.latency
+        )
     elif args.latency:
         server.handler = lambda body: Script(text=f"Echo: {_prompt_text(body)}", latency=args.latency)
     print(f"listening on {server.base_url}", flush=True)
