@@ -10,6 +10,7 @@ retried only until the response starts; the reply decides what to do after that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -153,10 +154,8 @@ class Client:
             self._async_clients.clear()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     def _error(self, response: httpx.Response, model: str | None) -> APIStatusError:
         secret = self.api_key.reveal() if self.api_key else None

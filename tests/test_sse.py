@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +59,7 @@ STREAM = (
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
 def test_any_split_of_the_bytes_gives_the_same_events(cuts):
     bounds = [0, *sorted(cuts), len(STREAM)]
-    chunks = [STREAM[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [STREAM[a:b] for a, b in itertools.pairwise(bounds)]
     assert decode(*chunks) == decode(STREAM)
     assert [e.data for e in decode(STREAM)] == ['{"a": "é"}', "1\n2", "[DONE]", "🐂"]
 
@@ -69,5 +71,5 @@ def test_arbitrary_payloads_round_trip_through_any_split(payloads, data):
     body = "".join(f"data: {p}\n\n" for p in payloads).encode()
     cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=8))
     bounds = [0, *sorted(cuts), len(body)]
-    events = decode(*[body[a:b] for a, b in zip(bounds, bounds[1:])])
+    events = decode(*[body[a:b] for a, b in itertools.pairwise(bounds)])
     assert [e.data for e in events] == payloads
