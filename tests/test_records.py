@@ -32,7 +32,7 @@ def test_dataframe_has_one_row_per_message_with_dtypes(session, fake_api):
     assert isinstance(df["created_at"].dtype, pd.DatetimeTZDtype) and str(df["created_at"].dt.tz) == "UTC"
     assert str(df["total_tokens"].dtype) == "Int64"
     assert str(df["ttft_s"].dtype) == "Float64"
-    assert df.loc[2, "total_tokens"] == 7
+    assert df.loc[2, "total_tokens"] == 6  # the fake counts words: 4 in, 2 out
     assert pd.isna(df.loc[4, "total_tokens"])  # no usage came: unknown, not zero
     assert df.loc[1, "params"] == {"temperature": 0.3}
     assert df["conversation_id"].nunique() == 1
