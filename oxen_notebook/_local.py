@@ -202,18 +202,19 @@ def _define_llama_class() -> type:
 
 def load_model(path: Path) -> Any:
     """The loaded model for a GGUF file; loads it on first use, once per process."""
-    model = _models.get(path)
+    key = path.resolve()
+    model = _models.get(key)
     if model is not None:
         return model
     cls = _llama_class()
     with _load_lock:
-        model = _models.get(path)
+        model = _models.get(key)
         if model is None:
             try:
-                model = cls(model_path=str(path), n_ctx=_N_CTX, verbose=False)
+                model = cls(model_path=str(key), n_ctx=_N_CTX, verbose=False)
             except ValueError as exc:
                 raise _invalid(f"cannot load local model {path}: {exc}") from None
-            _models[path] = model
+            _models[key] = model
     return model
 
 

@@ -1,0 +1,360 @@
+"""The embedded local model with the real bundled SmolLM2 GGUF, through its httpx transports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip(
+    "llama_cpp",
+    reason="the local extra is not installed (pip install -e '.[local]'); CI installs it",
+)
+
+from oxen_notebook import MissingDependencyError, NotFoundError, _local
+from oxen_notebook._client import Client
+from oxen_notebook._local import LOCAL_BASE_URL, is_local_model, local_transports
+from oxen_notebook._sse import SSEDecoder
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+STORY = [{"role": "user", "content": "Write a very long story about a dragon who learns to paint."}]
+
+
+@pytest.fixture(scope="module")
+def transports() -> tuple[httpx.BaseTransport, httpx.AsyncBaseTransport]:
+    return local_transports()
+
+
+@pytest.fixture(scope="module")
+def client(transports: tuple[httpx.BaseTransport, httpx.AsyncBaseTransport]) -> httpx.Client:
+    with httpx.Client(base_url=LOCAL_BASE_URL, transport=transports[0]) as c:
+        yield c
+
+
+def chat(**body: Any) -> dict[str, Any]:
+    return {"model": "local", "messages": QUESTION, "temperature": 0, "seed": 7, **body}
+
+
+def events(raw: bytes) -> list[str]:
+    decoder = SSEDecoder()
+    return [e.data for e in decoder.feed(raw) + decoder.end()]
+
+
+def stream_text(client: httpx.Client, **body: Any) -> tuple[str, list[dict[str, Any]]]:
+    with client.stream("POST", "/chat/completions", json=chat(stream=True, **body)) as response:
+        assert response.status_code == 200
+        data = events(response.read())
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    return text, chunks
+
+
+def wait_until_free(limit: float = 2.0) -> float:
+    """Seconds until no generation holds the model."""
+    t0 = time.perf_counter()
+    while _local._generate_lock.locked() and time.perf_counter() - t0 < limit:
+        time.sleep(0.002)
+    return time.perf_counter() - t0
+
+
+def bundled_model() -> Any:
+    return _local.load_model(_local.model_path("local"))
+
+
+def test_local_model_names():
+    assert is_local_model("local")
+    assert is_local_model("local:/models/x.gguf")
+    assert not is_local_model("gpt-5-2-chat-latest")
+    assert not is_local_model("localhost-model")
+    assert not is_local_model(None)
+
+
+def test_stream_is_sse_with_deltas_finish_usage_and_done(client: httpx.Client):
+    with client.stream(
+        "POST",
+        "/chat/completions",
+        json=chat(stream=True, max_tokens=8, stream_options={"include_usage": True}),
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        raw = response.read()
+    assert raw.startswith(b"data: {") and raw.endswith(b"data: [DONE]\n\n")
+    data = events(raw)
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1 and chunks[0]["model"] == "local"
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    contents = [c["choices"][0]["delta"].get("content") for c in chunks[1:-2]]
+    assert contents and all(contents)
+    assert chunks[-2]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "length"}
+    usage = chunks[-1]["usage"]
+    assert chunks[-1]["choices"] == []
+    assert usage["completion_tokens"] == 8
+    assert usage["prompt_tokens"] > 10
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 8
+
+
+def test_usage_chunk_only_when_asked(client: httpx.Client):
+    _, chunks = stream_text(client, max_tokens=4)
+    assert not any("usage" in c for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_reply_and_usage_match_llama_cpp_itself(client: httpx.Client):
+    text, chunks = stream_text(client, max_tokens=40, stream_options={"include_usage": True})
+    direct = bundled_model().create_chat_completion(QUESTION, temperature=0, seed=7, max_tokens=40)
+    assert text == direct["choices"][0]["message"]["content"]
+    assert chunks[-1]["usage"] == direct["usage"]
+    assert chunks[-2]["choices"][0]["finish_reason"] == direct["choices"][0]["finish_reason"]
+
+
+def test_temperature_zero_and_seed_give_the_same_short_reply(client: httpx.Client):
+    first, _ = stream_text(client, max_tokens=24)
+    second, _ = stream_text(client, max_tokens=24)
+    assert first.strip()
+    assert first == second
+
+
+def test_seeded_sampling_repeats(client: httpx.Client):
+    runs = [stream_text(client, max_tokens=24, temperature=0.9, seed=1234)[0] for _ in range(2)]
+    assert runs[0].strip() and runs[0] == runs[1]
+
+
+def test_stop_sequence_ends_with_stop(client: httpx.Client):
+    text, chunks = stream_text(client, messages=STORY, max_tokens=200, stop=["e"])
+    assert "e" not in text
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_non_stream_returns_chat_completion_json(client: httpx.Client):
+    response = client.post("/chat/completions", json=chat(max_tokens=12))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion" and body["model"] == "local"
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant" and choice["message"]["content"].strip()
+    assert choice["finish_reason"] in ("stop", "length")
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert 0 < usage["completion_tokens"] <= 12
+    streamed, _ = stream_text(client, max_tokens=12)
+    assert streamed == choice["message"]["content"]
+
+
+def test_close_stops_generation_within_half_a_second(client: httpx.Client):
+    model = bundled_model()
+    with client.stream("POST", "/chat/completions", json=chat(stream=True, messages=STORY)) as response:
+        received = response.iter_bytes()
+        for _ in range(10):
+            next(received)
+        t0 = time.perf_counter()
+        response.close()
+        closed_in = time.perf_counter() - t0
+    assert closed_in < 0.5
+    assert wait_until_free() < 0.5
+    evaluated = model.n_tokens
+    time.sleep(0.2)
+    assert model.n_tokens == evaluated  # nothing runs in the background
+
+
+def test_close_from_another_thread_stops_the_reader(client: httpx.Client):
+    with client.stream("POST", "/chat/completions", json=chat(stream=True, messages=STORY)) as response:
+        received = response.iter_bytes()
+        next(received)
+        closed_at: list[float] = []
+
+        def close() -> None:
+            closed_at.append(time.perf_counter())
+            response.close()
+
+        threading.Timer(0.3, close).start()
+        for _ in received:
+            pass
+        ended = time.perf_counter()
+    assert closed_at and ended - closed_at[0] < 0.5
+    assert wait_until_free() < 0.5
+
+
+def test_async_stream_and_aclose_stop_the_worker(transports):
+    async def run() -> tuple[str, float]:
+        async with httpx.AsyncClient(base_url=LOCAL_BASE_URL, transport=transports[1]) as ac:
+            async with ac.stream("POST", "/chat/completions", json=chat(stream=True, max_tokens=24)) as r:
+                full = events(await r.aread())
+            async with ac.stream("POST", "/chat/completions", json=chat(stream=True, messages=STORY)) as r:
+                count = 0
+                async for _ in r.aiter_bytes():
+                    count += 1
+                    if count == 10:
+                        break
+                t0 = time.perf_counter()
+                await r.aclose()
+                took = time.perf_counter() - t0
+        text = "".join(
+            json.loads(d)["choices"][0]["delta"].get("content", "") for d in full[:-1] if d.startswith("{")
+        )
+        return text, took
+
+    text, took = asyncio.run(run())
+    assert (
+        text == stream_text(httpx.Client(base_url=LOCAL_BASE_URL, transport=transports[0]), max_tokens=24)[0]
+    )
+    assert took < 0.5
+    assert not _local._generate_lock.locked()
+
+
+def test_concurrent_async_requests_are_serialized_and_correct(transports, client: httpx.Client):
+    prompts = ["Name a color.", "Name a fruit.", "Name an animal."]
+
+    async def run() -> list[str]:
+        async with httpx.AsyncClient(base_url=LOCAL_BASE_URL, transport=transports[1]) as ac:
+
+            async def one(prompt: str) -> str:
+                body = chat(messages=[{"role": "user", "content": prompt}], max_tokens=10)
+                response = await ac.post("/chat/completions", json=body)
+                return response.json()["choices"][0]["message"]["content"]
+
+            return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+    concurrent = asyncio.run(run())
+    sequential = [
+        client.post(
+            "/chat/completions",
+            json=chat(messages=[{"role": "user", "content": p}], max_tokens=10),
+        ).json()["choices"][0]["message"]["content"]
+        for p in prompts
+    ]
+    assert concurrent == sequential
+    assert all(concurrent)
+
+
+def test_bad_gguf_path_is_an_oxen_shaped_404(client: httpx.Client, tmp_path):
+    missing = tmp_path / "nope.gguf"
+    response = client.post("/chat/completions", json=chat(model=f"local:{missing}"))
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "type": "resource_not_found",
+        "title": "Model not found",
+        "detail": f"local model file not found: {missing}",
+    }
+
+
+def test_bad_gguf_path_maps_to_not_found_error_through_the_client(transports, tmp_path):
+    missing = tmp_path / "nope.gguf"
+    oxen = Client(LOCAL_BASE_URL, transport=transports[0], key_required=False, max_retries=0)
+    with pytest.raises(NotFoundError, match="local model file not found") as info:
+        oxen.send("POST", "/chat/completions", json=chat(model=f"local:{missing}"), model="local")
+    assert info.value.status == 404
+    assert str(missing) in str(info.value)
+
+
+def test_a_file_that_is_not_gguf_is_a_400(client: httpx.Client, tmp_path):
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model")
+    response = client.post("/chat/completions", json=chat(model=f"local:{junk}"))
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_params"
+    assert "cannot load local model" in response.json()["error"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is this?"},
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                        ],
+                    }
+                ]
+            },
+            "text only",
+        ),
+        ({"n": 2}, "n must be 1"),
+        ({"temperature": 3}, "temperature=3"),
+        ({"messages": []}, "messages must be a non-empty list"),
+    ],
+)
+def test_unsupported_or_invalid_params_are_400(client: httpx.Client, extra: dict, phrase: str):
+    response = client.post("/chat/completions", json=chat(**extra))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_params"
+    assert phrase in error["detail"]
+    assert not _local._generate_lock.locked()
+
+
+def test_prompt_longer_than_the_context_is_a_400(client: httpx.Client):
+    long = [{"role": "user", "content": "word " * 5000}]
+    response = client.post("/chat/completions", json=chat(messages=long, stream=True))
+    assert response.status_code == 400
+    assert "exceed context window" in response.json()["error"]["detail"]
+    assert not _local._generate_lock.locked()
+
+
+def test_text_content_parts_are_accepted(client: httpx.Client):
+    parts = [{"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]}]
+    with_parts = client.post("/chat/completions", json=chat(messages=parts, max_tokens=10)).json()
+    plain = client.post("/chat/completions", json=chat(max_tokens=10)).json()
+    assert with_parts["choices"][0]["message"] == plain["choices"][0]["message"]
+
+
+def test_json_object_response_format_gives_json(client: httpx.Client):
+    body = chat(
+        messages=[{"role": "user", "content": "Give a JSON object with a name and an age."}],
+        response_format={"type": "json_object"},
+        max_tokens=60,
+    )
+    content = client.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    assert content.lstrip().startswith("{")
+
+
+def test_models_listing_and_detail(client: httpx.Client, tmp_path):
+    listing = client.get("/models").json()
+    assert listing["object"] == "list"
+    [entry] = listing["data"]
+    assert entry["id"] == "local"
+    assert entry["capabilities"] == {"input": ["text"], "output": ["text"]}
+    assert entry["pricing"] == {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+    assert client.get("/models/local").json()["id"] == "local"
+    missing = client.get(f"/models/local:{tmp_path / 'x.gguf'}")
+    assert missing.status_code == 404
+    assert client.get("/models/gpt-5-2-chat-latest").status_code == 404
+
+
+def test_model_loads_once_per_path():
+    path = _local.model_path("local")
+    assert _local.load_model(path) is _local.load_model(path)
+    assert _local.model_path(f"local:{path}") == path
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(MissingDependencyError) as info:
+        local_transports()
+    message = str(info.value)
+    assert "pip install 'oxen-notebook[local]'" in message
+    assert "\n" not in message
+
+
+def test_importing_the_package_does_not_import_llama_cpp():
+    code = (
+        "import sys, oxen_notebook\n"
+        "from oxen_notebook._local import LOCAL_BASE_URL, is_local_model, local_transports\n"
+        "assert is_local_model('local')\n"
+        "print('llama_cpp' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
