@@ -9,7 +9,6 @@ retried only until the response starts; the reply decides what to do after that.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import threading
@@ -133,6 +132,8 @@ class Client:
 
     def async_client(self) -> httpx.AsyncClient:
         # An AsyncClient's connections belong to the loop that made them: one client per loop.
+        import asyncio
+
         loop = id(asyncio.get_running_loop())
         with self._lock:
             client = self._async_clients.get(loop)
@@ -260,6 +261,8 @@ class Client:
         model: str | None = None,
     ) -> httpx.Response:
         """The async twin of :meth:`send`."""
+        import asyncio
+
         import httpx
 
         client = self.async_client()

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import socket
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._cache import replay
 from ._errors import OxenError, StreamError, status_error
 from ._records import Message
 from ._sse import SSEDecoder
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
     from ._session import Session
@@ -105,6 +106,7 @@ class _Exchange:
         self._response: Any = None
         self._t0 = 0.0
         self._ttft: float | None = None
+        self.cached = False  # answered from the session's response cache
 
     # -- what users read ----------------------------------------------------------------------
 
@@ -210,6 +212,7 @@ class _Exchange:
             error=str(error) if error else None,
             source=self.user_message.source,
             tool_calls=self.tool_calls or None,
+            cached=self.cached,
         )
         self.session._end(self)
 
@@ -221,6 +224,8 @@ class _Exchange:
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is not None:
             # Closing the response from here would not wake a reader blocked in recv(); this does.
+            import socket
+
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
@@ -244,6 +249,13 @@ class Reply(_Exchange):
     def _run(self) -> Iterator[str]:
         self._begin()
         try:
+            hit = replay(self)
+            if hit is not None:
+                for delta in hit:
+                    self.session._delta(self, delta)
+                    yield delta
+                self._finish()
+                return
             response = self.session._client_for(self.model).send(
                 "POST",
                 "/chat/completions",
@@ -316,10 +328,19 @@ class AsyncReply(_Exchange):
         return self._run()
 
     async def _run(self) -> AsyncIterator[str]:
+        import asyncio
+
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         await self.session._abegin(self)
         try:
+            hit = replay(self)
+            if hit is not None:
+                for delta in hit:
+                    self.session._delta(self, delta)
+                    yield delta
+                self._finish()
+                return
             response: httpx.Response = await self.session._client_for(self.model).asend(
                 "POST",
                 "/chat/completions",
@@ -364,6 +385,8 @@ class AsyncReply(_Exchange):
 
     def stop(self) -> None:
         """Stop streaming from any thread or task; the partial reply is kept as ``interrupted``."""
+        import asyncio
+
         self._stop.set()
         loop, task = self._loop, self._task
         if loop is None or task is None or task.done():

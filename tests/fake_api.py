@@ -417,8 +417,12 @@ def main() -> None:
     server = FakeAPI(port=args.port)
     server.api_key = None
     if args.chunks:
+        # extra_body={"fake_chunks": N} asks for N chunks; the body is written at once so the server
+        # is not what a benchmark measures.
         server.handler = lambda body: Script(
-            chunks=["x"] * args.chunks, batch_write=True, latency=args.latency
+            chunks=["tok "] * int(body.get("fake_chunks", args.chunks)),
+            batch_write=True,
+            latency=args.latency,
         )
     elif args.latency:
         server.handler = lambda body: Script(text=f"Echo: {_prompt_text(body)}", latency=args.latency)
