@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -13,12 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._auth import Secret
+from ._cache import ResponseCache, open_cache, remember
 from ._client import DEFAULT_BASE_URL, Client
 from ._errors import OxenError, ParameterError, SessionBusyError
 from ._images import image_url
 from ._params import check_against_schema, validate_params
 from ._records import Message, messages_from_dataframe, messages_to_dataframe, new_id
 from ._reply import AsyncReply, Reply, _Exchange
+from ._usage import UsageLedger
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,6 +58,8 @@ class Session:
     ``model="local"`` (or ``"local:/path/model.gguf"``) uses the embedded llama.cpp model instead.
     ``defaults`` are request parameters (``temperature``, ``max_tokens``, ...) for every request;
     per-call keywords override them. ``journal="chat.jsonl"`` appends each message as it finishes.
+    ``cache=True`` answers repeated ``temperature=0`` requests from a local SQLite cache
+    (``"refresh"`` re-asks and overwrites, ``"always"`` caches any temperature, or give a file path).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Session:
         journal: str | os.PathLike[str] | None = None,
         source: str = "api",
         validate_schema: bool = True,
+        cache: bool | str | os.PathLike[str] | ResponseCache | None = None,
         **defaults: Any,
     ) -> None:
         if not model or not isinstance(model, str):
@@ -97,6 +101,10 @@ class Session:
         self._busy_thread: int | None = None
         self._observers: dict[str, list[Callable[[Event], Any]]] = {name: [] for name in EVENTS}
         self._schemas: dict[str, dict | None] = {}
+        self._model_infos: dict[str, dict[str, Any]] = {}
+        self.cache = open_cache(cache)
+        self._usage = UsageLedger()
+        self._batch_log: list[tuple[str, int, Message]] = []
         self.journal = Path(journal) if journal else None
         if system:
             self.system = system
@@ -178,7 +186,8 @@ class Session:
             return None
         if model not in self._schemas:
             try:
-                self._schemas[model] = self.model_info(model).get("request_schema")
+                self._model_infos[model] = self.model_info(model)
+                self._schemas[model] = self._model_infos[model].get("request_schema")
             except OxenError:
                 self._schemas[model] = None
         return self._schemas[model]
@@ -313,6 +322,9 @@ class Session:
     # -- the reply's side of the exchange (called by Reply) --------------------------------------
 
     def _begin(self, reply: _Exchange) -> None:
+        if not reply.request["history"]:  # one-shot requests touch no history: no lock
+            self._started(reply, None)
+            return
         me = threading.get_ident()
         if self._busy_thread == me:
             raise SessionBusyError(
@@ -322,13 +334,19 @@ class Session:
         self._started(reply, me)
 
     async def _abegin(self, reply: _Exchange) -> None:
+        if not reply.request["history"]:
+            self._started(reply, None)
+            return
+        import asyncio
+
         # Poll rather than block: the holder may be a task on this same loop.
         while not self._busy.acquire(blocking=False):
             await asyncio.sleep(0.005)
         self._started(reply, threading.get_ident())
 
-    def _started(self, reply: _Exchange, thread: int) -> None:
-        self._busy_thread = thread
+    def _started(self, reply: _Exchange, thread: int | None) -> None:
+        if thread is not None:
+            self._busy_thread = thread
         request = reply.request
         user: Message = request["user"]
         with self._state:
@@ -358,14 +376,20 @@ class Session:
         message.turn = user.turn
         message.conversation_id = user.conversation_id or self.conversation_id
         try:
+            self._usage.record(self, message, cached=reply.cached)
+            remember(reply)
+        except Exception:
+            _log.exception("oxen_notebook could not account for a reply")
+        try:
             if reply.request["history"]:
                 with self._state:
                     self._messages.append(message)
                 self._journal(message)
                 self._emit("message", message=message)
         finally:
-            self._busy_thread = None
-            self._busy.release()
+            if reply.request["history"]:
+                self._busy_thread = None
+                self._busy.release()
         self._emit("finish", reply=reply, message=message, error=reply.error)
 
     # -- observers ------------------------------------------------------------------------------
@@ -394,9 +418,67 @@ class Session:
 
     # -- export and persistence -----------------------------------------------------------------
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """One row per message: ids, turn, role, content, model, UTC time, params, usage, timing."""
+    def to_dataframe(self, *, batch: bool = False) -> pd.DataFrame:
+        """One row per message: ids, turn, role, content, model, UTC time, params, usage, timing.
+
+        ``batch=True`` gives the batch log instead: the rows :meth:`map` and :meth:`compare` sent,
+        with ``batch_id`` and ``row`` (the row's position in the data) first."""
+        if batch:
+            from ._batch import batch_log_frame
+
+            return batch_log_frame(self)
         return messages_to_dataframe(self.messages)
+
+    # -- prototyping at scale (machinery in _batch.py and _usage.py) -------------------------------
+
+    def map(
+        self,
+        data: Any,
+        template: str,
+        *,
+        concurrency: int = 8,
+        on_error: str = "record",
+        progress: bool | Callable[..., Any] = True,
+        **params: Any,
+    ) -> pd.DataFrame:
+        """Send ``template`` filled from each row of ``data`` (a DataFrame, a list of dicts, or a
+        list of strings for ``{}`` / ``{text}``) as one-shot requests, ``concurrency`` at a time.
+
+        Returns the data with ``reply``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``,
+        ``latency_s``, ``cost_usd``, ``cached`` and ``error`` columns, in the data's order.
+        ``on_error="raise"`` stops at the first failed row and raises its error; Ctrl-C (a kernel
+        interrupt) cancels the requests in flight and returns the rows that finished.
+        ``params`` (``model``, ``temperature``, ...) apply to every row."""
+        from ._batch import run_map
+
+        return run_map(
+            self, data, template, concurrency=concurrency, on_error=on_error, progress=progress, **params
+        )
+
+    def compare(
+        self,
+        template: str,
+        *,
+        models: list[str] | None = None,
+        params: list[dict[str, Any]] | None = None,
+        show: bool = True,
+        **variables: Any,
+    ) -> pd.DataFrame:
+        """Send one prompt (``template`` filled with ``variables``) to several ``models`` and/or
+        parameter sets (``params=[{"temperature": 0}, {"temperature": 1}]``) at once; return one
+        row per variant and, with ``show``, display the replies side by side."""
+        from ._batch import run_compare
+
+        return run_compare(self, template, models=models, params=params, show=show, **variables)
+
+    def usage(self) -> pd.DataFrame:
+        """Requests, cache hits, tokens and estimated cost per model so far (every entry point).
+        The cost is ``<NA>`` for models whose prices are not published."""
+        return self._usage.frame()
+
+    def usage_summary(self) -> str:
+        """The running totals in one line, e.g. ``"12 requests (3 cached) · 4,210 tokens · $0.0123"``."""
+        return self._usage.summary()
 
     @classmethod
     def from_dataframe(cls, frame: pd.DataFrame, **kwargs: Any) -> Session:

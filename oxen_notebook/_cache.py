@@ -1,0 +1,210 @@
+"""The response cache: finished replies in SQLite, keyed on what was asked, never on who asked.
+
+The key is a SHA-256 of the base URL and the request body (model, messages, parameters), without the
+streaming options and without the API key. One SQLite file in WAL mode, one connection per thread and
+a busy timeout, so the batch workers, the panel's thread and a second kernel can read and write it at
+the same time. Only complete replies are stored (finish reason ``stop``, ``length`` or ``tool_calls``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ParameterError
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from ._reply import _Exchange
+
+__all__ = ["MODES", "ResponseCache", "cache_key", "open_cache", "remember", "replay"]
+
+MODES = ("on", "refresh", "always")
+_STORED_REASONS = {"stop", "length", "tool_calls"}
+_UNKEYED = {"stream", "stream_options"}
+_log = logging.getLogger("oxen_notebook")
+
+
+def default_cache_path() -> Path:
+    """``responses.sqlite`` under the user cache directory (platformdirs)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("oxen_notebook", appauthor=False)) / "responses.sqlite"
+
+
+def cache_key(base_url: str, body: dict[str, Any]) -> str:
+    """A stable digest of the endpoint and the request body; the key is never part of it."""
+    keyed = {k: v for k, v in body.items() if k not in _UNKEYED}
+    text = json.dumps(
+        {"base_url": base_url.rstrip("/"), "body": keyed},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Finished replies in a SQLite file.
+
+    ``mode`` is ``"on"`` (read and write requests sent with ``temperature=0``), ``"refresh"`` (never
+    read, always write: re-asks and overwrites) or ``"always"`` (read and write whatever the
+    temperature). Change it at any time: ``session.cache.mode = "refresh"``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, mode: str = "on") -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.mode = mode
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._connect()  # fail now, not at the first request, if the path is unusable
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in MODES:
+            raise ParameterError(f"cache mode {value!r} is invalid: expected one of {', '.join(MODES)}.")
+        self._mode = value
+
+    def __repr__(self) -> str:
+        return f"ResponseCache(path={str(self.path)!r}, mode={self.mode!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 30000")
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS replies ("
+            " key TEXT PRIMARY KEY, model TEXT NOT NULL, created_at REAL NOT NULL, reply TEXT NOT NULL)"
+        )
+        self._local.connection = connection
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    def cacheable(self, body: dict[str, Any]) -> bool:
+        """Whether this request may be answered from, and stored in, the cache."""
+        return self.mode == "always" or body.get("temperature") == 0
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored reply for ``key`` (text, finish_reason, usage, tool_calls), or ``None``."""
+        row = self._connect().execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, model: str, reply: dict[str, Any]) -> None:
+        """Store (or replace) the reply for ``key``."""
+        self._connect().execute(
+            "INSERT OR REPLACE INTO replies (key, model, created_at, reply) VALUES (?, ?, ?, ?)",
+            (key, model, time.time(), json.dumps(reply, ensure_ascii=False)),
+        )
+
+    def lookup(self, base_url: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored reply for this request, if the mode allows reading it."""
+        if self.mode == "refresh" or not self.cacheable(body):
+            return None
+        return self.get(cache_key(base_url, body))
+
+    def __len__(self) -> int:
+        return self._connect().execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+
+    def clear(self) -> None:
+        """Delete every stored reply."""
+        self._connect().execute("DELETE FROM replies")
+
+    def close(self) -> None:
+        """Close every connection this cache opened (any thread)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+
+
+def open_cache(cache: bool | str | os.PathLike[str] | ResponseCache | None) -> ResponseCache | None:
+    """``Session(cache=...)``: ``True``, ``"refresh"``, ``"always"``, a file path, or a ``ResponseCache``."""
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, ResponseCache):
+        return cache
+    if cache is True:
+        return ResponseCache()
+    if isinstance(cache, str) and cache in MODES:
+        return ResponseCache(mode=cache)
+    if isinstance(cache, (str, os.PathLike)):
+        return ResponseCache(cache)
+    raise ParameterError(
+        f"cache={cache!r} is invalid: expected True, 'refresh', 'always', a file path or False."
+    )
+
+
+def _base_url(exchange: _Exchange) -> str:
+    return exchange.session._client_for(exchange.model).base_url
+
+
+def replay(exchange: _Exchange) -> list[str] | None:
+    """Answer ``exchange`` from its session's cache: fill it in and return its deltas, or ``None``."""
+    cache = exchange.session.cache
+    if cache is None:
+        return None
+    import sqlite3
+
+    try:
+        hit = cache.lookup(_base_url(exchange), exchange.request["body"])
+    except sqlite3.Error:
+        _log.warning("the oxen_notebook response cache could not be read", exc_info=True)
+        return None
+    if hit is None:
+        return None
+    assembler = exchange._assembler
+    text = hit.get("text") or ""
+    if text:
+        assembler.parts.append(text)
+    assembler.usage = hit.get("usage")
+    assembler.finish_reason = hit.get("finish_reason") or "stop"
+    assembler.tool_calls = dict(enumerate(hit.get("tool_calls") or []))
+    assembler.done = True
+    exchange.cached = True
+    return [text] if text else []
+
+
+def remember(exchange: _Exchange) -> None:
+    """Store ``exchange``'s reply if it finished and the cache takes it."""
+    cache = exchange.session.cache
+    message = exchange.message
+    if cache is None or message is None or exchange.cached or exchange.error is not None:
+        return
+    body = exchange.request["body"]
+    if message.finish_reason not in _STORED_REASONS or not cache.cacheable(body):
+        return
+    reply = {
+        "text": message.content,
+        "finish_reason": message.finish_reason,
+        "usage": exchange.usage,
+        "tool_calls": message.tool_calls,
+    }
+    import sqlite3
+
+    try:
+        cache.put(cache_key(_base_url(exchange), body), exchange.model, reply)
+    except sqlite3.Error:
+        _log.warning("the oxen_notebook response cache could not be written", exc_info=True)

@@ -1,0 +1,146 @@
+"""Progress for batches: an ipywidgets bar in a notebook, a text bar in a terminal, or a callback."""
+
+from __future__ import annotations
+
+import html
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+__all__ = ["BatchProgress", "make_progress"]
+
+
+@dataclass
+class BatchProgress:
+    """Where a batch stands: rows finished (``done``, including ``failed``) out of ``total``."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the batch started (until it ended)."""
+        return (self.ended or time.perf_counter()) - self.started
+
+    @property
+    def rate(self) -> float:
+        """Rows finished per second."""
+        elapsed = self.elapsed
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate (``None`` before the first row finishes)."""
+        rate = self.rate
+        return (self.total - self.done) / rate if rate > 0 else None
+
+    def line(self) -> str:
+        """``412/1000 · 3 failed · 85.2 rows/s · ETA 7s``."""
+        parts = [f"{self.done:,}/{self.total:,}"]
+        if self.failed:
+            parts.append(f"{self.failed:,} failed")
+        parts.append(f"{self.rate:.1f} rows/s")
+        if self.ended is None:
+            eta = self.eta
+            parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA ?")
+        else:
+            parts.append(f"in {_duration(self.elapsed)}")
+        return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class _Display:
+    def update(self, stats: BatchProgress) -> None: ...
+
+    def close(self, stats: BatchProgress, note: str | None) -> None: ...
+
+
+class _Callback(_Display):
+    def __init__(self, callback: Callable[[BatchProgress], Any]) -> None:
+        self.callback = callback
+
+    def update(self, stats: BatchProgress) -> None:
+        self.callback(stats)
+
+    def close(self, stats: BatchProgress, note: str | None) -> None:
+        pass
+
+
+class _TextBar(_Display):
+    width = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def _write(self, stats: BatchProgress, end: str) -> None:
+        filled = int(self.width * stats.done / stats.total) if stats.total else self.width
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {stats.line()}{end}")
+        self.stream.flush()
+
+    def update(self, stats: BatchProgress) -> None:
+        self._write(stats, "")
+
+    def close(self, stats: BatchProgress, note: str | None) -> None:
+        self._write(stats, f" · {note}\n" if note else "\n")
+
+
+class _WidgetBar(_Display):
+    def __init__(self, total: int) -> None:
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        self.bar = widgets.IntProgress(value=0, min=0, max=max(total, 1), description="oxen map")
+        self.label = widgets.HTML()
+        self.box = widgets.HBox([self.bar, self.label])
+        display(self.box)
+
+    def update(self, stats: BatchProgress) -> None:
+        with self.bar.hold_sync():
+            self.bar.value = stats.done
+        self.label.value = html.escape(stats.line())
+
+    def close(self, stats: BatchProgress, note: str | None) -> None:
+        self.update(stats)
+        self.bar.bar_style = "warning" if note else ("danger" if stats.failed else "success")
+        if note:
+            self.label.value = html.escape(f"{stats.line()} · {note}")
+
+
+def _in_notebook() -> bool:
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def make_progress(progress: bool | Callable[[BatchProgress], Any], total: int) -> _Display:
+    """A widget bar in a notebook kernel (a text bar if ipywidgets is missing), a text bar on
+    stderr elsewhere, nothing for ``False``, or ``progress(stats)`` for a callable."""
+    if callable(progress) and not isinstance(progress, bool):
+        return _Callback(progress)
+    if not progress:
+        return _Display()
+    if _in_notebook():
+        try:
+            return _WidgetBar(total)
+        except ImportError:
+            pass
+    return _TextBar(sys.stderr)
