@@ -88,6 +88,11 @@ def echo(body: dict[str, Any]) -> Script:
     return Script(text=f"Echo: {_prompt_text(body)}")
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when 16 clients connect at once.
+    request_queue_size = 256
+
+
 class FakeAPI:
     """The server. Use as a context manager, or ``start()``/``stop()``."""
 
@@ -114,7 +119,7 @@ class FakeAPI:
             def do_POST(self) -> None:
                 server._post(self)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = _Server((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://{host}:{self.port}/api/ai"
