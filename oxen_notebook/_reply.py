@@ -273,6 +273,7 @@ class Reply(_Exchange):
                 if self._assembler.done or self._stop.is_set():
                     break
             if self._stop.is_set():
+                self._close_response()
                 self._finish("interrupted")
                 return
             if not self._assembler.done:
