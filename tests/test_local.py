@@ -18,7 +18,7 @@ pytest.importorskip(
     reason="the local extra is not installed (pip install -e '.[local]'); CI installs it",
 )
 
-from oxen_notebook import MissingDependencyError, NotFoundError, _local
+from oxen_notebook import APIStatusError, MissingDependencyError, NotFoundError, Session, _local
 from oxen_notebook._client import Client
 from oxen_notebook._local import LOCAL_BASE_URL, is_local_model, local_transports
 from oxen_notebook._sse import SSEDecoder
@@ -358,3 +358,127 @@ def test_importing_the_package_does_not_import_llama_cpp():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- end to end through the Session --------------------------------------------------------------
+
+
+def test_session_local_ask_matches_llama_cpp_and_is_recorded():
+    s = Session(model="local", temperature=0, seed=7, max_tokens=16)
+    reply = s.ask("What is the capital of France?")
+    direct = bundled_model().create_chat_completion(
+        [{"role": "user", "content": "What is the capital of France?"}], temperature=0, seed=7, max_tokens=16
+    )
+    assert reply.text.strip()
+    assert reply.text == direct["choices"][0]["message"]["content"]
+    assert reply.usage == direct["usage"]
+    assert reply.finish_reason == direct["choices"][0]["finish_reason"]
+    user, assistant = s.messages
+    assert (user.role, user.content) == ("user", "What is the capital of France?")
+    assert assistant.model == "local" and assistant.content == reply.text
+    assert assistant.prompt_tokens == direct["usage"]["prompt_tokens"]
+    assert assistant.completion_tokens == direct["usage"]["completion_tokens"]
+    assert assistant.ttft_s is not None and assistant.duration_s >= assistant.ttft_s
+    second = s.ask("And of Germany?")
+    assert second.usage["prompt_tokens"] > reply.usage["total_tokens"]  # the history was sent
+    frame = s.to_dataframe()
+    assert list(frame["role"]) == ["user", "assistant", "user", "assistant"]
+    assert frame["content"].iloc[1] == reply.text
+    assert frame["completion_tokens"].iloc[3] == second.usage["completion_tokens"]
+    assert frame["model"].iloc[3] == "local"
+
+
+def test_session_stream_yields_deltas_in_order():
+    s = Session(model="local", temperature=0, seed=7, max_tokens=20)
+    deltas = list(s.stream("Name three colors."))
+    assert len(deltas) > 3
+    assert "".join(deltas) == s.messages[-1].content
+    assert s.messages[-1].finish_reason in ("stop", "length")
+
+
+def test_session_reply_close_stops_generation_within_half_a_second():
+    s = Session(model="local")
+    reply = s.stream("Write a very long story about a dragon who learns to paint.")
+    deltas = iter(reply)
+    partial = "".join(next(deltas) for _ in range(5))
+    t0 = time.perf_counter()
+    reply.close()
+    assert time.perf_counter() - t0 < 0.5
+    assert wait_until_free() < 0.5
+    assert reply.finish_reason == "interrupted"
+    assert s.messages[-1].content == partial
+    assert s.ask("Say hi.", max_tokens=3).text  # the model is free for the next reply
+
+
+def test_session_reply_stop_from_another_thread():
+    s = Session(model="local")
+    reply = s.stream("Write a very long story about a dragon who learns to paint.")
+    stopped_at: list[float] = []
+
+    def stop() -> None:
+        stopped_at.append(time.perf_counter())
+        reply.stop()
+
+    deltas = iter(reply)
+    next(deltas)
+    threading.Timer(0.3, stop).start()
+    rest = list(deltas)
+    assert stopped_at and time.perf_counter() - stopped_at[0] < 0.5
+    assert rest and reply.finish_reason == "interrupted"
+    assert wait_until_free() < 0.5
+
+
+def test_session_astream_and_aclose():
+    s = Session(model="local", temperature=0, seed=7)
+
+    async def run() -> tuple[str, float, str | None]:
+        reply = s.astream("Name a color.", max_tokens=6)
+        text = "".join([d async for d in reply])
+        long = s.astream("Write a very long story about a dragon.")
+        count = 0
+        async for _ in long:
+            count += 1
+            if count == 5:
+                break
+        t0 = time.perf_counter()
+        await long.aclose()
+        return text, time.perf_counter() - t0, long.finish_reason
+
+    text, took, reason = asyncio.run(run())
+    assert text.strip()
+    assert took < 0.5 and reason == "interrupted"
+    assert wait_until_free() < 0.5
+    assert s.messages[1].completion_tokens == 6
+
+
+def test_session_local_map_runs_every_row():
+    s = Session(model="local", temperature=0, seed=7)
+    frame = s.map(["Name a color.", "Name a fruit."], "{}", max_tokens=6, progress=False)
+    assert list(frame["completion_tokens"]) == [6, 6]
+    assert all(frame["reply"].str.len() > 0)
+    assert list(frame["cost_usd"]) == [0.0, 0.0]
+
+
+def test_session_bad_gguf_path_raises_not_found(tmp_path):
+    missing = tmp_path / "missing.gguf"
+    s = Session(model=f"local:{missing}")
+    with pytest.raises(NotFoundError, match="local model file not found") as info:
+        s.ask("hi")
+    assert str(missing) in str(info.value)
+    assert s.messages[-1].error is not None
+
+
+def test_session_without_the_extra_says_which_pip_install(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'oxen-notebook\[local\]'"):
+        Session(model="local").ask("hi")
+
+
+def test_two_open_replies_in_one_thread_get_a_clear_error_not_a_deadlock():
+    first = Session(model="local").stream("Write a long story.")
+    deltas = iter(first)
+    next(deltas)
+    with pytest.raises(APIStatusError, match="still open in this thread"):
+        Session(model="local", max_retries=0).ask("hi")
+    first.close()
+    assert wait_until_free() < 0.5
