@@ -41,6 +41,7 @@ _NOT_SENT = "not sent: the batch was interrupted"
 _CUT_SHORT = "interrupted before the reply finished"
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+_active: dict[int, int] = {}  # batches running per Client, on the background loop
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -53,6 +54,14 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _loop = loop
         return _loop
+
+
+async def _release(client: Any) -> None:
+    """Close the client's connections on this loop: a Session may be gone before the next batch."""
+    with client._lock:
+        http = client._async_clients.pop(id(asyncio.get_running_loop()), None)
+    if http is not None:
+        await http.aclose()
 
 
 @dataclass
@@ -92,12 +101,21 @@ class _Runner:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        session = self.session
+        clients = {session._client_for(job.model or session.model) for job in self.jobs}
+        for client in clients:
+            _active[id(client)] = _active.get(id(client), 0) + 1
         workers = min(self.concurrency, len(self.jobs))
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(workers)]
         try:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             self.stats.ended = self.stats.ended or time.perf_counter()
+            for client in clients:
+                _active[id(client)] -= 1
+                if not _active[id(client)]:
+                    del _active[id(client)]
+                    await _release(client)
 
     def stop_threadsafe(self) -> None:
         """Cancel the rows in flight and start no more (from any thread)."""

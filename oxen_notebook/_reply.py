@@ -333,6 +333,7 @@ class AsyncReply(_Exchange):
 
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
+        self._t0 = time.perf_counter()
         await self.session._abegin(self)
         try:
             hit = replay(self)
