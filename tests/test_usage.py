@@ -1,0 +1,117 @@
+"""Usage and cost: prices from the model catalogue, unknown when absent, totals per model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from oxen_notebook import ServerError, Session
+from oxen_notebook._usage import Pricing, cost_of, pricing_from_info
+from tests.conftest import TEST_KEY
+from tests.fake_api import PRICING, Script
+
+GPT = "gpt-5-2-chat-latest"
+
+
+def make_session(fake_api, **kwargs) -> Session:
+    return Session(model=GPT, base_url=fake_api.base_url, api_key=TEST_KEY, **kwargs)
+
+
+def test_cost_arithmetic():
+    pricing = Pricing(input_cost_per_token=1.25e-06, output_cost_per_token=1e-05)
+    assert cost_of(1000, 500, pricing) == pytest.approx(0.00125 + 0.005)
+    assert cost_of(0, 0, pricing) == 0.0
+    assert cost_of(None, 5, pricing) is None
+    assert cost_of(5, 5, None) is None
+
+
+def test_pricing_from_info():
+    assert pricing_from_info({"pricing": PRICING[GPT]}) == Pricing(1.25e-06, 1e-05)
+    assert pricing_from_info({"pricing": {"input_cost_per_token": "2e-6", "output_cost_per_token": 0}}) == (
+        Pricing(2e-06, 0.0)
+    )
+    assert pricing_from_info({"pricing": {"input_cost_per_token": 1e-6}}) is None
+    assert pricing_from_info({"pricing": {"input_cost_per_token": -1, "output_cost_per_token": 1}}) is None
+    assert pricing_from_info({"pricing": None}) is None
+    assert pricing_from_info({}) is None
+
+
+def test_reply_cost_on_records_and_in_exports(fake_api):
+    fake_api.enqueue(Script(text="one two three", usage={"prompt_tokens": 1200, "completion_tokens": 300}))
+    s = make_session(fake_api)
+    reply = s.ask("price me")
+    expected = 1200 * 1.25e-06 + 300 * 1e-05
+    assert reply.message.cost_usd == pytest.approx(expected)
+    frame = s.to_dataframe()
+    assert frame["cost_usd"].dtype == "Float64"
+    assert pd.isna(frame["cost_usd"][0]) and frame["cost_usd"][1] == pytest.approx(expected)
+    usage = s.usage().set_index("model").loc[GPT]
+    assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (1, 1200, 300)
+    assert usage["total_tokens"] == 1500
+    assert usage["cost_usd"] == pytest.approx(expected)
+    assert usage["input_cost_per_token"] == 1.25e-06
+    assert s.usage_summary() == f"1 request · 1,500 tokens · ${expected:.4f}"
+
+
+def test_prices_are_fetched_once_per_model(fake_api):
+    s = make_session(fake_api, validate_schema=False)
+    for _ in range(3):
+        s.ask("x", history=False)
+    s.ask("x", history=False, model="cheap-model")
+    gets = [r["path"] for r in fake_api.requests if r["method"] == "GET"]
+    assert sorted(gets) == ["/api/ai/models/cheap-model", f"/api/ai/models/{GPT}"]
+
+
+def test_unknown_prices_are_not_zero(fake_api):
+    s = make_session(fake_api)
+    reply = s.ask("x", model="test-model")  # the fake catalogue has no prices for it
+    assert reply.message.cost_usd is None
+    row = s.usage().set_index("model").loc["test-model"]
+    assert pd.isna(row["cost_usd"]) and pd.isna(row["input_cost_per_token"])
+    assert row["total_tokens"] == 3
+    assert s.usage_summary() == "1 request · 3 tokens · cost unknown"
+    s.ask("y", history=False)
+    assert s.usage_summary().endswith("+ unknown (test-model)")
+    assert s.usage_summary().startswith("2 requests · ")
+
+
+def test_unreachable_catalogue_means_unknown(fake_api):
+    fake_api.models.append("ghost-model")
+    s = make_session(fake_api, validate_schema=False)
+    fake_api.enqueue(Script(text="a"))
+    s.ask("x", history=False, model="ghost-model")  # /models/ghost-model answers 404
+    assert pd.isna(s.usage().set_index("model").loc["ghost-model", "cost_usd"])
+
+
+def test_missing_usage_and_errors_are_counted(fake_api):
+    s = make_session(fake_api, max_retries=0)
+    fake_api.enqueue(Script(text="no usage", usage=None), Script(status=500))
+    reply = s.ask("a", history=False)
+    assert reply.message.cost_usd is None and reply.message.prompt_tokens is None
+    with pytest.raises(ServerError):
+        s.ask("b", history=False)
+    row = s.usage().set_index("model").loc[GPT]
+    assert (row["requests"], row["errors"], row["no_usage"], row["total_tokens"]) == (2, 1, 2, 0)
+
+
+def test_cache_hits_cost_nothing_and_spend_no_tokens(fake_api, tmp_path):
+    s = make_session(fake_api, cache=tmp_path / "c.sqlite", temperature=0)
+    paid = s.ask("same", history=False)
+    free = s.ask("same", history=False)
+    assert paid.message.cost_usd > 0
+    assert free.message.cached and free.message.cost_usd == 0.0
+    row = s.usage().set_index("model").loc[GPT]
+    assert (row["requests"], row["cache_hits"]) == (1, 1)
+    assert row["total_tokens"] == paid.message.prompt_tokens + paid.message.completion_tokens
+    assert row["cost_usd"] == pytest.approx(paid.message.cost_usd)
+    assert "1 request (1 cached)" in s.usage_summary()
+
+
+def test_map_cost_column_matches_usage(fake_api):
+    s = make_session(fake_api)
+    out = s.map([f"w{i}" for i in range(20)], "{text}", model="cheap-model", progress=False)
+    per_row = out["prompt_tokens"] * 1e-07 + out["completion_tokens"] * 2e-07
+    assert list(out["cost_usd"]) == pytest.approx(list(per_row))
+    total = s.usage().set_index("model").loc["cheap-model", "cost_usd"]
+    assert total == pytest.approx(out["cost_usd"].sum())
+    assert s.usage()["model"].tolist() == ["cheap-model"]
