@@ -1,0 +1,397 @@
+"""``ChatPanel``: an ipywidgets chat UI on a :class:`~oxen_notebook.Session`.
+
+The panel is a view: it turns clicks into ``Session`` calls and draws what the Session's events
+say, so exchanges made by ``%%oxen`` cells, ``session.ask()`` or another panel show up here too.
+Replies stream in a background thread, so Stop works at once and other cells run meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ._errors import OxenError
+from ._panel_view import CSS, Transcript
+
+if TYPE_CHECKING:
+    import os
+
+    import pandas as pd
+
+    from ._session import Event, Session
+
+__all__ = ["ChatPanel"]
+
+_BUSY_NOTE = "A reply is still streaming: wait for it, or press Stop."
+
+
+def _note(text: str, kind: str = "note") -> str:
+    return f'<span class="oxen-{kind}">{html.escape(text)}</span>' if text else ""
+
+
+class ChatPanel:
+    """A chat panel on ``session`` (default: :func:`oxen_notebook.default_session`).
+
+    Type a message and press Enter (or Send); the reply streams in the background. Stop keeps the
+    partial reply (``interrupted``). Model, temperature and max tokens apply to this panel's
+    requests; the system prompt is the session's. Clear starts a new conversation, Undo removes
+    the last exchange, Regenerate resends the last message, Export offers the conversation as CSV
+    and JSON downloads and sets :attr:`dataframe`. ``close()`` detaches the panel from the session.
+    The panel displays itself as its last expression in a cell; :attr:`widget` is its ``VBox``.
+    """
+
+    def __init__(self, session: Session | None = None, *, height: str = "420px") -> None:
+        if session is None:
+            from . import default_session
+
+            session = default_session()
+        self.session: Session = session
+        #: The conversation as a DataFrame, as of the last Export.
+        self.dataframe: pd.DataFrame | None = None
+        self._lock = threading.RLock()
+        self._worker: threading.Thread | None = None
+        self._reply: Any = None  # the reply this panel sent, while it streams
+        self._streaming: Any = None  # any history reply streaming on the session
+        self._closed = False
+
+        defaults = session.defaults
+        self._temperature_default = float(defaults.get("temperature", 1.0))
+        self._max_tokens_default = int(defaults.get("max_tokens") or 0)
+        self._model = widgets.Combobox(
+            value=session.model,
+            options=("local", session.model) if session.model != "local" else ("local",),
+            description="Model",
+            ensure_option=False,
+            layout=widgets.Layout(width="auto", flex="1 1 260px"),
+        )
+        self._temperature = widgets.FloatSlider(
+            value=self._temperature_default, min=0.0, max=2.0, step=0.05, description="Temperature",
+            readout_format=".2f", layout=widgets.Layout(width="auto", flex="1 1 260px"),
+        )  # fmt: skip
+        self._max_tokens = widgets.BoundedIntText(
+            value=self._max_tokens_default, min=0, max=1_000_000, description="Max tokens",
+            tooltip="0: the model's default", layout=widgets.Layout(width="190px"),
+        )  # fmt: skip
+        self._system = widgets.Textarea(
+            value=session.system or "",
+            placeholder="System prompt (optional)",
+            continuous_update=False,
+            rows=1,
+            layout=widgets.Layout(width="100%"),
+        )
+        self._transcript = Transcript(height)
+        self._input = widgets.Text(
+            placeholder="Message — Enter sends", layout=widgets.Layout(width="auto", flex="1 1 auto")
+        )
+        self._send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
+        self._stop_button = widgets.Button(
+            description="Stop", button_style="danger", icon="stop", layout=widgets.Layout(display="none")
+        )
+        self._clear_button = widgets.Button(description="Clear", icon="file", tooltip="New conversation")
+        self._undo_button = widgets.Button(
+            description="Undo", icon="undo", tooltip="Remove the last exchange"
+        )
+        self._regenerate_button = widgets.Button(
+            description="Regenerate", icon="refresh", tooltip="Resend the last message"
+        )
+        self._export_button = widgets.Button(description="Export", icon="download", tooltip="CSV / JSON")
+        self._status = widgets.HTML(layout=widgets.Layout(width="auto"))
+        self._status.add_class("oxen-status")
+        self._note = widgets.HTML(layout=widgets.Layout(width="auto"))
+        self._links = widgets.HTML(layout=widgets.Layout(width="auto"))
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML(CSS, layout=widgets.Layout(display="none")),
+                widgets.HBox([self._model, self._temperature, self._max_tokens]),
+                self._system,
+                self._transcript.widget,
+                widgets.HBox([self._input, self._send_button, self._stop_button]),
+                widgets.HBox(
+                    [
+                        self._clear_button,
+                        self._undo_button,
+                        self._regenerate_button,
+                        self._export_button,
+                        self._links,
+                    ],
+                ),
+                self._status,
+                self._note,
+            ],
+            layout=widgets.Layout(width="100%"),
+        )
+        self.widget.add_class("oxen-panel")
+
+        self._input.on_msg(self._on_input_msg)
+        self._send_button.on_click(lambda _: self.send())
+        self._stop_button.on_click(lambda _: self.stop())
+        self._clear_button.on_click(lambda _: self.clear())
+        self._undo_button.on_click(lambda _: self.undo())
+        self._regenerate_button.on_click(lambda _: self.regenerate())
+        self._export_button.on_click(lambda _: self.export())
+        self._system.observe(self._on_system, "value")
+
+        with self._lock:
+            for event in ("message", "start", "delta", "finish", "history"):
+                session.on(event, self._on_event)
+            self._transcript.sync(session.messages)
+        self._set_status(f"{session.model} · ready")
+        if session._busy.locked():
+            self._lock_input(True)
+        threading.Thread(target=self._load_models, name="oxen-panel-models", daemon=True).start()
+
+    # -- what users (and tests) call --------------------------------------------------------------
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a reply on this panel's session is streaming."""
+        return self._streaming is not None or self._reply is not None or self.session._busy.locked()
+
+    def send(self, text: str | None = None) -> bool:
+        """Send ``text`` (default: the input box) in the background; False if it was refused."""
+        text = self._input.value if text is None else text
+        if self._closed:
+            return False
+        if self._busy():
+            self._show_note(_BUSY_NOTE)
+            return False
+        if not text.strip():
+            self._show_note("Type a message first.")
+            return False
+        self._input.value = ""
+        self._apply_system()
+        return self._start(text, None)
+
+    def stop(self) -> None:
+        """Stop the streaming reply now; its partial text is kept as ``interrupted``."""
+        reply = self._reply or self._streaming
+        if reply is not None:
+            reply.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until this panel's request is done; False if ``timeout`` passed first."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
+
+    def clear(self) -> None:
+        """Start a new conversation (same system prompt)."""
+        self._guarded(self.session.reset)
+
+    def undo(self) -> None:
+        """Remove the last exchange from the conversation."""
+        self._guarded(self.session.undo)
+
+    def regenerate(self) -> bool:
+        """Remove the last exchange and send its message again (with this panel's settings)."""
+        users = [m for m in self.session.messages if m.role == "user"]
+        if not users:
+            self._show_note("Nothing to regenerate yet.")
+            return False
+        if not self._guarded(self.session.undo):
+            return False
+        self._apply_system()
+        return self._start(users[-1].content, users[-1].images)
+
+    def export(self, path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+        """The conversation as a DataFrame (also :attr:`dataframe`), offered as CSV and JSON
+        download links in the panel; ``path`` (``.csv`` or ``.json``) also writes it to a file."""
+        frame = self.session.to_dataframe()
+        self.dataframe = frame
+        csv = frame.to_csv(index=False)
+        records = frame.to_json(orient="records", date_format="iso", force_ascii=False)
+        if path is not None:
+            target = Path(path)
+            target.write_text(records if target.suffix.lower() == ".json" else csv, encoding="utf-8")
+        stem = f"oxen-chat-{self.session.conversation_id[:8]}"
+        links = []
+        for kind, mime, data in (("csv", "text/csv", csv), ("json", "application/json", records)):
+            encoded = base64.b64encode(data.encode("utf-8")).decode("ascii")
+            links.append(
+                f'<a class="oxen-export" download="{stem}.{kind}" '
+                f'href="data:{mime};charset=utf-8;base64,{encoded}">{kind.upper()}</a>'
+            )
+        self._links.value = f"{len(frame)} rows: " + " · ".join(links)
+        return frame
+
+    def close(self) -> None:
+        """Stop listening to the session and remove the panel's widgets."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for event in ("message", "start", "delta", "finish", "history"):
+                self.session.on(event, self._on_event, remove=True)
+            self._transcript.close()
+            for child in self._descendants():
+                child.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- the session's events (on whatever thread streams) ------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        reply = event.reply
+        if reply is not None and not reply.request.get("history", True):
+            return  # one-shot requests are not part of the conversation
+        with self._lock:
+            if self._closed:
+                return
+            live = self._transcript.live
+            if event.type == "delta":
+                if live is not None and live.reply is reply:
+                    live.feed(event.delta or "")
+            elif event.type == "message":
+                message = event.message
+                if message is not None and not (live is not None and live.reply.message is message):
+                    self._transcript.add(message)
+            elif event.type == "start":
+                self._streaming = reply
+                self._lock_input(True)
+                self._set_status(f"{reply.model} · streaming…")
+                self._transcript.start(reply)
+            elif event.type == "finish":
+                self._transcript.end(event.message)
+                if self._streaming is reply:
+                    self._streaming = None
+                if event.message is not None:
+                    self._finished_status(event.message)
+                if self._reply is None:
+                    self._lock_input(False)
+            elif event.type == "history":
+                self._transcript.sync(self.session.messages)
+                system = self.session.system or ""
+                if self._system.value != system and not self.streaming:
+                    self._system.value = system
+
+    # -- the background request ---------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        return self.streaming or (self._worker is not None and self._worker.is_alive())
+
+    def _start(self, text: str, images: list[str] | None) -> bool:
+        with self._lock:
+            if self._busy():
+                self._show_note(_BUSY_NOTE)
+                return False
+            self._show_note("")
+            self._lock_input(True)
+            self._worker = threading.Thread(
+                target=self._run, args=(text, self._model_choice(), self._params(), images),
+                name="oxen-panel-stream", daemon=True,
+            )  # fmt: skip
+            self._worker.start()
+            return True
+
+    def _run(self, text: str, model: str, params: dict[str, Any], images: list[str] | None) -> None:
+        reply = None
+        try:
+            reply = self.session.stream(text, model=model, images=images or None, source="panel", **params)
+            self._reply = reply
+            for _ in reply:
+                pass
+        except OxenError as exc:
+            if reply is None:  # refused before sending: nothing was recorded, give the text back
+                self._set_status(str(exc), error=True)
+                if not self._input.value:
+                    self._input.value = text
+        except Exception as exc:
+            self._set_status(f"{type(exc).__name__}: {exc}", error=True)
+        finally:
+            with self._lock:
+                self._reply = None
+                if self._streaming is None and not self._closed:
+                    self._lock_input(False)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _on_input_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        if content.get("event") == "submit":
+            self.send()
+
+    def _on_system(self, change: dict[str, Any]) -> None:
+        if not self.streaming:
+            self._apply_system()
+
+    def _apply_system(self) -> None:
+        text = self._system.value.strip() or None
+        if text != self.session.system:
+            self.session.system = text
+
+    def _model_choice(self) -> str:
+        return self._model.value.strip() or self.session.model
+
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if "temperature" in self.session.defaults or self._temperature.value != self._temperature_default:
+            params["temperature"] = round(float(self._temperature.value), 4)
+        if self._max_tokens.value > 0 and self._max_tokens.value != self._max_tokens_default:
+            params["max_tokens"] = int(self._max_tokens.value)
+        return params
+
+    def _guarded(self, action: Any) -> bool:
+        if self._busy():
+            self._show_note(_BUSY_NOTE)
+            return False
+        try:
+            action()
+        except OxenError as exc:
+            self._show_note(str(exc))
+            return False
+        self._show_note("")
+        return True
+
+    def _lock_input(self, locked: bool) -> None:
+        self._input.disabled = locked
+        self._send_button.disabled = locked
+        for button in (self._clear_button, self._undo_button, self._regenerate_button):
+            button.disabled = locked
+        self._stop_button.disabled = not locked
+        self._stop_button.layout.display = None if locked else "none"
+
+    def _set_status(self, text: str, error: bool = False) -> None:
+        self._status.value = _note(text, "error" if error else "status")
+
+    def _finished_status(self, message: Any) -> None:
+        if message.error:
+            self._set_status(message.error, error=True)
+            return
+        parts = [message.model or self.session.model]
+        if message.total_tokens is not None:
+            parts.append(f"{message.total_tokens} tokens")
+        if message.duration_s is not None:
+            parts.append(f"{message.duration_s:.1f} s")
+        if message.finish_reason == "interrupted":
+            parts.append("stopped")
+        elif message.finish_reason == "length":
+            parts.append("cut at max tokens")
+        self._set_status(" · ".join(parts))
+
+    def _show_note(self, text: str) -> None:
+        self._note.value = _note(text)
+
+    def _load_models(self) -> None:
+        try:
+            ids = [str(i) for i in self.session.list_models()["id"].tolist()]
+        except Exception:  # unreachable, no key, offline: the box takes free entry
+            return
+        options = dict.fromkeys([*ids, "local", self.session.model])
+        if not self._closed:
+            self._model.options = tuple(options)
+
+    def _descendants(self) -> list[widgets.Widget]:
+        found: list[widgets.Widget] = []
+        stack: list[widgets.Widget] = [self.widget]
+        while stack:
+            widget = stack.pop()
+            found.append(widget)
+            stack.extend(getattr(widget, "children", ()))
+        return found

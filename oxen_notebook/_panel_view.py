@@ -1,0 +1,320 @@
+"""The chat panel's transcript: message widgets, the streaming message, and the scrolling box.
+
+Everything shown here is HTML built in Python: model and user text goes through
+``_render.render_markdown`` (sanitized), everything else through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ._render import StreamingMarkdown, Update, render_markdown
+
+if TYPE_CHECKING:
+    from ._records import Message
+
+__all__ = ["CSS", "AppendBox", "LiveMessage", "Transcript", "message_html"]
+
+#: Estimated bytes one widget update costs besides its HTML (the comm envelope, a new widget's
+#: state, the children list); it steers ``StreamingMarkdown``'s byte budget.
+WIDGET_OVERHEAD = 800
+
+CSS = """<style>
+.oxen-panel .widget-html { margin: 0; width: auto; height: auto; }
+.oxen-panel .oxen-transcript .widget-html-content { line-height: 1.45; white-space: normal; }
+.oxen-panel .oxen-transcript .widget-vbox { width: 100%; }
+.oxen-panel .oxen-transcript p { margin: 0.3em 0; }
+.oxen-panel .oxen-transcript pre { margin: 0.3em 0; padding: 0.4em 0.6em; overflow-x: auto;
+  background: var(--jp-layout-color2, #f5f5f5); border-radius: 4px; line-height: 1.35; }
+.oxen-panel .oxen-transcript pre + pre { margin-top: -0.3em; padding-top: 0; border-radius: 0 0 4px 4px; }
+.oxen-panel .oxen-msg { padding: 0.35em 0.7em; margin: 0.25em 0; border-radius: 6px;
+  border-left: 3px solid var(--jp-border-color1, #ccc); }
+.oxen-panel .oxen-user { background: var(--jp-layout-color2, #f3f6fa);
+  border-left-color: var(--jp-brand-color1, #1976d2); }
+.oxen-panel .oxen-assistant { border-left-color: #1a7f37; }
+.oxen-panel .oxen-role { font-size: 0.8em; font-weight: 600; color: var(--jp-ui-font-color2, #666); }
+.oxen-panel .oxen-meta { font-weight: normal; }
+.oxen-panel .oxen-error { color: var(--jp-error-color1, #c62828); }
+.oxen-panel .oxen-note { color: var(--jp-warn-color1, #b26a00); }
+.oxen-panel .oxen-status { font-size: 0.85em; color: var(--jp-ui-font-color2, #666); }
+</style>"""
+
+_ROLE_LABELS = {"user": "you", "assistant": "assistant", "tool": "tool", "system": "system"}
+
+
+def _meta(message: Message) -> str:
+    parts = []
+    if message.role == "assistant":
+        if message.model:
+            parts.append(message.model)
+        if message.total_tokens is not None:
+            parts.append(f"{message.total_tokens} tokens")
+        if message.duration_s is not None:
+            parts.append(f"{message.duration_s:.1f} s")
+        if message.finish_reason and message.finish_reason not in ("stop", "error"):
+            parts.append({"interrupted": "stopped", "length": "cut at max tokens"}.get(
+                message.finish_reason, message.finish_reason))  # fmt: skip
+        if message.cached:
+            parts.append("cached")
+    return html.escape(" · ".join(parts))
+
+
+def role_html(message: Message) -> str:
+    """The label line of a message: role, then model, tokens and seconds for replies."""
+    label = html.escape(_ROLE_LABELS.get(message.role, message.role))
+    meta = _meta(message)
+    meta = f' <span class="oxen-meta">· {meta}</span>' if meta else ""
+    return f'<div class="oxen-role">{label}{meta}</div>'
+
+
+def footer_html(message: Message) -> str:
+    """The inline error (or stop note) under a reply; empty when it finished normally."""
+    if message.error:
+        return f'<div class="oxen-error">{html.escape(message.error)}</div>'
+    if message.tool_calls:
+        calls = ", ".join(
+            f"{c.get('function', {}).get('name', '?')}({c.get('function', {}).get('arguments', '')})"
+            for c in message.tool_calls
+        )
+        return f'<div class="oxen-note">tool calls: {html.escape(calls)}</div>'
+    return ""
+
+
+def message_html(message: Message) -> str:
+    """A whole finished message as one sanitized HTML fragment."""
+    role = html.escape(message.role)
+    body = render_markdown(message.content or "")
+    return f'<div class="oxen-msg oxen-{role}">{role_html(message)}{body}{footer_html(message)}</div>'
+
+
+class AppendBox:
+    """A VBox that grows by appending, in groups of ``group`` children.
+
+    Appending to a flat ``children`` tuple re-sends every child's id, so a long list would cost
+    bytes in proportion to its length on each append; groups bound that to ``group`` ids.
+    """
+
+    def __init__(self, layout: widgets.Layout, group: int = 32, **kwargs: Any) -> None:
+        self.layout = layout
+        self.group = group
+        self.box = widgets.VBox(layout=layout, **kwargs)
+        self.items: list[widgets.Widget] = []
+
+    def append(self, widget: widgets.Widget) -> None:
+        self.items.append(widget)
+        groups = self.box.children
+        if not groups or len(groups[-1].children) >= self.group:
+            self.box.children = (*groups, widgets.VBox([widget], layout=self.layout))
+        else:
+            last = groups[-1]
+            last.children = (*last.children, widget)
+
+    def replace(self, items: Iterable[widgets.Widget]) -> None:
+        """Show ``items`` instead; groups whose children are unchanged are kept as they are."""
+        items = list(items)
+        old_groups = list(self.box.children)
+        groups: list[widgets.VBox] = []
+        for i in range(0, len(items), self.group):
+            chunk = tuple(items[i : i + self.group])
+            index = i // self.group
+            if index < len(old_groups):
+                group = old_groups[index]
+                if group.children != chunk:
+                    group.children = chunk
+            else:
+                group = widgets.VBox(chunk, layout=self.layout)
+            groups.append(group)
+        if tuple(groups) != tuple(old_groups):
+            self.box.children = tuple(groups)
+        for group in old_groups[len(groups) :]:
+            group.close()
+        self.items = items
+
+    def close(self) -> None:
+        for group in self.box.children:
+            group.close()
+        self.box.close()
+
+
+class LiveMessage:
+    """The streaming reply: a label, finished blocks sent once, and a live tail.
+
+    ``feed`` (any thread) applies the updates ``StreamingMarkdown`` says are due; a small flusher
+    thread shows text that arrived just before a pause; ``finish`` shows the final render.
+    """
+
+    def __init__(self, reply: Any, transcript: Transcript) -> None:
+        self.reply = reply
+        self._html = transcript.html
+        self._fed = 0
+        self._markdown = StreamingMarkdown(overhead=WIDGET_OVERHEAD, ratio=2.7, allowance=4096)
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._done = threading.Event()
+        self.header = self._html(
+            f'<div class="oxen-role">assistant <span class="oxen-meta">· '
+            f"{html.escape(reply.model)} · streaming…</span></div>"
+        )
+        self.slots = AppendBox(transcript.layout, group=6)
+        self.widget = widgets.VBox(
+            [self.header, self.slots.box],
+            layout=transcript.layout,
+            _dom_classes=("oxen-msg", "oxen-assistant"),
+        )
+        self._flusher = threading.Thread(target=self._flush_loop, name="oxen-panel-flush", daemon=True)
+        self._flusher.start()
+
+    def feed(self, delta: str) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self._fed += len(delta)
+            self._apply(self._markdown.feed(delta))
+            self._dirty = True
+
+    def _flush_loop(self) -> None:
+        interval = self._markdown.throttle.interval
+        while not self._done.wait(interval):
+            with self._lock:
+                if self._dirty and not self._done.is_set() and self._markdown.throttle.ready():
+                    self._dirty = False
+                    self._apply(self._markdown.flush())
+
+    def finish(self, message: Message | None) -> None:
+        """Show the final text, with the label's figures and any error."""
+        with self._lock:
+            self._done.set()
+            if message is not None and len(message.content) > self._fed:
+                # Text that came with an error in the same read never made it out as a delta.
+                self._apply(self._markdown.feed(message.content[self._fed :]))
+            self._apply(self._markdown.close())
+            if message is not None:
+                footer = footer_html(message)
+                with self.header.hold_sync():
+                    self.header.value = role_html(message)
+                if footer:
+                    self.slots.append(self._html(footer))
+        if self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=1.0)
+
+    def _apply(self, updates: list[Update]) -> None:
+        for update in updates:
+            if update.kind == "new":
+                self.slots.append(self._html(update.html))
+            elif update.kind == "set":
+                self.slots.items[update.slot].value = update.html
+            else:
+                old = self.slots.items
+                self.slots.replace([self._html(update.html)])
+                for widget in old:
+                    widget.close()
+
+    @property
+    def sent_updates(self) -> int:
+        return self._markdown.updates
+
+    def close(self) -> None:
+        self._done.set()
+        for widget in self.slots.items:
+            widget.close()
+        self.slots.close()
+        self.header.close()
+        self.widget.close()
+
+
+class Transcript:
+    """One widget per message in a fixed-height box that keeps the newest message in view.
+
+    The box is a reversed flex column around one inner column: the browser then anchors the
+    scroll position to the bottom, so a growing reply stays in view without any frontend code.
+    """
+
+    def __init__(self, height: str = "420px") -> None:
+        self.layout = widgets.Layout(width="100%")
+        self.html_layout = widgets.Layout(width="100%")
+        self.html_style = widgets.widget_string.HTMLStyle()
+        self.messages = AppendBox(self.layout, group=32)
+        self.widget = widgets.Box(
+            [self.messages.box],
+            layout=widgets.Layout(
+                display="flex",
+                flex_flow="column-reverse",
+                overflow="auto",
+                height=height,
+                width="100%",
+                border="1px solid var(--jp-border-color2, #ddd)",
+                padding="4px",
+            ),
+            _dom_classes=("oxen-transcript",),
+        )
+        self._by_id: dict[str, widgets.Widget] = {}
+        self._closers: dict[str, Any] = {}
+        self._live: LiveMessage | None = None
+
+    @staticmethod
+    def shows(message: Message) -> bool:
+        """The system prompt has its own field; everything else is shown."""
+        return message.role != "system"
+
+    def html(self, value: str) -> widgets.HTML:
+        """An HTML widget sharing the transcript's layout and style (each would cost a widget)."""
+        return widgets.HTML(value, layout=self.html_layout, style=self.html_style)
+
+    def _build(self, message: Message) -> widgets.Widget:
+        return self.html(message_html(message))
+
+    def add(self, message: Message, widget: widgets.Widget | None = None) -> None:
+        """Show ``message`` at the end (or adopt ``widget`` as its view)."""
+        if not self.shows(message) or message.message_id in self._by_id:
+            return
+        if widget is None:
+            widget = self._build(message)
+            self.messages.append(widget)
+        self._by_id[message.message_id] = widget
+
+    def start(self, reply: Any) -> LiveMessage:
+        self._live = LiveMessage(reply, self)
+        self.messages.append(self._live.widget)
+        return self._live
+
+    @property
+    def live(self) -> LiveMessage | None:
+        return self._live
+
+    def end(self, message: Message | None) -> None:
+        live, self._live = self._live, None
+        if live is None:
+            return
+        live.finish(message)
+        if message is not None and self.shows(message) and message.message_id not in self._by_id:
+            self._by_id[message.message_id] = live.widget
+            self._closers[message.message_id] = live.close
+
+    def sync(self, messages: list[Message]) -> None:
+        """Show exactly ``messages`` (plus a reply still streaming), reusing existing views."""
+        shown = [m for m in messages if self.shows(m)]
+        keep = {m.message_id for m in shown}
+        for message_id in [k for k in self._by_id if k not in keep]:
+            widget = self._by_id.pop(message_id)
+            self._closers.pop(message_id, widget.close)()
+        items = [self._by_id.get(m.message_id) or self._build(m) for m in shown]
+        for message, widget in zip(shown, items, strict=True):
+            self._by_id[message.message_id] = widget
+        if self._live is not None:
+            items.append(self._live.widget)
+        self.messages.replace(items)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
+        for message_id, widget in self._by_id.items():
+            self._closers.get(message_id, widget.close)()
+        self.messages.close()
+        self.widget.close()
+        for shared in (self.layout, self.html_layout, self.html_style):
+            shared.close()

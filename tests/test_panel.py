@@ -1,0 +1,457 @@
+"""ChatPanel widget logic against the loopback fake API, without a browser.
+
+Widget traffic is captured by a recording comm (what a kernel would send to the frontend), so the
+tests can assert what reaches the browser: sanitized HTML only, bounded update rates and bytes,
+and no messages to the widgets of older messages when a new one is added.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import Any
+
+import comm
+import pandas as pd
+import pytest
+from comm.base_comm import BaseComm
+
+from benchmarks.bench_panel import reply_deltas
+from oxen_notebook import ChatPanel, Session
+from oxen_notebook._panel_view import CSS
+from tests.conftest import TEST_KEY
+from tests.fake_api import FakeAPI, Script
+
+XSS_PAYLOADS = [
+    "<script>window.__xss = 1</script>",
+    '<img src=x onerror="window.__xss = 2">',
+    "[click me](javascript:window.__xss=3)",
+    '<iframe src="javascript:window.__xss=4"></iframe>',
+    "<style>body { display: none }</style>",
+    '<a href="javascript:alert(5)">raw link</a>',
+    "<svg onload=alert(6)></svg>",
+]
+BAD_TAGS = {"script", "style", "iframe", "img", "svg", "object", "embed", "link", "meta", "form", "base"}
+
+
+class _Markup(HTMLParser):
+    """Collects the tags and attributes an HTML fragment would create in the page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bad: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in BAD_TAGS:
+            self.bad.append(tag)
+        for name, value in attrs:
+            styled = name == "style" and tag in ("span", "td", "th")  # Pygments and table alignment
+            if (name.startswith("on") or name in ("style", "srcdoc", "formaction")) and not styled:
+                self.bad.append(f"{tag} {name}")
+            if name in ("href", "src") and not re.match(
+                r"(https?:|mailto:|data:text/csv|data:application/json)", value or ""
+            ):
+                self.bad.append(f"{tag} {name}={value}")
+
+
+def dangerous_markup(fragment: str) -> list[str]:
+    parser = _Markup()
+    parser.feed(fragment)
+    return parser.bad
+
+
+class RecordingComm(BaseComm):
+    """A comm that keeps what a kernel would publish to the frontend."""
+
+    log: list[tuple[str, str, dict[str, Any]]]
+
+    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None,
+                    **keys: Any) -> None:  # fmt: skip
+        self.log.append((self.comm_id, msg_type, json.loads(json.dumps(data or {}, default=str))))
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every comm message widgets publish during the test: (comm id, type, data)."""
+    log: list[tuple[str, str, dict[str, Any]]] = []
+
+    recording = type("Recording", (RecordingComm,), {"log": log})
+    monkeypatch.setattr(comm, "create_comm", recording)
+    return log
+
+
+@pytest.fixture
+def panels(session: Session):
+    """Makes panels on the test session and closes them after the test."""
+    made: list[ChatPanel] = []
+
+    def make(s: Session | None = None) -> ChatPanel:
+        panel = ChatPanel(s or session)
+        made.append(panel)
+        return panel
+
+    yield make
+    for panel in made:
+        panel.stop()
+        panel.wait(5)
+        panel.close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {predicate}")
+
+
+def shown_html(panel: ChatPanel) -> list[str]:
+    """The transcript as HTML, one string per message (a streamed one joined from its parts)."""
+    out = []
+    for item in panel._transcript.messages.items:
+        if hasattr(item, "value"):
+            out.append(item.value)
+        else:
+            header, slots = item.children
+            parts = [w.value for group in slots.children for w in group.children]
+            out.append(header.value + "".join(parts))
+    return out
+
+
+def text_of(fragment: str) -> str:
+    return re.sub(r"<[^>]+>", "", fragment)
+
+
+def html_values(log: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    values = []
+    for _, _, data in log:
+        state = data.get("state") or {}
+        if isinstance(state.get("value"), str):
+            values.append(state["value"])
+    return values
+
+
+# -- sending and streaming -----------------------------------------------------------------------
+
+
+def test_send_streams_reply_into_transcript(fake_api: FakeAPI, panels, session: Session) -> None:
+    panel = panels()
+    fake_api.enqueue(Script(chunks=["Hello ", "**world**", "\n\nA second ", "paragraph."], delay=0.01))
+    assert panel.send("Say hello")
+    assert panel._input.disabled and panel._stop_button.layout.display is None
+    assert panel.wait(5)
+    html = shown_html(panel)
+    assert len(html) == 2
+    assert "Say hello" in html[0] and "oxen-user" in html[0]
+    assert "<strong>world</strong>" in html[1]
+    assert "<p>A second paragraph.</p>" in html[1]
+    assert re.search(r"test-model · \d+ tokens · \d+\.\d s", panel._status.value)
+    assert not panel._input.disabled and panel._stop_button.layout.display == "none"
+    frame = session.to_dataframe()
+    assert frame["role"].tolist() == ["user", "assistant"]
+    assert frame["source"].tolist() == ["panel", "panel"]
+    assert frame["content"].iloc[1] == "Hello **world**\n\nA second paragraph."
+
+
+def test_enter_in_the_input_box_sends(fake_api: FakeAPI, panels, session: Session) -> None:
+    panel = panels()
+    # What the frontend sends: the typed value, then the Enter key's "submit" event.
+    panel._input.set_state({"value": "typed then Enter"})
+    panel._input._handle_msg(
+        {"content": {"data": {"method": "custom", "content": {"event": "submit"}}}, "buffers": []}
+    )
+    assert panel.wait(5)
+    assert [m.content for m in session.messages] == ["typed then Enter", "Echo: typed then Enter"]
+    assert panel._input.value == ""
+
+
+def test_send_uses_panel_model_and_parameters(fake_api: FakeAPI, panels, session: Session) -> None:
+    panel = panels()
+    panel._model.value = "cheap-model"
+    panel._temperature.value = 0.3
+    panel._max_tokens.value = 64
+    panel._system.value = "Be terse."
+    assert session.system == "Be terse."
+    panel.send("hi")
+    panel.wait(5)
+    body = fake_api.chat_requests()[-1]
+    assert body["model"] == "cheap-model"
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 64
+    assert body["messages"][0] == {"role": "system", "content": "Be terse."}
+    assert "cheap-model" in shown_html(panel)[-1]
+
+
+def test_untouched_controls_send_no_parameters(fake_api: FakeAPI, panels) -> None:
+    panel = panels()
+    panel.send("hi")
+    panel.wait(5)
+    body = fake_api.chat_requests()[-1]
+    assert "temperature" not in body and "max_tokens" not in body
+
+
+def test_model_picker_is_filled_from_list_models(fake_api: FakeAPI, panels) -> None:
+    panel = panels()
+    wait_for(lambda: "cheap-model" in panel._model.options)
+    assert set(panel._model.options) == {"gpt-5-2-chat-latest", "test-model", "cheap-model", "local"}
+
+
+def test_model_picker_takes_free_entry_when_models_unreachable(panels) -> None:
+    offline = Session(model="my-model", base_url="http://127.0.0.1:9/api/ai", api_key="k", max_retries=0)
+    panel = panels(offline)
+    time.sleep(0.3)
+    assert panel._model.options == ("local", "my-model")
+    assert panel._model.ensure_option is False
+
+
+def test_second_send_while_streaming_is_refused_with_a_note(fake_api: FakeAPI, panels, session) -> None:
+    panel = panels()
+    fake_api.enqueue(Script(chunks=["slow "] * 30, delay=0.02))
+    assert panel.send("first")
+    wait_for(lambda: panel._transcript.live is not None)
+    assert panel.send("second") is False
+    assert "still streaming" in panel._note.value
+    panel.wait(5)
+    assert [m.content for m in session.messages if m.role == "user"] == ["first"]
+    assert len(fake_api.chat_requests()) == 1
+
+
+def test_stop_closes_the_stream_at_once_and_keeps_the_partial_reply(fake_api: FakeAPI, panels, session):
+    panel = panels()
+    fake_api.enqueue(Script(chunks=[f"w{i} " for i in range(500)], delay=0.02))
+    panel.send("long story")
+    wait_for(lambda: panel._transcript.live is not None and "w3" in panel._transcript.live.reply.text)
+    assert panel._stop_button.layout.display is None and not panel._stop_button.disabled
+    t0 = time.monotonic()
+    panel._stop_button.click()
+    wait_for(lambda: not panel.streaming, timeout=2)
+    assert time.monotonic() - t0 < 0.5
+    assert panel.wait(2)
+    reply = session.messages[-1]
+    assert reply.finish_reason == "interrupted"
+    assert 0 < len(reply.content.split()) < 500
+    assert "stopped" in panel._status.value
+    assert "w3" in text_of(shown_html(panel)[-1])
+    wait_for(lambda: fake_api.closed_early == 1)
+    assert panel._stop_button.layout.display == "none" and not panel._input.disabled
+
+
+def test_failed_reply_shows_the_error_inline(fake_api: FakeAPI, panels, session) -> None:
+    panel = panels()
+    fake_api.enqueue(Script(chunks=["partial ", "text ", "more"], error_event_after=2))
+    panel.send("hi")
+    panel.wait(5)
+    last = shown_html(panel)[-1]
+    assert "partial text" in text_of(last)
+    assert 'class="oxen-error"' in last and "Upstream failed" in last
+    assert "oxen-error" in panel._status.value
+    assert session.messages[-1].finish_reason == "error"
+
+
+def test_bad_parameter_gives_the_message_back(fake_api: FakeAPI, panels, session) -> None:
+    panel = panels()
+    panel._model.value = "gpt-5-2-chat-latest"  # its schema caps max_tokens at 16384
+    panel._max_tokens.value = 50_000
+    panel._input.value = "keep me"
+    panel.send()
+    panel.wait(5)
+    assert "max_tokens" in panel._status.value
+    assert panel._input.value == "keep me"
+    assert session.messages == [] and fake_api.chat_requests() == []
+
+
+# -- undo, regenerate, clear, export -----------------------------------------------------------
+
+
+def test_undo_regenerate_and_clear(fake_api: FakeAPI, panels, session: Session) -> None:
+    panel = panels()
+    for prompt in ("one", "two"):
+        panel.send(prompt)
+        panel.wait(5)
+    first_views = panel._transcript.messages.items[:2]
+    panel._undo_button.click()
+    assert [m.content for m in session.messages] == ["one", "Echo: one"]
+    assert panel._transcript.messages.items == first_views  # the older views are kept as they are
+    fake_api.enqueue(Script(text="A different answer"))
+    panel._regenerate_button.click()
+    panel.wait(5)
+    assert [m.content for m in session.messages] == ["one", "A different answer"]
+    assert [m["content"] for m in fake_api.chat_requests()[-1]["messages"]] == ["one"]
+    assert "A different answer" in shown_html(panel)[-1]
+    old_id = session.conversation_id
+    panel._clear_button.click()
+    assert session.messages == [] and session.conversation_id != old_id
+    assert shown_html(panel) == []
+
+
+def test_undo_while_streaming_is_refused(fake_api: FakeAPI, panels, session) -> None:
+    panel = panels()
+    fake_api.enqueue(Script(chunks=["x "] * 40, delay=0.02))
+    panel.send("go")
+    wait_for(lambda: panel._transcript.live is not None)
+    panel.undo()
+    assert "still streaming" in panel._note.value
+    panel.wait(5)
+    assert len(session.messages) == 2
+
+
+def test_export_offers_csv_and_json_and_sets_dataframe(fake_api: FakeAPI, panels, session, tmp_path):
+    panel = panels()
+    panel.send("hi")
+    panel.wait(5)
+    panel._export_button.click()
+    assert isinstance(panel.dataframe, pd.DataFrame)
+    pd.testing.assert_frame_equal(panel.dataframe, session.to_dataframe())
+    links = dict(re.findall(r'download="[^"]+\.(csv|json)" href="data:[^;]+;charset=utf-8;base64,([^"]+)"',
+                            panel._links.value))  # fmt: skip
+    csv = pd.read_csv(io.StringIO(base64.b64decode(links["csv"]).decode()))
+    assert csv["content"].tolist() == ["hi", "Echo: hi"]
+    records = json.loads(base64.b64decode(links["json"]))
+    assert [r["role"] for r in records] == ["user", "assistant"]
+    assert records[1]["source"] == "panel"
+    frame = panel.export(tmp_path / "chat.csv")
+    assert pd.read_csv(tmp_path / "chat.csv")["message_id"].tolist() == frame["message_id"].tolist()
+    panel.export(tmp_path / "chat.json")
+    assert json.loads((tmp_path / "chat.json").read_text())[0]["content"] == "hi"
+
+
+# -- one session, many views ------------------------------------------------------------------
+
+
+def test_session_ask_appears_in_the_panel_and_panel_turns_are_history(fake_api, panels, session) -> None:
+    panel = panels()
+    session.ask("from a cell")
+    shown = shown_html(panel)
+    assert len(shown) == 2
+    assert "from a cell" in text_of(shown[0]) and "Echo: from a cell" in text_of(shown[1])
+    panel.send("from the panel")
+    panel.wait(5)
+    session.ask("and a cell again")
+    sent = [m["content"] for m in fake_api.chat_requests()[-1]["messages"]]
+    assert sent == ["from a cell", "Echo: from a cell", "from the panel", "Echo: from the panel",
+                    "and a cell again"]  # fmt: skip
+    assert len(shown_html(panel)) == 6
+
+
+def test_reply_streamed_by_another_thread_locks_and_fills_the_panel(fake_api, panels, session) -> None:
+    panel = panels()
+    fake_api.enqueue(Script(chunks=["from ", "elsewhere"], delay=0.05))
+    worker = threading.Thread(target=session.ask, args=("background",))
+    worker.start()
+    wait_for(lambda: panel._transcript.live is not None)
+    assert panel._input.disabled and panel._stop_button.layout.display is None
+    assert panel.send("me too") is False
+    worker.join(5)
+    assert "from elsewhere" in text_of(shown_html(panel)[-1])
+    assert not panel._input.disabled
+
+
+def test_two_panels_stay_in_sync(fake_api: FakeAPI, panels, session: Session) -> None:
+    a, b = panels(), panels()
+    fake_api.enqueue(Script(chunks=["Hi ", "there"], delay=0.02))
+    a.send("hello")
+    wait_for(lambda: b._transcript.live is not None)
+    assert b._input.disabled and b.send("interleave?") is False
+    a.wait(5)
+    assert shown_html(a) == shown_html(b)
+    assert len(shown_html(b)) == 2 and "Hi there" in shown_html(b)[1]
+    b.send("from b")
+    b.wait(5)
+    assert shown_html(a) == shown_html(b) and len(shown_html(a)) == 4
+    a.undo()
+    assert shown_html(a) == shown_html(b) and len(shown_html(b)) == 2
+    b._system.value = "Shared system prompt"
+    assert a._system.value == "Shared system prompt"
+
+
+def test_one_shot_requests_stay_out_of_the_panel(fake_api, panels, session) -> None:
+    panel = panels()
+    session.ask("aside", history=False)
+    assert shown_html(panel) == []
+
+
+def test_closed_panel_stops_listening(fake_api, panels, session, wire) -> None:
+    panel = panels()
+    panel.close()
+    assert all(panel._on_event not in callbacks for callbacks in session._observers.values())
+    wire.clear()
+    session.ask("after close")
+    assert wire == []
+
+
+# -- what reaches the frontend ----------------------------------------------------------------
+
+
+def test_xss_payloads_never_reach_widget_html(fake_api, panels, session, wire) -> None:
+    panel = panels()
+    payload = "\n\n".join(XSS_PAYLOADS)
+    fake_api.enqueue(Script(chunks=[payload[i : i + 7] for i in range(0, len(payload), 7)], delay=0.001))
+    panel.send("Show me: " + XSS_PAYLOADS[1])
+    panel.wait(5)
+    session.ask("Again: " + XSS_PAYLOADS[0])  # through the session, rendered by the panel's events
+    panel.export()
+    values = [v for v in html_values(wire) if v != CSS]
+    assert len(values) > 5
+    offending = [bad for v in values for bad in dangerous_markup(v)]
+    assert offending == []
+    assert dangerous_markup('<p><img src=x onerror="y"></p>') == ["img", "img src=x", "img onerror"]
+    # The payloads are still readable, as text.
+    assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in "".join(values)
+
+
+def test_streaming_is_throttled_and_bytes_stay_proportional(fake_api, panels, wire) -> None:
+    panel = panels()
+    deltas = reply_deltas(1500)
+    fake_api.enqueue(Script(chunks=deltas, delay=0.001))
+    panel.send("stream")
+    live = wait_for(lambda: panel._transcript.live)
+    start = len(wire)
+    t0 = time.monotonic()
+    panel.wait(20)
+    elapsed = time.monotonic() - t0
+    during = wire[start:]
+    html_ids = {c for c, kind, d in during
+                if kind == "comm_open" and (d.get("state") or {}).get("_model_name") == "HTMLModel"}  # fmt: skip
+    changes = [c for c, kind, _ in during if c in html_ids]  # each new block or tail update
+    assert elapsed > 1.5
+    assert 10 <= len(changes) <= 20 * elapsed + 5
+    sent = sum(len(json.dumps(d)) for _, _, d in during)
+    assert sent / len("".join(deltas).encode()) <= 3
+    assert live.widget in panel._transcript.messages.items
+    assert text_of(shown_html(panel)[-1]).count("Part ") == "".join(deltas).count("## Part ")
+
+
+def test_adding_messages_never_touches_older_message_widgets(fake_api, panels, session, wire) -> None:
+    panel = panels()
+    for prompt in ("one", "two", "three"):
+        panel.send(prompt)
+        panel.wait(5)
+    older = {w.comm.comm_id for w in panel._transcript.messages.items}
+    older |= {w.comm.comm_id for item in panel._transcript.messages.items
+              for w in getattr(item, "children", ())}  # fmt: skip
+    wire.clear()
+    panel.send("four")
+    panel.wait(5)
+    session.ask("five")
+    assert len(shown_html(panel)) == 10
+    assert {c for c, _, _ in wire} & older == set()
+
+
+def test_opening_on_a_500_message_session_takes_under_a_second(fake_api, panels, wire) -> None:
+    big = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY)
+    for i in range(250):
+        big.add_message("user", f"Question {i} with `code` and **bold**")
+        big.add_message("assistant", f"Answer {i}:\n\n```python\nprint({i})\n```\n\n- a\n- b")
+    t0 = time.perf_counter()
+    panel = panels(big)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.0
+    assert len(shown_html(panel)) == 500
+    assert "Answer 249" in shown_html(panel)[-1]
