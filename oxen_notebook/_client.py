@@ -10,6 +10,7 @@ retried only until the response starts; the reply decides what to do after that.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import threading
 import time
@@ -199,6 +200,17 @@ class Client:
             return retry_after
         return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
 
+    def _next_delay(self, outcome: httpx.Response | Exception, attempt: int, model: str | None) -> float:
+        """The seconds to wait before retrying a failed attempt; raises its error when it is final."""
+        if isinstance(outcome, Exception):
+            error: APIError = self._transport_error(outcome)
+        else:
+            error = self._error(outcome, model)
+        delay = self._retry_delay(error, attempt)
+        if delay is None:
+            raise error
+        return delay
+
     def _retry_delay(self, error: APIError, attempt: int) -> float | None:
         if attempt >= self.max_retries:
             return None
@@ -230,25 +242,21 @@ class Client:
 
         client = self.sync_client()
         request = self._build(method, path, json, headers, stream, client)
-        attempt = 0
-        while True:
-            while (wait := self._paused_for()) > 0:
+        for attempt in itertools.count():
+            while (wait := self._paused_for()) > 0:  # another request's 429 pauses this one too
                 time.sleep(wait)
             try:
                 response = client.send(request, stream=stream)
             except httpx.TransportError as exc:
-                error: APIError = self._transport_error(exc)
+                outcome: httpx.Response | Exception = exc
             else:
                 if response.status_code < 400:
                     return response
                 response.read()
                 response.close()
-                error = self._error(response, model)
-            delay = self._retry_delay(error, attempt)
-            if delay is None:
-                raise error
-            attempt += 1
-            time.sleep(delay)
+                outcome = response
+            time.sleep(self._next_delay(outcome, attempt, model))
+        raise AssertionError("unreachable")
 
     async def asend(
         self,
@@ -267,25 +275,21 @@ class Client:
 
         client = self.async_client()
         request = self._build(method, path, json, headers, stream, client)
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             while (wait := self._paused_for()) > 0:
                 await asyncio.sleep(wait)
             try:
                 response = await client.send(request, stream=stream)
             except httpx.TransportError as exc:
-                error: APIError = self._transport_error(exc)
+                outcome: httpx.Response | Exception = exc
             else:
                 if response.status_code < 400:
                     return response
                 await response.aread()
                 await response.aclose()
-                error = self._error(response, model)
-            delay = self._retry_delay(error, attempt)
-            if delay is None:
-                raise error
-            attempt += 1
-            await asyncio.sleep(delay)
+                outcome = response
+            await asyncio.sleep(self._next_delay(outcome, attempt, model))
+        raise AssertionError("unreachable")
 
     def get_json(self, path: str, **params: Any) -> Any:
         response = self.send("GET", path if not params else f"{path}?{_query(params)}")
