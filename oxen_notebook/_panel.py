@@ -101,7 +101,7 @@ class ChatPanel:
         )
         self._export_button = widgets.Button(description="Export", icon="download", tooltip="CSV / JSON")
         self._status = widgets.HTML(layout=widgets.Layout(width="auto"))
-        self._status.add_class("oxen-status")
+        self._status.add_class("oxen-statusline")
         self._note = widgets.HTML(layout=widgets.Layout(width="auto"))
         self._links = widgets.HTML(layout=widgets.Layout(width="auto"))
         self.widget = widgets.VBox(

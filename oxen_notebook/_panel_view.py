@@ -235,8 +235,9 @@ class Transcript:
     """
 
     def __init__(self, height: str = "420px") -> None:
-        self.layout = widgets.Layout(width="100%")
-        self.html_layout = widgets.Layout(width="100%")
+        # No shrinking: in the fixed-height column, flex items would otherwise be squeezed and clipped.
+        self.layout = widgets.Layout(width="100%", flex="0 0 auto")
+        self.html_layout = widgets.Layout(width="100%", flex="0 0 auto")
         self.html_style = widgets.widget_string.HTMLStyle()
         self.messages = AppendBox(self.layout, group=32)
         self.widget = widgets.Box(

@@ -1,0 +1,392 @@
+"""The chat panel in a real browser: Debian's Chromium driven by Playwright, against a JupyterLab
+server (JupyterLab and Notebook 7 pages) started on loopback with isolated config directories.
+
+The kernel talks to the loopback fake API running in this test process (its URL and key reach the
+kernel through the server's environment). Screenshots of each step go to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from tests.fake_api import FakeAPI, Script
+
+pytest.importorskip("playwright", reason="the browser tests need the playwright package (the test extra)")
+from playwright.sync_api import Page, expect, sync_playwright
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "browser-test-key"
+PANEL_CELL = """\
+import oxen_notebook
+from oxen_notebook import ChatPanel
+session = oxen_notebook.default_session(model="test-model")
+panel = ChatPanel(session)
+panel"""
+MESSAGE_BOX = ".oxen-panel input[placeholder^='Message']"
+STREAMING_TIMEOUT = 20_000
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM),
+    reason="Chromium is not installed (CI installs it with apt-get install -y chromium)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Jupyter:
+    """A jupyter server (JupyterLab + Notebook 7) on loopback, isolated from the user's setup."""
+
+    def __init__(self, base: Path, api: FakeAPI) -> None:
+        self.root = base / "notebooks"
+        self.root.mkdir()
+        self.token = secrets.token_hex(16)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = base / "lab-settings"
+        notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        notification.parent.mkdir(parents=True)
+        notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        env = dict(os.environ)
+        for name in ("config", "runtime", "data", "ipython", "workspaces", "oxen"):
+            (base / name).mkdir()
+        env.update(
+            JUPYTER_CONFIG_DIR=str(base / "config"),
+            JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+            JUPYTER_DATA_DIR=str(base / "data"),
+            JUPYTERLAB_SETTINGS_DIR=str(settings),
+            JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+            IPYTHONDIR=str(base / "ipython"),
+            OXEN_CONFIG_DIR=str(base / "oxen"),
+            OXEN_BASE_URL=api.base_url,
+            OXEN_API_KEY=KEY,
+            PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+        )
+        self.log = (base / "server.log").open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+             "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}", "--allow-root",
+             f"--ServerApp.root_dir={self.root}"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self._wait_up()
+
+    def api(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}?token={self.token}", timeout=5) as response:
+            return json.load(response)
+
+    def _wait_up(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: see {self.log.name}")
+            try:
+                self.api("/api/status")
+                return
+            except OSError:
+                time.sleep(0.25)
+        raise RuntimeError("jupyter lab did not start within 60 s")
+
+    def notebook(self, name: str, *cells: str) -> str:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+        nbformat.write(nb, self.root / name)
+        return name
+
+    def wait_for_kernel(self, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for session in self.api("/api/sessions"):
+                if session.get("path") == name and session["kernel"]["execution_state"] == "idle":
+                    return
+            time.sleep(0.25)
+        raise AssertionError(f"the kernel for {name} did not become idle")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[FakeAPI]:
+    with FakeAPI() as server:
+        server.api_key = KEY
+        yield server
+
+
+@pytest.fixture(scope="module")
+def jupyter(api: FakeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter]:
+    server = Jupyter(tmp_path_factory.mktemp("jupyter"), api)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, api: FakeAPI) -> Iterator[Page]:
+    api.reset()
+    api.api_key = KEY
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.dialogs = []  # type: ignore[attr-defined]
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+    yield page
+    context.close()
+
+
+class Shots:
+    """Numbered screenshots of each step, in the test's tmp dir."""
+
+    def __init__(self, page: Page, where: Path) -> None:
+        self.page, self.where, self.count = page, where, 0
+
+    def __call__(self, step: str) -> Path:
+        self.count += 1
+        path = self.where / f"{self.count:02d}-{step}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+
+def open_notebook(page: Page, jupyter: Jupyter, name: str, ui: str = "lab") -> None:
+    # A workspace per notebook, so JupyterLab does not reopen the other tests' notebooks.
+    prefix = f"/lab/workspaces/{Path(name).stem}/tree" if ui == "lab" else "/notebooks"
+    page.goto(f"{jupyter.url}{prefix}/{name}?token={jupyter.token}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    jupyter.wait_for_kernel(name)
+    if ui == "lab":
+        expect(page.locator(".jp-KernelName").first).not_to_have_text("No Kernel", timeout=30_000)
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").first.wait_for(timeout=30_000)
+
+
+def run_cell(page: Page, index: int) -> None:
+    page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".cm-content").click()
+    page.keyboard.press("Control+Enter")
+
+
+def open_panel(page: Page) -> Any:
+    run_cell(page, 0)
+    panel = page.locator(".oxen-panel").first
+    panel.wait_for(timeout=60_000)
+    expect(panel.locator(".oxen-statusline")).to_contain_text("test-model", timeout=30_000)
+    return panel
+
+
+def say(page: Page, text: str) -> None:
+    box = page.locator(MESSAGE_BOX).first
+    expect(box).to_be_enabled(timeout=STREAMING_TIMEOUT)
+    box.click()
+    box.fill(text)
+    box.press("Enter")
+
+
+def transcript(page: Page) -> Any:
+    return page.locator(".oxen-panel .oxen-transcript").first
+
+
+# -- JupyterLab ---------------------------------------------------------------------------------
+
+
+def test_panel_in_jupyterlab(page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path) -> None:
+    name = jupyter.notebook("lab.ipynb", PANEL_CELL, 'session.ask("from a cell")')
+    shot = Shots(page, tmp_path)
+    open_notebook(page, jupyter, name)
+    panel = open_panel(page)
+    shot("panel-open")
+
+    # Type and press Enter: the reply streams into the transcript.
+    api.enqueue(Script(chunks=["Hello ", "from ", "**the** ", "fake ", "model.\n\n", "```python\n",
+                               "print('hi')\n", "```\n"], delay=0.05))  # fmt: skip
+    say(page, "Say hello")
+    expect(panel.locator("button", has_text="Stop")).to_be_visible()
+    expect(transcript(page)).to_contain_text("Hello from the fake model.", timeout=STREAMING_TIMEOUT)
+    expect(transcript(page).locator("strong", has_text="the")).to_have_count(1)
+    expect(transcript(page).locator("pre")).to_contain_text("print('hi')")
+    expect(panel.locator(".oxen-statusline")).to_contain_text("tokens")
+    expect(panel.locator("button", has_text="Stop")).to_be_hidden()
+    assert api.chat_requests()[-1]["messages"][-1]["content"] == "Say hello"
+    shot("streamed-reply")
+
+    # Stop mid-stream: the HTTP stream closes at once and the partial reply stays.
+    api.enqueue(Script(chunks=[f"tick{i} " for i in range(400)], delay=0.05))
+    say(page, "Count slowly")
+    expect(transcript(page)).to_contain_text("tick5", timeout=STREAMING_TIMEOUT)
+    shot("streaming")
+    closed_before = api.closed_early
+    clicked = time.monotonic()
+    panel.locator("button", has_text="Stop").click()
+    while api.closed_early == closed_before and time.monotonic() - clicked < 5:
+        time.sleep(0.01)
+    assert time.monotonic() - clicked < 0.5
+    expect(panel.locator(".oxen-statusline")).to_contain_text("stopped", timeout=5_000)
+    frozen = transcript(page).inner_text()
+    assert "tick5" in frozen and "tick399" not in frozen
+    time.sleep(0.5)
+    assert transcript(page).inner_text() == frozen
+    expect(panel.locator("button", has_text="Stop")).to_be_hidden()
+    expect(page.locator(MESSAGE_BOX).first).to_be_enabled()
+    shot("stopped")
+
+    # An exchange made by a cell appears in the panel.
+    run_cell(page, 1)
+    expect(transcript(page)).to_contain_text("Echo: from a cell", timeout=STREAMING_TIMEOUT)
+    shot("exchange-from-cell")
+
+    # The newest message stays in view as the transcript grows past the box.
+    api.enqueue(Script(chunks=[f"Line {i} of a long reply.\n\n" for i in range(40)], delay=0.01))
+    say(page, "A long one")
+    expect(transcript(page)).to_contain_text("Line 39 of a long reply.", timeout=STREAMING_TIMEOUT)
+    expect(panel.locator(".oxen-statusline")).to_contain_text("tokens")
+    box = transcript(page).bounding_box()
+    last = transcript(page).locator("p", has_text="Line 39 of a long reply.").bounding_box()
+    first = transcript(page).locator(".oxen-user").first.bounding_box()
+    assert box and last and first
+    assert box["y"] <= last["y"] and last["y"] + last["height"] <= box["y"] + box["height"] + 2
+    assert first["y"] < box["y"]  # the oldest message scrolled out of view
+    shot("scrolled-to-newest")
+
+    # Export: a CSV download of the conversation.
+    panel.locator("button", has_text="Export").click()
+    link = panel.locator("a.oxen-export", has_text="CSV")
+    expect(link).to_be_visible()
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename.endswith(".csv")
+    rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
+    assert [r["role"] for r in rows] == ["user", "assistant"] * 4
+    assert rows[3]["finish_reason"] == "interrupted" and rows[5]["content"] == "Echo: from a cell"
+    shot("exported")
+    panel.screenshot(path=str(tmp_path / "panel.png"))
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("oxen_notebook._magics") is None,
+    reason="the %%oxen magic (oxen_notebook/_magics.py) is not in this checkout",
+)
+def test_oxen_cell_exchange_appears_in_panel(
+    page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path
+) -> None:
+    name = jupyter.notebook("magic.ipynb", PANEL_CELL, "%load_ext oxen_notebook", "%%oxen\nfrom the magic")
+    shot = Shots(page, tmp_path)
+    open_notebook(page, jupyter, name)
+    panel = open_panel(page)
+    say(page, "first from the panel")
+    expect(transcript(page)).to_contain_text("Echo: first from the panel", timeout=STREAMING_TIMEOUT)
+    run_cell(page, 1)
+    run_cell(page, 2)
+    expect(transcript(page)).to_contain_text("Echo: from the magic", timeout=STREAMING_TIMEOUT)
+    # The panel's exchange was part of the history the magic sent.
+    sent = [m["content"] for m in api.chat_requests()[-1]["messages"]]
+    assert sent[-3:] == ["first from the panel", "Echo: first from the panel", "from the magic"]
+    expect(panel.locator(".oxen-statusline")).to_contain_text("tokens")
+    shot("magic-exchange-in-panel")
+
+
+# -- untrusted output ---------------------------------------------------------------------------
+
+XSS = [
+    "<script>window.__xss = 1; alert('script')</script>",
+    "<img src=x onerror=\"window.__xss = 2; alert('img')\">",
+    "[click me](javascript:alert('link'))",
+    "<a href=\"javascript:alert('raw link')\">raw link</a>",
+    "<iframe src=\"javascript:alert('iframe')\"></iframe>",
+    "<style>body { display: none !important }</style>",
+    "<svg onload=\"alert('svg')\"></svg>",
+]
+
+
+def test_xss_payloads_do_not_run_or_inject(
+    page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path
+) -> None:
+    name = jupyter.notebook("xss.ipynb", PANEL_CELL)
+    shot = Shots(page, tmp_path)
+    open_notebook(page, jupyter, name)
+    panel = open_panel(page)
+    payload = "Payloads:\n\n" + "\n\n".join(XSS) + "\n\nend of payloads"
+    api.enqueue(Script(chunks=[payload[i : i + 9] for i in range(0, len(payload), 9)], delay=0.005))
+    say(page, XSS[1])  # the user's own text is untrusted too
+    expect(transcript(page)).to_contain_text("end of payloads", timeout=STREAMING_TIMEOUT)
+    expect(panel.locator(".oxen-statusline")).to_contain_text("tokens")
+    time.sleep(0.5)  # time for any onerror/onload to fire
+    shot("xss")
+    assert page.dialogs == []  # type: ignore[attr-defined]
+    assert page.evaluate("() => window.__xss") is None
+    injected = ".oxen-transcript script, .oxen-transcript img, .oxen-transcript iframe, " \
+        ".oxen-transcript svg, .oxen-transcript style, .oxen-transcript [onerror], " \
+        ".oxen-transcript [onload], .oxen-panel a[href^='javascript']"  # fmt: skip
+    assert page.locator(injected).count() == 0
+    assert page.locator(".oxen-panel style").count() == 1  # the panel's own stylesheet, nothing else
+    assert page.evaluate("() => getComputedStyle(document.body).display") != "none"
+    assert panel.is_visible()
+    text = transcript(page).inner_text()
+    assert "<script>window.__xss = 1; alert('script')</script>" in text  # shown as text
+    assert "<img src=x onerror=" in text
+
+
+# -- Notebook 7 -----------------------------------------------------------------------------------
+
+
+def test_panel_in_notebook7(page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path) -> None:
+    name = jupyter.notebook("nb7.ipynb", PANEL_CELL)
+    shot = Shots(page, tmp_path)
+    open_notebook(page, jupyter, name, ui="notebook")
+    panel = open_panel(page)
+    shot("panel-open")
+    api.enqueue(Script(chunks=["Streaming ", "in ", "Notebook ", "7"] + [f" more{i}" for i in range(60)],
+                       delay=0.03))  # fmt: skip
+    say(page, "Hello notebook")
+    expect(panel.locator("button", has_text="Stop")).to_be_visible(timeout=STREAMING_TIMEOUT)
+    expect(transcript(page)).to_contain_text("Streaming in Notebook 7", timeout=STREAMING_TIMEOUT)
+    panel.locator("button", has_text="Stop").click()
+    expect(panel.locator(".oxen-statusline")).to_contain_text("stopped", timeout=5_000)
+    assert "more59" not in transcript(page).inner_text()
+    shot("stopped")
+    say(page, "again")
+    expect(transcript(page)).to_contain_text("Echo: again", timeout=STREAMING_TIMEOUT)
+    panel.locator("button", has_text="Undo").click()
+    expect(transcript(page)).not_to_contain_text("Echo: again")
+    panel.locator("button", has_text="Export").click()
+    with page.expect_download() as info:
+        panel.locator("a.oxen-export", has_text="JSON").click()
+    records = json.loads(Path(info.value.path()).read_text())
+    assert [r["role"] for r in records] == ["user", "assistant"]
+    assert records[1]["finish_reason"] == "interrupted"
+    shot("exported")
