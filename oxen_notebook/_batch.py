@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import html
 import string
 import threading
 import time
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
     from ._reply import AsyncReply
     from ._session import Session
 
-__all__ = ["MAP_COLUMNS", "batch_log_frame", "run_compare", "run_map"]
+__all__ = ["MAP_COLUMNS", "batch_log_frame", "run_map"]
 
 MAP_COLUMNS = [
     "reply", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "cost_usd",
@@ -400,110 +399,6 @@ def run_map(
     out.attrs["batch_id"] = runner.batch_id
     out.attrs["interrupted"] = runner.interrupted
     return out
-
-
-# -- compare ------------------------------------------------------------------------------------
-
-
-def _label(model: str, params: dict[str, Any]) -> str:
-    settings = ", ".join(f"{k}={v!r}" for k, v in params.items())
-    return f"{model} ({settings})" if settings else model
-
-
-def run_compare(
-    session: Session,
-    template: str,
-    *,
-    models: list[str] | None = None,
-    params: list[dict[str, Any]] | None = None,
-    show: bool = True,
-    **variables: Any,
-) -> pd.DataFrame:
-    """See :meth:`Session.compare`."""
-    import pandas as pd
-
-    if not models and not params:
-        raise ParameterError("compare needs models=[...] and/or params=[{...}, ...] to compare.")
-    if isinstance(models, str):
-        models = [m.strip() for m in models.split(",") if m.strip()]
-    _check_template(template, set(variables), False)
-    prompt = template.format(**variables)
-    jobs, labels, used = [], [], []
-    for model in models or [None]:
-        for settings in params or [{}]:
-            settings = dict(settings)
-            chosen = settings.pop("model", None) or model or session.model
-            jobs.append(_Job(prompt, chosen, settings))
-            labels.append(_label(chosen, settings))
-            used.append(settings)
-    runner = _execute(session, jobs, len(jobs), "record", False)
-    frame = pd.DataFrame(
-        {"variant": labels, "model": [j.model for j in jobs], "params": [repr(p) for p in used]}
-    )
-    frame = _result_columns(frame, runner.outcomes)
-    frame = frame.astype({"variant": "string", "model": "string", "params": "string"})
-    frame.attrs["batch_id"] = runner.batch_id
-    if show:
-        _show(compare_html(frame))
-    return frame
-
-
-def _render(text: str) -> str:
-    try:
-        from ._render import render_markdown
-    except ImportError:
-        return f"<pre>{html.escape(text)}</pre>"
-    return render_markdown(text)
-
-
-def _money(value: Any, cached: bool) -> str:
-    if cached:
-        return "$0 (cached)"
-    return "unknown" if value is None or value != value else f"${value:.6f}"
-
-
-def _na(value: Any) -> Any:
-    import pandas as pd
-
-    return None if value is None or value is pd.NA or value != value else value
-
-
-def compare_html(frame: pd.DataFrame) -> str:
-    """The side-by-side table of a :meth:`Session.compare` result: replies rendered and sanitized."""
-    rows = frame.to_dict(orient="records")
-    head = "".join(f"<th>{html.escape(str(r['variant']))}</th>" for r in rows)
-    cells: dict[str, list[str]] = {"reply": [], "latency": [], "tokens": [], "cost": []}
-    for r in rows:
-        reply, error = _na(r["reply"]), _na(r["error"])
-        body = _render(reply) if reply else ""
-        if error:
-            body += f'<p style="color:#b00020">{html.escape(str(error))}</p>'
-        cells["reply"].append(body)
-        latency = _na(r["latency_s"])
-        cells["latency"].append(f"{latency:.2f} s" if latency is not None else "")
-        prompt, completion = _na(r["prompt_tokens"]), _na(r["completion_tokens"])
-        cells["tokens"].append(
-            f"{prompt} in, {completion} out" if prompt is not None and completion is not None else "unknown"
-        )
-        cells["cost"].append(html.escape(_money(_na(r["cost_usd"]), bool(_na(r["cached"])))))
-    style = 'style="vertical-align:top;text-align:left"'
-    body = "".join(
-        f"<tr><th {style}>{name}</th>" + "".join(f"<td {style}>{c}</td>" for c in values) + "</tr>"
-        for name, values in cells.items()
-    )
-    return f'<table class="oxen-compare"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _show(markup: str) -> None:
-    import sys
-
-    if "IPython" not in sys.modules:
-        return
-    from IPython import get_ipython
-    from IPython.display import HTML, display
-
-    if get_ipython() is not None:
-        display(HTML(markup))
 
 
 # -- the batch log ------------------------------------------------------------------------------

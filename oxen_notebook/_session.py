@@ -441,14 +441,12 @@ class Session:
         progress: bool | Callable[..., Any] = True,
         **params: Any,
     ) -> pd.DataFrame:
-        """Send ``template`` filled from each row of ``data`` (a DataFrame, a list of dicts, or a
-        list of strings for ``{}`` / ``{text}``) as one-shot requests, ``concurrency`` at a time.
+        """Send ``template``, filled from each row of ``data`` (a DataFrame, a list of dicts, or a
+        list of strings for ``{}``/``{text}``), as one-shot requests, ``concurrency`` at a time.
 
-        Returns the data with ``reply``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``,
-        ``latency_s``, ``cost_usd``, ``cached`` and ``error`` columns, in the data's order.
-        ``on_error="raise"`` stops at the first failed row and raises its error; Ctrl-C (a kernel
-        interrupt) cancels the requests in flight and returns the rows that finished.
-        ``params`` (``model``, ``temperature``, ...) apply to every row."""
+        Returns the data in its order with ``reply``, ``finish_reason``, token, ``latency_s``,
+        ``cost_usd``, ``cached`` and ``error`` columns. ``on_error="raise"`` stops at the first
+        failure; Ctrl-C cancels the requests in flight and returns the rows that finished."""
         from ._batch import run_map
 
         return run_map(
@@ -467,7 +465,7 @@ class Session:
         """Send one prompt (``template`` filled with ``variables``) to several ``models`` and/or
         parameter sets (``params=[{"temperature": 0}, {"temperature": 1}]``) at once; return one
         row per variant and, with ``show``, display the replies side by side."""
-        from ._batch import run_compare
+        from ._compare import run_compare
 
         return run_compare(self, template, models=models, params=params, show=show, **variables)
 

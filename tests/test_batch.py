@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from oxen_notebook import BadRequestError, ParameterError, Session
-from oxen_notebook._batch import compare_html
+from oxen_notebook._compare import compare_html
 from oxen_notebook._progress import BatchProgress, _WidgetBar
 from tests.conftest import TEST_KEY
 from tests.fake_api import Script, _prompt_text
