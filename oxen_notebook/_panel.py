@@ -71,11 +71,13 @@ class ChatPanel:
         )
         self._temperature = widgets.FloatSlider(
             value=self._temperature_default, min=0.0, max=2.0, step=0.05, description="Temperature",
-            readout_format=".2f", layout=widgets.Layout(width="auto", flex="1 1 260px"),
+            readout_format=".2f", style={"description_width": "initial"},
+            layout=widgets.Layout(width="auto", flex="1 1 260px"),
         )  # fmt: skip
         self._max_tokens = widgets.BoundedIntText(
             value=self._max_tokens_default, min=0, max=1_000_000, description="Max tokens",
-            tooltip="0: the model's default", layout=widgets.Layout(width="190px"),
+            tooltip="0: the model's default", style={"description_width": "initial"},
+            layout=widgets.Layout(width="190px"),
         )  # fmt: skip
         self._system = widgets.Textarea(
             value=session.system or "",
@@ -103,7 +105,7 @@ class ChatPanel:
         self._status = widgets.HTML(layout=widgets.Layout(width="auto"))
         self._status.add_class("oxen-statusline")
         self._note = widgets.HTML(layout=widgets.Layout(width="auto"))
-        self._links = widgets.HTML(layout=widgets.Layout(width="auto"))
+        self._links = widgets.HTML(layout=widgets.Layout(width="auto", flex="0 0 auto"))
         self.widget = widgets.VBox(
             [
                 widgets.HTML(CSS, layout=widgets.Layout(display="none")),

@@ -231,17 +231,21 @@ def test_panel_in_jupyterlab(page: Page, jupyter: Jupyter, api: FakeAPI, tmp_pat
     shot("panel-open")
 
     # Type and press Enter: the reply streams into the transcript.
-    api.enqueue(Script(chunks=["Hello ", "from ", "**the** ", "fake ", "model.\n\n", "```python\n",
-                               "print('hi')\n", "```\n"], delay=0.05))  # fmt: skip
+    api.enqueue(Script(chunks=["Hello ", "from ", "**the** ", "fake ", "model.\n\n", "1. Load ", "the data\n",
+                               "2. Plot it\n\n", "```python\n", "import pandas as pd\n",
+                               "frame = pd.read_csv('data.csv')\n", "frame.plot()\n", "```\n"],
+                       delay=0.05))  # fmt: skip
     say(page, "Say hello")
     expect(panel.locator("button", has_text="Stop")).to_be_visible()
     expect(transcript(page)).to_contain_text("Hello from the fake model.", timeout=STREAMING_TIMEOUT)
     expect(transcript(page).locator("strong", has_text="the")).to_have_count(1)
-    expect(transcript(page).locator("pre")).to_contain_text("print('hi')")
+    expect(transcript(page).locator("pre")).to_contain_text("frame = pd.read_csv('data.csv')")
+    expect(transcript(page).locator("ol li")).to_have_count(2)
     expect(panel.locator(".oxen-statusline")).to_contain_text("tokens")
     expect(panel.locator("button", has_text="Stop")).to_be_hidden()
     assert api.chat_requests()[-1]["messages"][-1]["content"] == "Say hello"
     shot("streamed-reply")
+    panel.screenshot(path=str(tmp_path / "panel.png"))  # the README's docs/panel.png
 
     # Stop mid-stream: the HTTP stream closes at once and the partial reply stays.
     api.enqueue(Script(chunks=[f"tick{i} " for i in range(400)], delay=0.05))
@@ -293,7 +297,6 @@ def test_panel_in_jupyterlab(page: Page, jupyter: Jupyter, api: FakeAPI, tmp_pat
     assert [r["role"] for r in rows] == ["user", "assistant"] * 4
     assert rows[3]["finish_reason"] == "interrupted" and rows[5]["content"] == "Echo: from a cell"
     shot("exported")
-    panel.screenshot(path=str(tmp_path / "panel.png"))
     assert page.dialogs == []  # type: ignore[attr-defined]
 
 
