@@ -1,0 +1,396 @@
+"""The ``%%oxen`` cell magic and the ``%oxen`` line magic.
+
+Both are thin views on a :class:`~oxen_notebook.Session`: the cell magic turns a cell into
+``session.stream(prompt, ...)`` and streams the reply into the output area through
+:class:`~oxen_notebook._render.StreamingMarkdown` (finished blocks sent once, a throttled live tail,
+an exact final render); in a terminal it prints the deltas. Failures are one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import keyword
+import re
+import string
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Enum, Float, Integer, Unicode, observe
+
+from ._errors import OxenError
+from ._render import StreamingMarkdown, Update, render_code
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from ._reply import Reply
+    from ._session import Session
+
+__all__ = ["OxenMagics", "interpolate", "load_ipython_extension", "unload_ipython_extension"]
+
+FORMATS = ("markdown", "text", "code", "json")
+_FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
+
+
+class OxenCellError(Exception):
+    """A failed ``%%oxen`` cell: shown as one line, never a traceback."""
+
+    def __init__(self, message: str, name: str = "OxenError") -> None:
+        super().__init__(message)
+        self.name = name
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31m{self.name}\x1b[0m: {self}"]
+
+
+class OxenInterrupted(KeyboardInterrupt):
+    """The reply was interrupted: a one-line note replaces the traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[33mInterrupted\x1b[0m: {self}"]
+
+
+# -- interpolation ---------------------------------------------------------------------------------
+
+_FORMATTER = string.Formatter()
+
+
+def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
+    """Replace ``{name}``, ``{obj.attr}``, ``{obj[key]}``, ``{In[3]}`` from ``namespace``.
+
+    Nothing is called or evaluated beyond attribute and item lookups. Fields that do not resolve
+    stay as written; ``{{`` and ``}}`` give literal braces; unbalanced braces leave the text as is.
+    """
+    try:
+        parts = list(_FORMATTER.parse(text))
+    except ValueError:
+        return text
+    out: list[str] = []
+    for literal, field, spec, conversion in parts:
+        out.append(literal)
+        if field is None:
+            continue
+        written = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if not field or not (field[0].isalpha() or field[0] == "_"):
+            out.append(written)
+            continue
+        try:
+            value, _ = _FORMATTER.get_field(field, (), namespace)
+            value = _FORMATTER.convert_field(value, conversion)
+            out.append(format(value, spec or ""))
+        except Exception:  # any lookup or format failure: keep what the user wrote
+            out.append(written)
+    return "".join(out)
+
+
+# -- output views ----------------------------------------------------------------------------------
+
+
+class _HTMLView:
+    """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``."""
+
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        from IPython.display import display, update_display
+
+        self._display = display
+        self._update = update_display
+        self.metadata = metadata
+        self.stream = StreamingMarkdown()
+        self.ids: list[str] = []
+
+    def feed(self, delta: str) -> None:
+        self._apply(self.stream.feed(delta))
+
+    def close(self) -> None:
+        self._apply(self.stream.close())
+
+    def replace(self, bundle: dict[str, Any]) -> None:
+        """Show ``bundle`` instead of everything streamed so far."""
+        from IPython.display import clear_output
+
+        if self.ids:
+            clear_output(wait=True)
+        self.ids = [self._new_id()]
+        self._display(bundle, raw=True, metadata=self.metadata, display_id=self.ids[0])
+
+    def _apply(self, updates: list[Update]) -> None:
+        for update in updates:
+            bundle = {"text/html": update.html}
+            if update.kind == "new":
+                self.ids.append(self._new_id())
+                self._display(bundle, raw=True, metadata=self.metadata, display_id=self.ids[-1])
+            elif update.kind == "set":
+                self._update(bundle, raw=True, metadata=self.metadata, display_id=self.ids[update.slot])
+            else:
+                self.replace(bundle)
+
+    @staticmethod
+    def _new_id() -> str:
+        return f"oxen-{uuid.uuid4().hex}"
+
+
+class _TextView:
+    """Prints deltas to stdout as they come (terminal IPython, and the ``text`` format)."""
+
+    def __init__(self) -> None:
+        self.ended_with_newline = True
+
+    def feed(self, delta: str) -> None:
+        sys.stdout.write(delta)
+        sys.stdout.flush()
+        self.ended_with_newline = delta.endswith("\n")
+
+    def close(self) -> None:
+        if not self.ended_with_newline:
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+# -- the magics ------------------------------------------------------------------------------------
+
+
+@magics_class
+class OxenMagics(Magics):
+    """``%%oxen`` sends the cell to the model and streams the reply; ``%oxen`` manages the session.
+
+    Defaults are settable with ``%config OxenMagics.<name> = value`` or in ``ipython_config.py``.
+    """
+
+    model = Unicode(
+        None, allow_none=True, help="Model for the default session (None: the Session's default)."
+    ).tag(config=True)
+    system = Unicode(None, allow_none=True, help="System prompt for new conversations.").tag(config=True)
+    temperature = Float(None, allow_none=True, help="Default temperature (0-2).").tag(config=True)
+    max_tokens = Integer(None, allow_none=True, help="Default maximum reply tokens.").tag(config=True)
+    format = Enum(FORMATS, default_value="markdown", help="Default output format.").tag(config=True)
+    max_history_turns = Integer(
+        None, allow_none=True, help="Send at most this many earlier turns with each prompt (None: all)."
+    ).tag(config=True)
+    display = Enum(
+        ("auto", "html", "text"),
+        default_value="auto",
+        help="auto: rendered HTML in a notebook, plain text in a terminal.",
+    ).tag(config=True)
+
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._api_key: str | None = None
+
+    @observe("model")
+    def _model_changed(self, change: dict[str, Any]) -> None:
+        from . import _sessions
+
+        if change["new"] and "default" in _sessions:
+            _sessions["default"].model = change["new"]
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def session(self, name: str | None = None) -> Session:
+        """The session called ``name`` (default: the one the chat panel shares)."""
+        from . import named_session
+
+        kwargs: dict[str, Any] = {}
+        if self.model:
+            kwargs["model"] = self.model
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        try:
+            session = named_session(name or "default", **kwargs)
+        except OxenError as exc:
+            raise OxenCellError(str(exc), type(exc).__name__) from None
+        if self.system and not session.messages:
+            session.system = self.system
+        if hasattr(session, "max_turns"):
+            session.max_turns = self.max_history_turns
+        return session
+
+    def _html(self) -> bool:
+        if self.display != "auto":
+            return self.display == "html"
+        return getattr(self.shell, "kernel", None) is not None
+
+    # -- %%oxen ---------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("-m", "--model", help="Model for this prompt.")
+    @argument("-s", "--system", help="Set the conversation's system prompt.")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
+    @argument("--max-tokens", type=int, help="Maximum tokens in the reply.")
+    @argument("--top-p", type=float, help="Nucleus sampling, 0 to 1.")
+    @argument("--frequency-penalty", type=float, help="-2 to 2.")
+    @argument("--presence-penalty", type=float, help="-2 to 2.")
+    @argument("--new", action="store_true", help="Start a new conversation first.")
+    @argument("--no-history", action="store_true", help="One-off prompt: not sent with or added to history.")
+    @argument("-f", "--format", choices=FORMATS, help="markdown (default), text, code or json.")
+    @argument("-o", "--output", metavar="VAR", help="Also store the reply in this variable.")
+    @argument("--image", action="append", metavar="PATH_OR_URL", help="Attach an image (repeatable).")
+    @argument("--session", metavar="NAME", help="Use the named session (default: the shared one).")
+    @argument("--no-interpolate", action="store_true", help="Send {braces} as written.")
+    @line_cell_magic
+    def oxen(self, line: str, cell: str | None = None) -> Any:
+        """Chat with an Oxen.ai model.
+
+        Cell magic: the cell is the prompt; ``{name}``, ``{obj.attr}``, ``{obj[key]}``, ``{In[3]}``
+        come from the notebook's variables (``{{`` for a literal brace). The reply streams in as
+        rendered Markdown, with a footer (model, tokens, seconds).
+
+        Line magic: ``%oxen models [filter]``, ``model [NAME]``, ``history``, ``undo``, ``reset``,
+        ``export PATH`` (.csv, .json, .parquet), ``chat``, ``login``, ``config``.
+        """
+        if cell is None:
+            return self._line(line)
+        args = parse_argstring(self.oxen, line)
+        self._cell(args, cell)
+        return None
+
+    def _cell(self, args: Any, cell: str) -> None:
+        fmt = args.format or self.format
+        output = args.output
+        if output and (not output.isidentifier() or keyword.iskeyword(output)):
+            raise UsageError(f"-o {output!r}: give a variable name, such as -o answer.")
+        session = self.session(args.session)
+        prompt = cell if args.no_interpolate else interpolate(cell, self.shell.user_ns)
+        if not prompt.strip():
+            raise UsageError("the cell is empty: write the prompt under %%oxen.")
+        params = {
+            "temperature": args.temperature if args.temperature is not None else self.temperature,
+            "max_tokens": args.max_tokens if args.max_tokens is not None else self.max_tokens,
+            "top_p": args.top_p,
+            "frequency_penalty": args.frequency_penalty,
+            "presence_penalty": args.presence_penalty,
+        }
+        try:
+            if args.new:
+                session.reset()
+            if args.system is not None:
+                session.system = args.system
+            reply = session.stream(
+                prompt,
+                images=args.image or None,
+                history=not args.no_history,
+                source="magic",
+                model=args.model,
+                **{name: value for name, value in params.items() if value is not None},
+            )
+        except OxenError as exc:
+            raise OxenCellError(str(exc), type(exc).__name__) from None
+        self._run(reply, fmt, output)
+
+    def _run(self, reply: Reply, fmt: str, output: str | None) -> None:
+        metadata = {"oxen": {"model": reply.model, "message_id": None}}
+        view: _HTMLView | _TextView
+        view = _HTMLView(metadata) if self._html() and fmt != "text" else _TextView()
+        error: OxenError | None = None
+        interrupted = False
+        try:
+            for delta in reply:
+                view.feed(delta)
+        except KeyboardInterrupt:
+            reply.close()  # closes the HTTP response now; history keeps the text as interrupted
+            interrupted = True
+        except OxenError as exc:
+            error = exc
+        message = reply.message
+        metadata["oxen"]["message_id"] = message.message_id if message else None
+        value, note = self._show(reply, fmt, view, complete=not interrupted and error is None)
+        if output:
+            self.shell.user_ns[output] = value
+        if reply.text or error is None:
+            self._footer(reply, metadata, note)
+        if interrupted:
+            raise OxenInterrupted(
+                f"the reply was stopped; its {len(reply.text)} characters are kept in history as interrupted."
+            )
+        if error is not None:
+            raise OxenCellError(str(error), type(error).__name__) from None
+
+    def _show(
+        self, reply: Reply, fmt: str, view: _HTMLView | _TextView, *, complete: bool
+    ) -> tuple[Any, str]:
+        """Finish the output in its format; return the value for ``-o`` and a note, if any."""
+        text = reply.text
+        html_view = isinstance(view, _HTMLView)
+        if fmt == "code" and text:
+            language, code = strip_fences(text)
+            if html_view:
+                view.replace({"text/html": render_code(code, language), "text/plain": code})
+            else:
+                view.close()
+            if complete:
+                self.shell.set_next_input(code, replace=False)
+            return code, ""
+        if fmt == "json" and text:
+            try:
+                value = json.loads(strip_fences(text)[1])
+            except ValueError as exc:
+                view.close()
+                return text, f"the reply is not valid JSON ({exc}); shown as it came."
+            if html_view:
+                pretty = json.dumps(value, indent=2, ensure_ascii=False)
+                view.replace({"application/json": value, "text/plain": pretty})
+            else:
+                view.close()
+            return value, ""
+        view.close()
+        return text, ""
+
+    def _footer(self, reply: Reply, metadata: dict[str, Any], note: str) -> None:
+        message = reply.message
+        parts = [reply.model]
+        if message is not None:
+            if message.total_tokens is not None:
+                parts.append(f"{message.total_tokens} tokens")
+            if message.duration_s is not None:
+                parts.append(f"{message.duration_s:.1f} s")
+            if message.finish_reason not in (None, "stop"):
+                parts.append(message.finish_reason)
+        line = " · ".join(parts) + (f" — {note}" if note else "")
+        if self._html():
+            from IPython.display import display
+
+            bundle = {
+                "text/html": f'<div style="font-size:85%;opacity:0.65">{html.escape(line)}</div>',
+                "text/plain": line,
+            }
+            display(bundle, raw=True, metadata=metadata)
+        else:
+            print(f"[{line}]")
+
+    # -- %oxen ----------------------------------------------------------------------------------
+
+    def _line(self, line: str) -> Any:
+        from ._magic_commands import run_line
+
+        return run_line(self, line)
+
+
+def strip_fences(text: str) -> tuple[str, str]:
+    """``(language, code)`` of the first fenced block in ``text``, or ``("", text)`` if none."""
+    match = _FENCE_RE.search(text)
+    if match is None:
+        return "", text.strip("\n")
+    return match.group(2), match.group(3).rstrip("\n")
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """Register the magics (once per shell) and create the shared default session."""
+    registry = ipython.magics_manager.registry
+    magics = registry.get("OxenMagics")
+    if magics is None:
+        magics = OxenMagics(ipython)
+        ipython.register_magics(magics)
+    magics.session()
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    """Remove the magics; the sessions stay (their history is the user's)."""
+    magics = ipython.magics_manager.registry.pop("OxenMagics", None)
+    if magics is not None:
+        for kind in ("line", "cell"):
+            ipython.magics_manager.magics[kind].pop("oxen", None)
