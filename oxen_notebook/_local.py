@@ -35,6 +35,7 @@ __all__ = [
     "LOCAL_MODEL",
     "is_local_model",
     "local_model_entry",
+    "local_models",
     "local_transports",
 ]
 
@@ -140,6 +141,18 @@ def local_model_entry(model: str) -> dict[str, Any]:
         "deployments": [{"provider": "local", "path": str(path)}],
         "request_schema": _REQUEST_SCHEMA,
     }
+
+
+def local_models() -> list[dict[str, Any]]:
+    """``/models`` entries for the bundled model when the ``local`` extra is installed, else none.
+
+    Cheap: it looks for the packages without importing them."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return []
+    try:
+        return [local_model_entry(LOCAL_MODEL)]
+    except MissingDependencyError:
+        return []
 
 
 _REQUEST_SCHEMA: dict[str, Any] = {

@@ -50,7 +50,14 @@ def list_models(
     client = client or _default_client()
     payload = client.get_json("/models", developer_name=developer, action=action)
     models = payload.get("data", []) if isinstance(payload, dict) else payload
-    frame = pd.DataFrame([_row(m) for m in models or []], columns=_COLUMNS)
+    rows = [_row(m) for m in models or []]
+    if developer is None and action is None:
+        from ._local import local_models
+
+        listed = {row["id"] for row in rows}
+        # The embedded model, when its extra is installed.
+        rows += [_row(m) for m in local_models() if m["id"] not in listed]
+    frame = pd.DataFrame(rows, columns=_COLUMNS)
     for name in ("input_cost_per_token", "output_cost_per_token"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Float64")
     return frame

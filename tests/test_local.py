@@ -482,3 +482,14 @@ def test_two_open_replies_in_one_thread_get_a_clear_error_not_a_deadlock():
         Session(model="local", max_retries=0).ask("hi")
     first.close()
     assert wait_until_free() < 0.5
+
+
+def test_list_models_and_model_info_include_the_local_model(session: Session):
+    frame = session.list_models()
+    local = frame.set_index("id").loc["local"]
+    assert local["input_cost_per_token"] == 0.0 and local["output_cost_per_token"] == 0.0
+    assert local["input"] == "text"
+    assert list(frame["id"]).count("local") == 1
+    path = _local.model_path("local")
+    info = session.model_info(f"local:{path}")
+    assert info["id"] == f"local:{path}" and info["request_schema"]["properties"]["temperature"]
