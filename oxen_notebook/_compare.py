@@ -55,7 +55,7 @@ def run_compare(
     frame = frame.astype({"variant": "string", "model": "string", "params": "string"})
     frame.attrs["batch_id"] = runner.batch_id
     if show:
-        _show(compare_html(frame))
+        _show(compare_html(frame), frame)
     return frame
 
 
@@ -105,13 +105,14 @@ def compare_html(frame: pd.DataFrame) -> str:
     return f'<table class="oxen-compare"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _show(markup: str) -> None:
+def _show(markup: str, frame: pd.DataFrame) -> None:
     import sys
 
     if "IPython" not in sys.modules:
         return
     from IPython import get_ipython
-    from IPython.display import HTML, display
+    from IPython.display import display
 
     if get_ipython() is not None:
-        display(HTML(markup))
+        plain = frame[["variant", "reply", "latency_s", "completion_tokens", "cost_usd"]].to_string()
+        display({"text/html": markup, "text/plain": plain}, raw=True)

@@ -232,6 +232,9 @@ class OxenMagics(Magics):
     @argument("--image", action="append", metavar="PATH_OR_URL", help="Attach an image (repeatable).")
     @argument("--session", metavar="NAME", help="Use the named session (default: the shared one).")
     @argument("--no-interpolate", action="store_true", help="Send {braces} as written.")
+    @argument(
+        "--compare", metavar="MODELS", help="Send to each of these comma-separated models, side by side."
+    )
     @line_cell_magic
     def oxen(self, line: str, cell: str | None = None) -> Any:
         """Chat with an Oxen.ai model.
@@ -265,6 +268,9 @@ class OxenMagics(Magics):
             "frequency_penalty": args.frequency_penalty,
             "presence_penalty": args.presence_penalty,
         }
+        if args.compare:
+            self._compare(session, args, prompt, params, output)
+            return
         try:
             if args.new:
                 session.reset()
@@ -281,6 +287,19 @@ class OxenMagics(Magics):
         except OxenError as exc:
             raise OxenCellError(str(exc), type(exc).__name__) from None
         self._run(reply, fmt, output)
+
+    def _compare(self, session: Session, args: Any, prompt: str, params: dict, output: str | None) -> None:
+        models = [m.strip() for m in args.compare.split(",") if m.strip()]
+        if not models:
+            raise UsageError("--compare needs model names, such as --compare gpt-5-2-chat-latest,local.")
+        settings = {name: value for name, value in params.items() if value is not None}
+        template = prompt.replace("{", "{{").replace("}", "}}")
+        try:
+            frame = session.compare(template, models=models, params=[settings])
+        except OxenError as exc:
+            raise OxenCellError(str(exc), type(exc).__name__) from None
+        if output:
+            self.shell.user_ns[output] = frame
 
     def _run(self, reply: Reply, fmt: str, output: str | None) -> None:
         metadata = {"oxen": {"model": reply.model, "message_id": None}}

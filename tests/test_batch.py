@@ -268,3 +268,29 @@ def test_compare_runs_variants_concurrently_and_renders_safely(fake_api):
         s.compare("hi")
     with pytest.raises(ParameterError, match=r"\{text\}"):
         s.compare("Summarize: {text}", models=["test-model"])
+
+
+def test_magic_compare_flag(fake_api, tmp_path, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    import oxen_notebook
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    shell.extension_manager.load_extension("oxen_notebook")
+    oxen_notebook._sessions["cmp"] = make_session(fake_api)
+    shell.user_ns["topic"] = "oxen"
+    try:
+        shell.run_cell_magic(
+            "oxen", "--session cmp --compare test-model,cheap-model -t 0 -o cmp", "Haiku about {topic} {{x}}"
+        )
+    finally:
+        del oxen_notebook._sessions["cmp"]
+        InteractiveShell.clear_instance()
+    frame = shell.user_ns["cmp"]
+    assert list(frame["model"]) == ["test-model", "cheap-model"]
+    assert list(frame["reply"]) == ["Echo: Haiku about oxen {x}"] * 2
+    assert all(b["temperature"] == 0 for b in fake_api.chat_requests())
