@@ -1,0 +1,321 @@
+"""``%%oxen`` in a real IPython kernel: iopub traffic for a long reply, interrupts, a notebook.
+
+The kernel talks to the loopback fake API running in this process. ``KernelRun`` applies the
+display messages the way a frontend does, so the tests see what the user would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oxen_notebook._render import render_markdown
+from tests.fake_api import FakeAPI, Script
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "kernel-test-key"
+DISPLAY_TYPES = ("display_data", "update_display_data", "clear_output")
+
+
+def kernel_env(base_url: str, config_dir: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+        OXEN_BASE_URL=base_url,
+        OXEN_API_KEY=KEY,
+        OXEN_CONFIG_DIR=config_dir,
+    )
+    return env
+
+
+@dataclass
+class KernelRun:
+    """The iopub messages of one execution, and the output area they build."""
+
+    messages: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    reply: dict[str, Any] | None = None
+
+    @property
+    def displays(self) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, m) for t, m in self.messages if m["msg_type"] in DISPLAY_TYPES]
+
+    def display_bytes(self, *, whole: bool = False) -> int:
+        """Bytes of the display messages: their content, or (``whole``) header and all."""
+        keys = ("header", "parent_header", "metadata", "content") if whole else ("content",)
+        return sum(len(json.dumps([m[k] for k in keys]).encode()) for _, m in self.displays)
+
+    def outputs(self) -> list[dict[str, Any]]:
+        """The output area after every message, as a frontend would hold it."""
+        outputs: list[dict[str, Any]] = []
+        clear_pending = False
+        for _, msg in self.messages:
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "clear_output":
+                if content.get("wait"):
+                    clear_pending = True
+                else:
+                    outputs = []
+                continue
+            if kind == "update_display_data":
+                display_id = content.get("transient", {}).get("display_id")
+                for out in outputs:
+                    if out.get("display_id") == display_id:
+                        out.update(data=content["data"], metadata=content["metadata"])
+                continue
+            if kind in ("display_data", "stream", "error", "execute_result"):
+                if clear_pending:
+                    outputs, clear_pending = [], False
+                out = {"type": kind, **content}
+                out["display_id"] = content.get("transient", {}).get("display_id")
+                outputs.append(out)
+        return outputs
+
+    def html(self) -> list[str]:
+        return [o["data"]["text/html"] for o in self.outputs() if o["type"] == "display_data"]
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [o for o in self.outputs() if o["type"] == "error"]
+
+
+class Kernel:
+    """A real IPython kernel with oxen_notebook loaded, talking to ``base_url``."""
+
+    def __init__(self, base_url: str, config_dir: str) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        self.km, self.kc = start_new_kernel(
+            kernel_name="python3", env=kernel_env(base_url, config_dir), startup_timeout=60
+        )
+        run = self.run("%load_ext oxen_notebook")
+        assert run.reply and run.reply["status"] == "ok", run.reply
+
+    def run(self, code: str, *, timeout: float = 60.0, on_message: Any = None) -> KernelRun:
+        msg_id = self.kc.execute(code)
+        run = KernelRun()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no idle after {timeout} s running {code[:40]!r}") from None
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            run.messages.append((time.monotonic(), msg))
+            if on_message is not None:
+                on_message(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        while run.reply is None:
+            reply = self.kc.get_shell_msg(timeout=10)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                run.reply = reply["content"]
+        return run
+
+    def value(self, expression: str) -> Any:
+        """``json.loads`` of what ``print(json.dumps(expression))`` prints in the kernel."""
+        run = self.run(f"import json as _j, oxen_notebook; print(_j.dumps({expression}))")
+        text = "".join(m["content"]["text"] for _, m in run.messages if m["msg_type"] == "stream")
+        return json.loads(text)
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def long_reply(deltas: int = 5000) -> list[str]:
+    """A realistic Markdown reply cut into ``deltas`` pieces: headings, paragraphs, lists, code."""
+    words = [
+        "the",
+        "model",
+        "streams",
+        "tokens",
+        "into",
+        "a",
+        "notebook",
+        "while",
+        "the",
+        "kernel",
+        "stays",
+        "responsive",
+        "and",
+        "every",
+        "finished",
+        "block",
+        "is",
+        "sent",
+        "once",
+        "so",
+        "the",
+        "bytes",
+        "on",
+        "the",
+        "wire",
+        "grow",
+        "with",
+        "the",
+        "reply",
+    ]
+    pieces: list[str] = []
+    section = 0
+    while len(pieces) < deltas:
+        section += 1
+        pieces += [f"## Part {section}", "\n\n"]
+        for i in range(60):
+            pieces.append(("" if i == 0 else " ") + words[(section + i) % len(words)])
+        pieces += [".", "\n\n"]
+        for item in range(4):
+            pieces += ["- ", "**item**", f" {item}:", " see", " [docs](https://docs.oxen.ai)", "\n"]
+        pieces.append("\n")
+        if section % 3 == 0:
+            pieces += ["```python", "\n"]
+            for line in range(6):
+                pieces += [f"value_{line}", " = ", f"compute({line})", "  # step", "\n"]
+            pieces += ["```", "\n\n"]
+    return pieces[:deltas]
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[FakeAPI]:
+    with FakeAPI() as server:
+        server.api_key = KEY
+        yield server
+
+
+@pytest.fixture(scope="module")
+def kernel(api: FakeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    k = Kernel(api.base_url, str(tmp_path_factory.mktemp("oxen-config")))
+    yield k
+    k.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _fresh(api: FakeAPI) -> None:
+    api.reset()
+    api.api_key = KEY
+
+
+def test_long_reply_traffic_is_throttled_and_linear(api: FakeAPI, kernel: Kernel) -> None:
+    chunks = long_reply(5000)
+    text = "".join(chunks)
+    api.enqueue(Script(chunks=chunks))
+    run = kernel.run("%%oxen --new -o answer\nWrite a long answer.")
+    assert run.reply["status"] == "ok"
+    displays = run.displays
+    duration = displays[-1][0] - displays[0][0]
+    reply_bytes = len(text.encode())
+    # About 20 updates per second at most, however fast the 5,000 deltas come.
+    assert len(displays) <= 20 * duration + 4, (len(displays), duration)
+    # Linear traffic: at most 3x the reply's size plus a constant.
+    assert run.display_bytes() <= 3 * reply_bytes + 32768, run.display_bytes() / reply_bytes
+    # The final render is exactly the full reply's, then the footer with the metadata.
+    html = run.html()
+    assert "".join(html[:-1]) == render_markdown(text)
+    outputs = [o for o in run.outputs() if o["type"] == "display_data"]
+    assert "tokens" in outputs[-1]["data"]["text/plain"]
+    message_id = outputs[-1]["metadata"]["oxen"]["message_id"]
+    assert outputs[-2]["metadata"]["oxen"] == {"model": "gpt-5-2-chat-latest", "message_id": message_id}
+    assert kernel.value("answer") == text
+    assert kernel.value("oxen_notebook.default_session().messages[-1].message_id") == message_id
+
+
+def test_paced_reply_stays_under_20_updates_per_second(api: FakeAPI, kernel: Kernel) -> None:
+    chunks = long_reply(1500)
+    api.enqueue(Script(chunks=chunks, delay=0.002))
+    run = kernel.run("%%oxen --new\nWrite a long answer.")
+    displays = run.displays
+    duration = displays[-1][0] - displays[0][0]
+    assert duration > 2
+    assert len(displays) / duration <= 21, (len(displays), duration)
+    assert "".join(run.html()[:-1]) == render_markdown("".join(chunks))
+
+
+def test_interrupt_keeps_the_partial_reply_and_closes_the_request(api: FakeAPI, kernel: Kernel) -> None:
+    chunks = [f"word{i} " for i in range(3000)]
+    api.enqueue(Script(chunks=chunks, delay=0.005))
+    interrupted_at: list[float] = []
+
+    def interrupt_once_streaming(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "update_display_data" and not interrupted_at:
+            time.sleep(0.3)
+            interrupted_at.append(time.monotonic())
+            kernel.km.interrupt_kernel()
+
+    run = kernel.run("%%oxen --new -o partial\nCount.", on_message=interrupt_once_streaming)
+    assert interrupted_at
+    closed = api.closed_early == 1 and api.open_streams == 0
+    deadline = interrupted_at[0] + 0.5
+    while not closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+        closed = api.closed_early == 1 and api.open_streams == 0
+    assert closed, "the HTTP stream was still open 0.5 s after the interrupt"
+    errors = run.errors()
+    assert len(errors) == 1 and len(errors[0]["traceback"]) == 1
+    assert "Interrupted" in errors[0]["traceback"][0]
+    last = kernel.value(
+        "[(m.role, m.finish_reason, m.content) for m in oxen_notebook.default_session().messages]"
+    )
+    role, reason, content = last[-1]
+    assert (role, reason) == ("assistant", "interrupted")
+    assert 0 < len(content) < len("".join(chunks))
+    assert kernel.value("partial") == content
+    # The partial reply stays on screen, rendered.
+    assert any("word0" in h for h in run.html())
+
+
+def test_errors_are_one_line(api: FakeAPI, kernel: Kernel) -> None:
+    api.enqueue(
+        Script(status=402, error={"error": {"type": "insufficient_credits", "title": "Out of credits"}})
+    )
+    run = kernel.run("%%oxen\nhello")
+    assert run.reply["status"] == "error"
+    (error,) = run.errors()
+    assert len(error["traceback"]) == 1
+    assert "InsufficientCreditsError" in error["traceback"][0] and "credits" in error["traceback"][0]
+
+
+def test_notebook_runs_headless(api: FakeAPI, tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    api.handler = lambda body: Script(
+        text="Echo: " + str(body["messages"][-1]["content"]) if body["messages"] else ""
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext oxen_notebook\ntopic = 'entropy'"),
+        nbformat.v4.new_code_cell("%%oxen -o answer\nExplain {topic} **briefly**."),
+        nbformat.v4.new_code_cell("%%oxen -f json -o data\nGive JSON"),
+        nbformat.v4.new_code_cell("%oxen history"),
+        nbformat.v4.new_code_cell("print(answer)"),
+    ]
+    api.enqueue(
+        Script(text="Echo: Explain entropy **briefly**."),
+        Script(chunks=["```json\n", '{"a": ', "[1, 2]}", "\n```"]),
+    )
+    env = kernel_env(api.base_url, str(tmp_path))
+    client = NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    answer_outputs = nb.cells[1].outputs
+    html = "".join(o["data"]["text/html"] for o in answer_outputs if "text/html" in o.get("data", {}))
+    assert "<strong>briefly</strong>" in html
+    assert answer_outputs[0]["metadata"]["oxen"]["model"] == "gpt-5-2-chat-latest"
+    json_output = nb.cells[2].outputs[0]
+    assert json_output["data"]["application/json"] == {"a": [1, 2]}
+    assert "assistant" in nb.cells[3].outputs[0]["data"]["text/plain"]
+    assert nb.cells[4].outputs[0]["text"] == "Echo: Explain entropy **briefly**.\n"
