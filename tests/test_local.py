@@ -493,3 +493,16 @@ def test_list_models_and_model_info_include_the_local_model(session: Session):
     path = _local.model_path("local")
     info = session.model_info(f"local:{path}")
     assert info["id"] == f"local:{path}" and info["request_schema"]["properties"]["temperature"]
+
+
+def test_cell_magic_with_m_local(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import oxen_notebook
+
+    monkeypatch.setattr(oxen_notebook, "_sessions", {})  # leave no default session to other tests
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "oxen_notebook")
+    shell.run_cell_magic("oxen", "-m local -t 0 --max-tokens 8 --no-history -o local_answer", "Say hi.")
+    answer = shell.user_ns["local_answer"]
+    assert answer.strip() and answer in capsys.readouterr().out
