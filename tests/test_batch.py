@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -294,3 +295,47 @@ def test_magic_compare_flag(fake_api, tmp_path, monkeypatch):
     assert list(frame["model"]) == ["test-model", "cheap-model"]
     assert list(frame["reply"]) == ["Echo: Haiku about oxen {x}"] * 2
     assert all(b["temperature"] == 0 for b in fake_api.chat_requests())
+
+
+def test_map_in_a_real_kernel_survives_an_interrupt(fake_api, tmp_path):
+    """In a kernel (whose loop is running), map blocks the cell; the ■ button returns finished rows."""
+    from jupyter_client.manager import start_new_kernel
+
+    fake_api.handler = lambda body: Script(text="done", latency=0 if int(_prompt_text(body)) < 10 else 30)
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+    }
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        code = (
+            "from oxen_notebook import Session\n"
+            f"s = Session(model='test-model', base_url={fake_api.base_url!r}, api_key={TEST_KEY!r})\n"
+            "out = s.map([str(i) for i in range(40)], '{text}', concurrency=4)\n"
+        )
+        msg_id = kc.execute(code)
+        deadline = time.monotonic() + 60
+        while len(fake_api.chat_requests()) < 14 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(fake_api.chat_requests()) == 14  # 10 answered, 4 waiting on the slow server
+        time.sleep(0.3)
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=20)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"  # the cell finished: no KeyboardInterrupt traceback
+        outputs: list[dict] = []
+        check = kc.execute_interactive(
+            "print(out.attrs['interrupted'], list(out.reply[:10]) == ['done'] * 10, "
+            "sorted(set(out.finish_reason[10:])), len(s.to_dataframe(batch=True)))",
+            timeout=20,
+            output_hook=lambda msg: outputs.append(msg),
+        )
+        assert check["content"]["status"] == "ok"
+        printed = "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+        assert printed.strip() == "True True ['interrupted'] 28"
+        assert len(fake_api.chat_requests()) == 14
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
