@@ -447,6 +447,9 @@ class Generation:
         _generate_lock.acquire()
         _generate_owner = me
         self._locked = True
+        if self._flag.is_set():  # stopped while it waited for the model: do no work
+            self.close()
+            return
         try:
             self._model = model
             model.stop_flag = self._flag

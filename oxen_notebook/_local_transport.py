@@ -235,6 +235,7 @@ class AsyncLocalTransport(httpx.AsyncBaseTransport):
             await asyncio.shield(started)
         except asyncio.CancelledError:
             generation.stop()
+            started.cancel()  # so the worker leaves it alone: nobody would read its outcome
             raise
         return httpx.Response(
             200,
