@@ -12,6 +12,7 @@ import html
 import json
 import keyword
 import re
+import shlex
 import string
 import sys
 import uuid
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Integer, Unicode, observe
 
 from ._errors import OxenError
@@ -248,7 +249,11 @@ class OxenMagics(Magics):
         """
         if cell is None:
             return self._line(line)
-        args = parse_argstring(self.oxen, line)
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%%oxen: {exc} in the options.") from None
+        args = self.oxen.parser.parse_args(argv)
         self._cell(args, cell)
         return None
 
@@ -307,14 +312,18 @@ class OxenMagics(Magics):
         view = _HTMLView(metadata) if self._html() and fmt != "text" else _TextView()
         error: OxenError | None = None
         interrupted = False
+        fed = 0
         try:
             for delta in reply:
                 view.feed(delta)
+                fed += len(delta)
         except KeyboardInterrupt:
             reply.close()  # closes the HTTP response now; history keeps the text as interrupted
             interrupted = True
         except OxenError as exc:
             error = exc
+        if len(reply.text) > fed:  # text that arrived but was not shown before the stop
+            view.feed(reply.text[fed:])
         message = reply.message
         metadata["oxen"]["message_id"] = message.message_id if message else None
         value, note = self._show(reply, fmt, view, complete=not interrupted and error is None)
