@@ -60,7 +60,10 @@ class Session:
     per-call keywords override them. ``journal="chat.jsonl"`` appends each message as it finishes.
     ``cache=True`` answers repeated ``temperature=0`` requests from a local SQLite cache
     (``"refresh"`` re-asks and overwrites, ``"always"`` caches any temperature, or give a file path).
+    ``max_turns`` (attribute, default ``None``: all) caps how many earlier turns a request sends.
     """
+
+    max_turns: int | None = None
 
     def __init__(
         self,
@@ -212,7 +215,12 @@ class Session:
                 for m in self._messages
                 if m.role == "assistant" and m.finish_reason == "error" and not m.content
             }
-            return [m.to_api() for m in self._messages if m.turn not in failed or m.role == "system"]
+            kept = [m for m in self._messages if m.turn not in failed or m.role == "system"]
+            if self.max_turns is not None:
+                turns = sorted({m.turn for m in kept if m.role != "system"})
+                recent = set(turns[len(turns) - self.max_turns :] if self.max_turns > 0 else ())
+                kept = [m for m in kept if m.role == "system" or m.turn in recent]
+            return [m.to_api() for m in kept]
 
     def _next_turn(self) -> int:
         return max((m.turn for m in self._messages), default=0) + 1

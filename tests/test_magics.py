@@ -408,3 +408,13 @@ def test_chat_opens_the_panel_on_the_same_session(ip: InteractiveShell) -> None:
         pytest.skip("the chat panel is not importable here")
     assert panel.session is oxen_notebook.default_session()
     panel.close()
+
+
+def test_max_history_turns_caps_what_is_sent(ip: InteractiveShell, fake_api: FakeAPI) -> None:
+    ip.run_line_magic("config", "OxenMagics.max_history_turns = 1")
+    with capture_output():
+        ip.run_cell_magic("oxen", "-s 'Sys'", "one")
+        ip.run_cell_magic("oxen", "", "two")
+        ip.run_cell_magic("oxen", "", "three")
+    assert [m["content"] for m in last_request(fake_api)["messages"]] == ["Sys", "two", "Echo: two", "three"]
+    assert len(oxen_notebook.default_session().messages) == 7  # all kept in history
