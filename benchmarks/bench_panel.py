@@ -132,22 +132,26 @@ def bench_stream(n: int, delay: float) -> dict[str, float]:
         _Wire.messages.clear()
         t0 = time.perf_counter()
         panel.send("Write a long answer.")
-        panel.wait(120)
+        while panel._transcript.live is None and panel.wait(0.001) is False:
+            pass
+        live = panel._transcript.live
+        panel.wait(300)
         elapsed = time.perf_counter() - t0
-        live_ids = {c for _, c, kind, _ in _Wire.messages if kind == "comm_open"}
         panel.close()
     wire = [m for m in _Wire.messages if m[0] <= t0 + elapsed]
     reply_bytes = len("".join(deltas).encode())
     sent = sum(size for *_, size in wire)
-    # Transcript updates: state changes of the reply's own widgets (new blocks and tail updates).
-    updates = [m for m in wire if m[2] == "comm_msg" and m[1] in live_ids]
+    # Transcript updates: the streaming message's block widgets added or changed (each is one
+    # comm message; the children lists and the panel's controls are counted in the bytes).
+    updates = live.sent_updates if live is not None else 0
     return {
         "deltas": len(deltas),
         "reply_bytes": reply_bytes,
         "seconds": elapsed,
         "comm_messages": len(wire),
-        "updates": len(updates),
-        "updates_per_s": len(updates) / elapsed,
+        "messages_per_s": len(wire) / elapsed,
+        "updates": updates,
+        "updates_per_s": updates / elapsed,
         "bytes_sent": sent,
         "ratio": sent / reply_bytes,
     }
@@ -169,8 +173,11 @@ def bench_open(messages: int) -> dict[str, float]:
     panel = ChatPanel(session)
     elapsed = time.perf_counter() - t0
     sent = sum(size for *_, size in _Wire.messages)
+    t1 = time.perf_counter()
+    panel._transcript.earlier.click()  # "Show 300 earlier messages"
+    all_shown = time.perf_counter() - t1
     panel.close()
-    return {"messages": messages, "seconds": elapsed, "bytes_sent": sent}
+    return {"messages": messages, "seconds": elapsed, "bytes_sent": sent, "show_all_seconds": all_shown}
 
 
 def main() -> None:
@@ -189,13 +196,15 @@ def main() -> None:
         ("paced reply: deltas / reply bytes / seconds",
          f"{stream['deltas']} / {stream['reply_bytes']:,} / {stream['seconds']:.1f}", ""),
         ("paced reply: transcript updates per second", f"{stream['updates_per_s']:.1f}", "<= 20"),
+        ("paced reply: comm messages per second (all widgets)", f"{stream['messages_per_s']:.1f}", ""),
         ("paced reply: bytes sent / reply bytes",
          f"{stream['bytes_sent']:,} / {stream['reply_bytes']:,} = {stream['ratio']:.2f}", "<= 3"),
-        ("burst reply (no delay): seconds, updates/s",
-         f"{burst['seconds']:.2f}, {burst['updates_per_s']:.1f}", "<= 20"),
+        ("burst reply (no delay): seconds, transcript updates",
+         f"{burst['seconds']:.2f}, {burst['updates']}", "<= 20/s + the final one"),
         ("burst reply: bytes sent / reply bytes", f"{burst['ratio']:.2f}", "<= 3"),
-        (f"open a panel on {opened['messages']} messages",
+        (f"open a panel on {opened['messages']} messages (newest 200 drawn)",
          f"{opened['seconds'] * 1000:.0f} ms ({opened['bytes_sent']:,} bytes)", "< 1000 ms"),
+        ("then draw the 300 earlier ones", f"{opened['show_all_seconds'] * 1000:.0f} ms", ""),
     ]  # fmt: skip
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)

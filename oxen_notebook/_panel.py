@@ -136,6 +136,7 @@ class ChatPanel:
         self._undo_button.on_click(lambda _: self.undo())
         self._regenerate_button.on_click(lambda _: self.regenerate())
         self._export_button.on_click(lambda _: self.export())
+        self._transcript.earlier.on_click(lambda _: self._show_all())
         self._system.observe(self._on_system, "value")
 
         with self._lock:
@@ -314,6 +315,10 @@ class ChatPanel:
                     self._lock_input(False)
 
     # -- helpers ------------------------------------------------------------------------------------
+
+    def _show_all(self) -> None:
+        with self._lock:
+            self._transcript.show_all(self.session.messages)
 
     def _on_input_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if content.get("event") == "submit":

@@ -152,7 +152,7 @@ class LiveMessage:
         self.reply = reply
         self._html = transcript.html
         self._fed = 0
-        self._markdown = StreamingMarkdown(overhead=WIDGET_OVERHEAD, ratio=2.7, allowance=4096)
+        self._markdown = StreamingMarkdown(overhead=WIDGET_OVERHEAD, ratio=2.3, allowance=4096)
         self._lock = threading.Lock()
         self._dirty = False
         self._done = threading.Event()
@@ -232,16 +232,20 @@ class Transcript:
 
     The box is a reversed flex column around one inner column: the browser then anchors the
     scroll position to the bottom, so a growing reply stays in view without any frontend code.
+    Only the ``recent`` newest messages are drawn at first; a button above them shows the rest.
     """
 
-    def __init__(self, height: str = "420px") -> None:
+    def __init__(self, height: str = "420px", recent: int | None = 200) -> None:
+        self.recent = recent
         # No shrinking: in the fixed-height column, flex items would otherwise be squeezed and clipped.
         self.layout = widgets.Layout(width="100%", flex="0 0 auto")
         self.html_layout = widgets.Layout(width="100%", flex="0 0 auto")
         self.html_style = widgets.widget_string.HTMLStyle()
         self.messages = AppendBox(self.layout, group=32)
+        self.earlier = widgets.Button(icon="angle-up", layout=widgets.Layout(display="none", width="auto"))
+        self.column = widgets.VBox([self.earlier, self.messages.box], layout=self.layout)
         self.widget = widgets.Box(
-            [self.messages.box],
+            [self.column],
             layout=widgets.Layout(
                 display="flex",
                 flex_flow="column-reverse",
@@ -299,6 +303,11 @@ class Transcript:
     def sync(self, messages: list[Message]) -> None:
         """Show exactly ``messages`` (plus a reply still streaming), reusing existing views."""
         shown = [m for m in messages if self.shows(m)]
+        hidden = len(shown) - self.recent if self.recent is not None and len(shown) > self.recent else 0
+        shown = shown[hidden:]
+        with self.earlier.hold_sync():
+            self.earlier.description = f"Show {hidden} earlier messages"
+            self.earlier.layout.display = None if hidden else "none"
         keep = {m.message_id for m in shown}
         for message_id in [k for k in self._by_id if k not in keep]:
             widget = self._by_id.pop(message_id)
@@ -310,9 +319,16 @@ class Transcript:
             items.append(self._live.widget)
         self.messages.replace(items)
 
+    def show_all(self, messages: list[Message]) -> None:
+        """Draw every message, the earlier ones too."""
+        self.recent = None
+        self.sync(messages)
+
     def close(self) -> None:
         if self._live is not None:
             self._live.close()
+        self.earlier.close()
+        self.column.close()
         for message_id, widget in self._by_id.items():
             self._closers.get(message_id, widget.close)()
         self.messages.close()

@@ -453,5 +453,14 @@ def test_opening_on_a_500_message_session_takes_under_a_second(fake_api, panels,
     panel = panels(big)
     elapsed = time.perf_counter() - t0
     assert elapsed < 1.0
-    assert len(shown_html(panel)) == 500
-    assert "Answer 249" in shown_html(panel)[-1]
+    shown = shown_html(panel)
+    assert len(shown) == 200  # the newest; the rest on demand
+    assert "Answer 249" in shown[-1] and "Question 150 " in shown[0]
+    assert panel._transcript.earlier.description == "Show 300 earlier messages"
+    assert panel._transcript.earlier.layout.display is None
+    newest = panel._transcript.messages.items[-1]
+    panel._transcript.earlier.click()
+    shown = shown_html(panel)
+    assert len(shown) == 500 and "Question 0 " in shown[0]
+    assert panel._transcript.messages.items[-1] is newest  # drawn views are reused, not rebuilt
+    assert panel._transcript.earlier.layout.display == "none"
