@@ -418,3 +418,15 @@ def test_max_history_turns_caps_what_is_sent(ip: InteractiveShell, fake_api: Fak
         ip.run_cell_magic("oxen", "", "three")
     assert [m["content"] for m in last_request(fake_api)["messages"]] == ["Sys", "two", "Echo: two", "three"]
     assert len(oxen_notebook.default_session().messages) == 7  # all kept in history
+
+
+def test_compare_sends_to_each_model(ip: InteractiveShell, fake_api: FakeAPI) -> None:
+    ip.user_ns["topic"] = "rain"
+    with capture_output():
+        ip.run_cell_magic("oxen", "--compare test-model,cheap-model -t 0 -o cmp", "Haiku about {topic} {x}")
+    frame = ip.user_ns["cmp"]
+    assert list(frame["model"]) == ["test-model", "cheap-model"]
+    bodies = fake_api.chat_requests()
+    assert sorted(b["model"] for b in bodies) == ["cheap-model", "test-model"]
+    assert {b["messages"][-1]["content"] for b in bodies} == {"Haiku about rain {x}"}
+    assert {b["temperature"] for b in bodies} == {0}
