@@ -506,3 +506,22 @@ def test_cell_magic_with_m_local(capsys: pytest.CaptureFixture[str], monkeypatch
     shell.run_cell_magic("oxen", "-m local -t 0 --max-tokens 8 --no-history -o local_answer", "Say hi.")
     answer = shell.user_ns["local_answer"]
     assert answer.strip() and answer in capsys.readouterr().out
+
+
+def test_json_schema_response_format_constrains_the_reply(client: httpx.Client):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    body = chat(
+        messages=[{"role": "user", "content": "Invent a person. Reply in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
+        max_tokens=80,
+        seed=1,
+    )
+    reply = client.post("/chat/completions", json=body).json()["choices"][0]
+    assert reply["finish_reason"] == "stop"
+    person = json.loads(reply["message"]["content"])
+    assert set(person) == {"name", "age"}
+    assert isinstance(person["name"], str) and isinstance(person["age"], int)
