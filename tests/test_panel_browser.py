@@ -8,7 +8,6 @@ kernel through the server's environment). Screenshots of each step go to the tes
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -224,7 +223,9 @@ def transcript(page: Page) -> Any:
 
 
 def test_panel_in_jupyterlab(page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path) -> None:
-    name = jupyter.notebook("lab.ipynb", PANEL_CELL, 'session.ask("from a cell")')
+    name = jupyter.notebook(
+        "lab.ipynb", PANEL_CELL, 'session.ask("from a cell")', 'print("kernel " + "is free")'
+    )
     shot = Shots(page, tmp_path)
     open_notebook(page, jupyter, name)
     panel = open_panel(page)
@@ -251,6 +252,12 @@ def test_panel_in_jupyterlab(page: Page, jupyter: Jupyter, api: FakeAPI, tmp_pat
     api.enqueue(Script(chunks=[f"tick{i} " for i in range(400)], delay=0.05))
     say(page, "Count slowly")
     expect(transcript(page)).to_contain_text("tick5", timeout=STREAMING_TIMEOUT)
+    # The kernel is free while the panel streams: another cell runs meanwhile.
+    run_cell(page, 2)
+    expect(page.locator(".jp-Cell").nth(2).locator(".jp-OutputArea-output")).to_have_text(
+        "kernel is free", timeout=5_000
+    )
+    expect(panel.locator("button", has_text="Stop")).to_be_visible()
     shot("streaming")
     closed_before = api.closed_early
     clicked = time.monotonic()
@@ -300,10 +307,6 @@ def test_panel_in_jupyterlab(page: Page, jupyter: Jupyter, api: FakeAPI, tmp_pat
     assert page.dialogs == []  # type: ignore[attr-defined]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("oxen_notebook._magics") is None,
-    reason="the %%oxen magic (oxen_notebook/_magics.py) is not in this checkout",
-)
 def test_oxen_cell_exchange_appears_in_panel(
     page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path
 ) -> None:
@@ -317,7 +320,7 @@ def test_oxen_cell_exchange_appears_in_panel(
     run_cell(page, 2)
     expect(transcript(page)).to_contain_text("Echo: from the magic", timeout=STREAMING_TIMEOUT)
     # The panel's exchange was part of the history the magic sent.
-    sent = [m["content"] for m in api.chat_requests()[-1]["messages"]]
+    sent = [m["content"].strip() for m in api.chat_requests()[-1]["messages"]]
     assert sent[-3:] == ["first from the panel", "Echo: first from the panel", "from the magic"]
     expect(panel.locator(".oxen-statusline")).to_contain_text("tokens")
     shot("magic-exchange-in-panel")
