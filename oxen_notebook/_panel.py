@@ -234,6 +234,9 @@ class ChatPanel:
                 self.session.on(event, self._on_event, remove=True)
             self._transcript.close()
             for child in self._descendants():
+                for part in (getattr(child, "layout", None), getattr(child, "style", None)):
+                    if isinstance(part, widgets.Widget):
+                        part.close()
                 child.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
