@@ -232,6 +232,7 @@ class Update:
     html: str
 
 
+_REFERENCE_RE = re.compile(r"^ {0,3}\[[^\]]+\]:", re.M)
 _CLOSER_RE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 
 
@@ -258,7 +259,7 @@ class StreamingMarkdown:
         clock: Callable[[], float] = time.monotonic,
         soft_limit: int = 2048,
         ratio: float = 2.5,
-        allowance: int = 32768,
+        allowance: int = 8192,
         overhead: int = 400,
     ) -> None:
         self.throttle = Throttle(interval, clock)
@@ -312,6 +313,8 @@ class StreamingMarkdown:
         """The updates due now: call it on a timer if deltas may pause for long."""
         if self._closed or not self.throttle.ready():
             return []
+        if not self._approximate and _REFERENCE_RE.search(self._pending):
+            self._approximate = True  # a reference definition applies to blocks sent already
         state = (self._pending, self._approximate)
         pieces = self._take_finished()
         updates: list[Update] = []
@@ -342,9 +345,18 @@ class StreamingMarkdown:
             self._pending += "\n"
             self._in_bytes += 1
         self._closed = True
-        full = render_markdown(self.text)
+        text = self.text
         last = render_markdown(self._pending) if self._pending.strip() else ""
-        final = (self.slots[:-1] if self._tail_open else list(self.slots)) + ([last] if last else [])
+        committed = self.slots[:-1] if self._tail_open else list(self.slots)
+        if self._pending == text:
+            full = last  # nothing committed: the same render
+        elif not self._approximate and not _REFERENCE_RE.search(text):
+            # Whole top-level blocks render alone as they do in the document (a reference
+            # definition is the exception: it applies document-wide), so skip a second render.
+            full = "".join(committed) + last
+        else:
+            full = render_markdown(text)
+        final = committed + ([last] if last else [])
         fits = self._fits(self._cost(full))
         if "".join(final) != full or (len(final) > 1 and fits):
             if len(self.slots) <= 1:

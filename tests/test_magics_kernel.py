@@ -50,7 +50,7 @@ class KernelRun:
     def display_bytes(self, *, whole: bool = False) -> int:
         """Bytes of the display messages: their content, or (``whole``) header and all."""
         keys = ("header", "parent_header", "metadata", "content") if whole else ("content",)
-        return sum(len(json.dumps([m[k] for k in keys]).encode()) for _, m in self.displays)
+        return sum(len(json.dumps([m[k] for k in keys], default=str).encode()) for _, m in self.displays)
 
     def outputs(self) -> list[dict[str, Any]]:
         """The output area after every message, as a frontend would hold it."""
