@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import threading
 import time
 import uuid
@@ -84,16 +83,17 @@ class LocalRequestError(Exception):
         self.title = title
         self.detail = detail
 
+    @classmethod
+    def invalid(cls, detail: str) -> LocalRequestError:
+        """A 400 ``invalid_params`` error."""
+        return cls(400, "invalid_params", "Invalid parameters", detail)
+
     def body(self) -> dict[str, Any]:
         return {
             "error": {"type": self.type, "title": self.title, "detail": self.detail},
             "status": "error",
             "status_message": self.detail,
         }
-
-
-def _invalid(detail: str) -> LocalRequestError:
-    return LocalRequestError(400, "invalid_params", "Invalid parameters", detail)
 
 
 # -- model files and loading --------------------------------------------------------------------
@@ -237,20 +237,12 @@ def load_model(path: Path) -> Any:
                     verbose=False,
                 )
             except ValueError as exc:
-                raise _invalid(f"cannot load local model {path}: {exc}") from None
+                raise LocalRequestError.invalid(f"cannot load local model {path}: {exc}") from None
             _models[key] = model
     return model
 
 
-# -- requests -----------------------------------------------------------------------------------
-
-_UNSUPPORTED = {
-    "tools": "tools (function calling)",
-    "functions": "functions (function calling)",
-    "function_call": "function_call",
-    "audio": "audio output",
-    "top_logprobs": "top_logprobs",
-}
+# -- requests ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -263,136 +255,6 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     options: dict[str, Any] = field(default_factory=dict)
-
-
-def _text_content(content: Any, index: int) -> str:
-    if isinstance(content, str):
-        return content
-    if content is None:
-        return ""
-    if not isinstance(content, list):
-        raise _invalid(f"messages[{index}].content must be a string or a list of content parts.")
-    texts = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            texts.append(str(part.get("text", "")))
-        elif kind in ("image_url", "input_image", "image"):
-            raise _invalid(
-                "the local model reads text only: remove the images, or use a hosted model "
-                "with image input (e.g. gpt-5-2-chat-latest)."
-            )
-        else:
-            raise _invalid(f"the local model cannot read content parts of type {kind!r}.")
-    return "\n".join(texts)
-
-
-def _messages(raw: Any) -> list[dict[str, str]]:
-    if not isinstance(raw, list) or not raw:
-        raise _invalid("messages must be a non-empty list.")
-    messages = []
-    for index, message in enumerate(raw):
-        if not isinstance(message, dict):
-            raise _invalid(f"messages[{index}] must be an object with role and content.")
-        role = message.get("role")
-        if role == "developer":
-            role = "system"
-        if role == "tool" or message.get("tool_calls"):
-            raise _invalid("the local model does not support tool calls or tool results.")
-        if role not in ("system", "user", "assistant"):
-            raise _invalid(f"messages[{index}].role {role!r} is not system, user or assistant.")
-        messages.append({"role": role, "content": _text_content(message.get("content"), index)})
-    return messages
-
-
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise _invalid(f"{name}={value!r} is invalid: expected a number from {low:g} to {high:g}.")
-    return float(value)
-
-
-def _response_format(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    kind = value.get("type") if isinstance(value, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "json_object"}
-    if kind == "json_schema":
-        schema = (value.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise _invalid("response_format json_schema needs json_schema.schema (an object).")
-        return {"type": "json_object", "schema": schema}
-    raise _invalid(f"response_format={value!r} is invalid: expected type text, json_object or json_schema.")
-
-
-def parse_chat_request(body: Any) -> ChatRequest:
-    """Validate a request body; raise :class:`LocalRequestError` (400 or 404) when it is refused."""
-    if not isinstance(body, dict):
-        raise _invalid("the request body must be a JSON object.")
-    model = body.get("model")
-    if not is_local_model(model):
-        raise LocalRequestError(404, "resource_not_found", "Model not found", f"Model not found: {model}")
-    path = model_path(model)
-    for name, what in _UNSUPPORTED.items():
-        if body.get(name):
-            raise _invalid(f"the local model does not support {what}; remove {name!r}.")
-    if body.get("tool_choice") not in (None, "none"):
-        raise _invalid("the local model does not support tool_choice; remove it.")
-    if body.get("logprobs"):
-        raise _invalid("the local model does not return logprobs; remove 'logprobs'.")
-    if body.get("n") not in (None, 1):
-        raise _invalid("the local model returns one choice: n must be 1.")
-
-    options: dict[str, Any] = {}
-    for name, low, high in (
-        ("temperature", 0, 2),
-        ("top_p", 0, 1),
-        ("frequency_penalty", -2, 2),
-        ("presence_penalty", -2, 2),
-    ):
-        value = _number(body, name, low, high)
-        if value is not None:
-            options[name] = value
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None:
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-            raise _invalid(f"max_tokens={max_tokens!r} is invalid: expected a positive integer.")
-        options["max_tokens"] = max_tokens
-    seed = body.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise _invalid(f"seed={seed!r} is invalid: expected an integer.")
-    # Unseeded, llama-cpp-python derives every seed from one fixed start: each process would
-    # repeat the same "random" replies. Draw a fresh seed, as a hosted model would vary.
-    options["seed"] = seed if seed is not None else random.getrandbits(31)
-    stop = body.get("stop")
-    if stop is not None:
-        stops = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-            raise _invalid(f"stop={stop!r} is invalid: expected a string or a list of strings.")
-        options["stop"] = stops
-    response_format = _response_format(body.get("response_format"))
-    if response_format is not None:
-        options["response_format"] = response_format
-    logit_bias = body.get("logit_bias")
-    if logit_bias:
-        try:
-            options["logit_bias"] = {int(k): float(v) for k, v in dict(logit_bias).items()}
-        except (TypeError, ValueError):
-            raise _invalid("logit_bias must map token ids to numbers.") from None
-    stream_options = body.get("stream_options") or {}
-    return ChatRequest(
-        model=model,
-        path=path,
-        messages=_messages(body.get("messages")),
-        stream=bool(body.get("stream")),
-        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
-        options=options,
-    )
 
 
 # -- generation ---------------------------------------------------------------------------------
@@ -459,7 +321,7 @@ class Generation:
                 self._pending = next(self._chunks, None)
             except ValueError as exc:
                 # Context overflow and grammar errors: llama-cpp-python raises them as ValueError.
-                raise _invalid(f"the local model refused the request: {exc}") from None
+                raise LocalRequestError.invalid(f"the local model refused the request: {exc}") from None
         except BaseException:
             self.close()
             raise

@@ -1,6 +1,7 @@
 """The local model over HTTP: httpx transports that answer chat-completions requests in-process.
 
-Streams are real SSE bytes (``data: {chunk}`` events, then ``data: [DONE]``), errors are Oxen-shaped
+Request bodies are validated here, in the hosted API's terms (``invalid_params`` for what the local
+model cannot do: tools, images, several choices). Streams are real SSE bytes (``data: {chunk}`` events, then ``data: [DONE]``), errors are Oxen-shaped
 JSON bodies with their status, so the hosted API's client code reads both the same way.
 
 Stopping: closing the sync stream ends generation at once (or, from another thread, at the next
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -24,10 +26,12 @@ from ._errors import MissingDependencyError
 from ._local import (
     LOCAL_BASE_URL,
     LOCAL_MODEL,
+    ChatRequest,
     Generation,
     LocalRequestError,
+    is_local_model,
     local_model_entry,
-    parse_chat_request,
+    model_path,
 )
 
 __all__ = ["AsyncLocalTransport", "LocalTransport"]
@@ -97,6 +101,163 @@ def _body(content: bytes) -> Any:
         raise LocalRequestError(
             400, "invalid_params", "Invalid parameters", "the request body is not valid JSON."
         ) from None
+
+
+# -- request bodies ---------------------------------------------------------------------------
+_UNSUPPORTED = {
+    "tools": "tools (function calling)",
+    "functions": "functions (function calling)",
+    "function_call": "function_call",
+    "audio": "audio output",
+    "top_logprobs": "top_logprobs",
+}
+
+
+def _text_content(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if not isinstance(content, list):
+        raise LocalRequestError.invalid(
+            f"messages[{index}].content must be a string or a list of content parts."
+        )
+    texts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(str(part.get("text", "")))
+        elif kind in ("image_url", "input_image", "image"):
+            raise LocalRequestError.invalid(
+                "the local model reads text only: remove the images, or use a hosted model "
+                "with image input (e.g. gpt-5-2-chat-latest)."
+            )
+        else:
+            raise LocalRequestError.invalid(f"the local model cannot read content parts of type {kind!r}.")
+    return "\n".join(texts)
+
+
+def _messages(raw: Any) -> list[dict[str, str]]:
+    if not isinstance(raw, list) or not raw:
+        raise LocalRequestError.invalid("messages must be a non-empty list.")
+    messages = []
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict):
+            raise LocalRequestError.invalid(f"messages[{index}] must be an object with role and content.")
+        role = message.get("role")
+        if role == "developer":
+            role = "system"
+        if role == "tool" or message.get("tool_calls"):
+            raise LocalRequestError.invalid("the local model does not support tool calls or tool results.")
+        if role not in ("system", "user", "assistant"):
+            raise LocalRequestError.invalid(
+                f"messages[{index}].role {role!r} is not system, user or assistant."
+            )
+        messages.append({"role": role, "content": _text_content(message.get("content"), index)})
+    return messages
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise LocalRequestError.invalid(
+            f"{name}={value!r} is invalid: expected a number from {low:g} to {high:g}."
+        )
+    return float(value)
+
+
+def _response_format(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        schema = (value.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise LocalRequestError.invalid(
+                "response_format json_schema needs json_schema.schema (an object)."
+            )
+        return {"type": "json_object", "schema": schema}
+    raise LocalRequestError.invalid(
+        f"response_format={value!r} is invalid: expected type text, json_object or json_schema."
+    )
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """Validate a request body; raise :class:`LocalRequestError` (400 or 404) when it is refused."""
+    if not isinstance(body, dict):
+        raise LocalRequestError.invalid("the request body must be a JSON object.")
+    model = body.get("model")
+    if not is_local_model(model):
+        raise LocalRequestError(404, "resource_not_found", "Model not found", f"Model not found: {model}")
+    path = model_path(model)
+    for name, what in _UNSUPPORTED.items():
+        if body.get(name):
+            raise LocalRequestError.invalid(f"the local model does not support {what}; remove {name!r}.")
+    if body.get("tool_choice") not in (None, "none"):
+        raise LocalRequestError.invalid("the local model does not support tool_choice; remove it.")
+    if body.get("logprobs"):
+        raise LocalRequestError.invalid("the local model does not return logprobs; remove 'logprobs'.")
+    if body.get("n") not in (None, 1):
+        raise LocalRequestError.invalid("the local model returns one choice: n must be 1.")
+
+    options: dict[str, Any] = {}
+    for name, low, high in (
+        ("temperature", 0, 2),
+        ("top_p", 0, 1),
+        ("frequency_penalty", -2, 2),
+        ("presence_penalty", -2, 2),
+    ):
+        value = _number(body, name, low, high)
+        if value is not None:
+            options[name] = value
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None:
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise LocalRequestError.invalid(
+                f"max_tokens={max_tokens!r} is invalid: expected a positive integer."
+            )
+        options["max_tokens"] = max_tokens
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise LocalRequestError.invalid(f"seed={seed!r} is invalid: expected an integer.")
+    # Unseeded, llama-cpp-python derives every seed from one fixed start: each process would
+    # repeat the same "random" replies. Draw a fresh seed, as a hosted model would vary.
+    options["seed"] = seed if seed is not None else random.getrandbits(31)
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+            raise LocalRequestError.invalid(
+                f"stop={stop!r} is invalid: expected a string or a list of strings."
+            )
+        options["stop"] = stops
+    response_format = _response_format(body.get("response_format"))
+    if response_format is not None:
+        options["response_format"] = response_format
+    logit_bias = body.get("logit_bias")
+    if logit_bias:
+        try:
+            options["logit_bias"] = {int(k): float(v) for k, v in dict(logit_bias).items()}
+        except (TypeError, ValueError):
+            raise LocalRequestError.invalid("logit_bias must map token ids to numbers.") from None
+    stream_options = body.get("stream_options") or {}
+    return ChatRequest(
+        model=model,
+        path=path,
+        messages=_messages(body.get("messages")),
+        stream=bool(body.get("stream")),
+        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
+        options=options,
+    )
+
+
+# -- streams and transports --------------------------------------------------------------------
 
 
 class _SyncStream(httpx.SyncByteStream):
