@@ -32,10 +32,15 @@ if TYPE_CHECKING:
 __all__ = [
     "LOCAL_BASE_URL",
     "LOCAL_MODEL",
+    "ChatRequest",
+    "Generation",
+    "LocalRequestError",
     "is_local_model",
+    "load_model",
     "local_model_entry",
     "local_models",
     "local_transports",
+    "model_path",
 ]
 
 #: Base URL of the in-process local model; the ``.invalid`` host can never reach a network.
@@ -176,14 +181,14 @@ _generate_lock = threading.Lock()
 _generate_owner: int | None = None
 
 
+_LlamaClass: type | None = None
+
+
 def _llama_class() -> type:
     global _LlamaClass
     if _LlamaClass is None:
         _LlamaClass = _define_llama_class()
     return _LlamaClass
-
-
-_LlamaClass: type | None = None
 
 
 def _define_llama_class() -> type:
