@@ -38,6 +38,7 @@ __all__ = [
     "Update",
     "render_code",
     "render_markdown",
+    "sanitize",
 ]
 
 #: Fenced code is rendered in ``<pre>`` blocks of this many lines, so a long fence can be streamed
