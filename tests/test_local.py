@@ -503,8 +503,11 @@ def test_cell_magic_with_m_local(capsys: pytest.CaptureFixture[str], monkeypatch
     monkeypatch.setattr(oxen_notebook, "_sessions", {})  # leave no default session to other tests
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "oxen_notebook")
-    shell.run_cell_magic("oxen", "-m local -t 0 --max-tokens 8 --no-history -o local_answer", "Say hi.")
-    answer = shell.user_ns["local_answer"]
+    try:
+        shell.run_cell_magic("oxen", "-m local -t 0 --max-tokens 8 --no-history -o local_answer", "Say hi.")
+    finally:  # the shell is process-wide: leave it as the magic tests expect to find it
+        shell.run_line_magic("unload_ext", "oxen_notebook")
+    answer = shell.user_ns.pop("local_answer")
     assert answer.strip() and answer in capsys.readouterr().out
 
 
