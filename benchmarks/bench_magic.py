@@ -1,8 +1,9 @@
 """``%%oxen`` in a real kernel: a 5,000-delta reply, counted on the kernel's iopub channel.
 
 Every display message the kernel publishes for the cell (``display_data``, ``update_display_data``,
-``clear_output``) is counted, with its content's JSON size and its size on the wire (header and
-all). The reply is realistic Markdown (headings, paragraphs, lists with links, fenced code) from
+``clear_output``, the footer included) is counted, with its content's JSON size and its size on the
+wire (header and all); updates/s is over the cell's run, and the busiest one-second window is shown.
+"last token->final" runs from the fake API writing the last token to the final render's arrival. The reply is realistic Markdown (headings, paragraphs, lists with links, fenced code) from
 the loopback fake API, once at full speed and once paced like a fast model.
 
     python benchmarks/bench_magic.py [--deltas 5000] [--delay 0.001]
@@ -42,15 +43,18 @@ def measure(kernel: Kernel, api: TimedAPI, deltas: list[str], delay: float) -> d
     started = time.monotonic()
     run = kernel.run("%%oxen --new\nWrite a long answer.", timeout=600)
     displays = run.displays
-    first, last_reply = displays[0][0], displays[-2][0]  # the last one is the footer
-    duration = max(displays[-1][0] - first, 1e-9)
+    last_reply = displays[-2][0]  # the last display is the footer
+    times = [t for t, _ in displays]
+    busiest = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
     reply_bytes = len(text.encode())
     return {
         "deltas": len(deltas),
         "reply KB": reply_bytes / 1024,
         "stream s": api.last_token_at - started,
+        "cell s": run.messages[-1][0] - started,
         "updates": len(displays),
-        "updates/s": len(displays) / duration,
+        "updates/s": len(displays) / (run.messages[-1][0] - started),
+        "max in any 1 s": busiest,
         "sent KB": run.display_bytes() / 1024,
         "sent/reply": run.display_bytes() / reply_bytes,
         "wire/reply": run.display_bytes(whole=True) / reply_bytes,
@@ -84,8 +88,8 @@ def main() -> None:
             value = row[key]
             cells.append(f"{value:>14.2f}" if isinstance(value, float) else f"{value!s:>14}")
         print(f"{key:<{width}}  " + "  ".join(cells))
-    ok = all(r["updates/s"] <= 20 and r["sent/reply"] <= 3 and r["final exact"] for _, r in rows)
-    print("targets (<= 20 updates/s, sent/reply <= 3, exact final render):", "met" if ok else "MISSED")
+    ok = all(r["max in any 1 s"] <= 20 and r["sent/reply"] <= 3 and r["final exact"] for _, r in rows)
+    print("targets (<= 20 updates in any second, sent/reply <= 3, exact final):", "met" if ok else "MISSED")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,8 @@ class _HTMLView:
         self._display = display
         self._update = update_display
         self.metadata = metadata
-        self.stream = StreamingMarkdown()
+        # 60 ms between updates leaves room in any second for the final render and the footer.
+        self.stream = StreamingMarkdown(interval=0.06)
         self.ids: list[str] = []
 
     def feed(self, delta: str) -> None:

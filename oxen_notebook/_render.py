@@ -358,7 +358,9 @@ class StreamingMarkdown:
         else:
             full = render_markdown(text)
         final = committed + ([last] if last else [])
-        fits = self._fits(self._cost(full))
+        # Merging into one slot is optional: only when it fits without the inflation credit.
+        spent = self.sent_bytes + self._cost(full)
+        fits = spent <= self.ratio * self._in_bytes + self.allowance
         if "".join(final) != full or (len(final) > 1 and fits):
             if len(self.slots) <= 1:
                 self._tail_open = False
