@@ -65,7 +65,8 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
-_sessions: dict[str, Session] = {}
+# Kept across %reload_ext oxen_notebook, so a reload does not drop the conversations.
+_sessions: dict[str, Session] = globals().get("_sessions", {})
 
 
 def named_session(name: str = "default", **kwargs: Any) -> Session:

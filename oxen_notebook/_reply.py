@@ -137,8 +137,11 @@ class _Exchange:
         state = self.finish_reason or ("streaming" if self._started else "not started")
         return f"<{type(self).__name__} {self.model} {state}: {self.text[:60]!r}>"
 
-    def _repr_markdown_(self) -> str:
-        return self.text
+    def _repr_html_(self) -> str:
+        # Model text is untrusted: shown as sanitized HTML, never as raw Markdown.
+        from ._render import render_markdown
+
+        return render_markdown(self.text)
 
     # -- shared steps -------------------------------------------------------------------------
 

@@ -399,3 +399,10 @@ def test_images_become_content_parts(session, fake_api, tmp_path):
         session.ask("x", images=[tmp_path / "missing.png"])
     with pytest.raises(ParameterError, match=r"images\[0\]: bytes are not"):
         session.ask("x", images=[b"not an image"])
+
+
+def test_reply_displays_as_sanitized_html(session, fake_api):
+    fake_api.enqueue(Script(chunks=["**bold** <script>alert(1)</script>"]))
+    html = session.ask("x")._repr_html_()
+    assert "<strong>bold</strong>" in html
+    assert "<script" not in html
