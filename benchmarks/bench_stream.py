@@ -25,13 +25,16 @@ from benchmarks._server import fake_server
 from oxen_notebook import Session
 
 MODEL = "test-model"
+# Each client is made once and reused, as a notebook reuses its Session: the figures are per request.
+_clients: dict[tuple[str, str], object] = {}
 
 
 def raw_httpx(base_url: str, n: int) -> int:
     """The baseline: httpx's line iterator and json.loads, nothing else."""
     body = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "stream": True, "fake_chunks": n}
     count = 0
-    with httpx.Client() as client, client.stream("POST", f"{base_url}/chat/completions", json=body) as r:
+    client = _clients.setdefault(("httpx", base_url), httpx.Client())
+    with client.stream("POST", f"{base_url}/chat/completions", json=body) as r:
         for line in r.iter_lines():
             if not line.startswith("data: "):
                 continue
@@ -48,7 +51,7 @@ def raw_httpx(base_url: str, n: int) -> int:
 def openai_sdk(base_url: str, n: int) -> int:
     from openai import OpenAI
 
-    client = OpenAI(base_url=base_url, api_key="unused")
+    client = _clients.setdefault(("openai", base_url), OpenAI(base_url=base_url, api_key="unused"))
     count = 0
     stream = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "go"}], stream=True, extra_body={"fake_chunks": n}
@@ -56,15 +59,15 @@ def openai_sdk(base_url: str, n: int) -> int:
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             count += 1
-    client.close()
     return count
 
 
 def session_stream(base_url: str, n: int) -> int:
-    session = Session(model=MODEL, base_url=base_url, api_key="unused", validate_schema=False)
-    count = sum(1 for _ in session.stream("go", extra_body={"fake_chunks": n}))
-    session.close()
-    return count
+    session = _clients.setdefault(
+        ("session", base_url),
+        Session(model=MODEL, base_url=base_url, api_key="unused", validate_schema=False),
+    )
+    return sum(1 for _ in session.stream("go", history=False, extra_body={"fake_chunks": n}))
 
 
 def measure(fn: Callable[[str, int], int], base_url: str, n: int) -> tuple[float, float]:
