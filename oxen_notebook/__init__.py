@@ -19,14 +19,17 @@ from ._errors import (
     OxenError,
     ParameterError,
     RateLimitError,
+    ReplyConsumedError,
     ServerError,
     SessionBusyError,
     StreamError,
 )
+from ._events import Event
 from ._models import list_models, model_info
 from ._records import Message
+from ._registry import default_session, named_session
 from ._reply import AsyncReply, Reply
-from ._session import DEFAULT_MODEL, Event, Session
+from ._session import DEFAULT_MODEL, Session
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -53,6 +56,7 @@ __all__ = [
     "ParameterError",
     "RateLimitError",
     "Reply",
+    "ReplyConsumedError",
     "ServerError",
     "Session",
     "SessionBusyError",
@@ -64,22 +68,6 @@ __all__ = [
     "named_session",
     "unload_ipython_extension",
 ]
-
-# Kept across %reload_ext oxen_notebook, so a reload does not drop the conversations.
-_sessions: dict[str, Session] = globals().get("_sessions", {})
-
-
-def named_session(name: str = "default", **kwargs: Any) -> Session:
-    """The process-wide session called ``name``, made with ``kwargs`` the first time."""
-    session = _sessions.get(name)
-    if session is None:
-        session = _sessions[name] = Session(**kwargs)
-    return session
-
-
-def default_session(**kwargs: Any) -> Session:
-    """The session the ``%%oxen`` magic and ``ChatPanel()`` share."""
-    return named_session("default", **kwargs)
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
@@ -96,8 +84,17 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "ChatPanel":
+    if name == "ChatPanel":  # ipywidgets loads only when the panel is asked for
         from ._panel import ChatPanel
 
+        ChatPanel.__module__ = __name__
         return ChatPanel
     raise AttributeError(f"module 'oxen_notebook' has no attribute {name!r}")
+
+
+# help() and tracebacks show the public path, as httpx does.
+for _name in __all__:
+    _value = globals().get(_name)
+    if isinstance(_value, type) or callable(_value):
+        _value.__module__ = __name__
+del _name, _value

@@ -22,9 +22,7 @@ from ._errors import ParameterError
 if TYPE_CHECKING:
     import sqlite3
 
-    from ._reply import _Exchange
-
-__all__ = ["MODES", "ResponseCache", "cache_key", "open_cache", "remember", "replay"]
+__all__ = ["MODES", "ResponseCache", "cache_key", "lookup", "open_cache", "store"]
 
 MODES = ("on", "refresh", "always")
 _STORED_REASONS = {"stop", "length", "tool_calls"}
@@ -157,54 +155,25 @@ def open_cache(cache: bool | str | os.PathLike[str] | ResponseCache | None) -> R
     )
 
 
-def _base_url(exchange: _Exchange) -> str:
-    return exchange.session._client_for(exchange.model).base_url
-
-
-def replay(exchange: _Exchange) -> list[str] | None:
-    """Answer ``exchange`` from its session's cache: fill it in and return its deltas, or ``None``."""
-    cache = exchange.session.cache
-    if cache is None:
-        return None
+def store(cache: ResponseCache, base_url: str, body: dict[str, Any], reply: dict[str, Any]) -> None:
+    """Keep ``reply`` (text, finish_reason, usage, tool_calls) if it is complete and the mode takes
+    this request; a cache that cannot be written is logged, never raised."""
+    if reply.get("finish_reason") not in _STORED_REASONS or not cache.cacheable(body):
+        return
     import sqlite3
 
     try:
-        hit = cache.lookup(_base_url(exchange), exchange.request["body"])
+        cache.put(cache_key(base_url, body), str(body.get("model", "")), reply)
+    except sqlite3.Error:
+        _log.warning("the oxen_notebook response cache could not be written", exc_info=True)
+
+
+def lookup(cache: ResponseCache, base_url: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored reply for this request, or ``None``; a cache that cannot be read is logged."""
+    import sqlite3
+
+    try:
+        return cache.lookup(base_url, body)
     except sqlite3.Error:
         _log.warning("the oxen_notebook response cache could not be read", exc_info=True)
         return None
-    if hit is None:
-        return None
-    assembler = exchange._assembler
-    text = hit.get("text") or ""
-    if text:
-        assembler.parts.append(text)
-    assembler.usage = hit.get("usage")
-    assembler.finish_reason = hit.get("finish_reason") or "stop"
-    assembler.tool_calls = dict(enumerate(hit.get("tool_calls") or []))
-    assembler.done = True
-    exchange.cached = True
-    return [text] if text else []
-
-
-def remember(exchange: _Exchange) -> None:
-    """Store ``exchange``'s reply if it finished and the cache takes it."""
-    cache = exchange.session.cache
-    message = exchange.message
-    if cache is None or message is None or exchange.cached or exchange.error is not None:
-        return
-    body = exchange.request["body"]
-    if message.finish_reason not in _STORED_REASONS or not cache.cacheable(body):
-        return
-    reply = {
-        "text": message.content,
-        "finish_reason": message.finish_reason,
-        "usage": exchange.usage,
-        "tool_calls": message.tool_calls,
-    }
-    import sqlite3
-
-    try:
-        cache.put(cache_key(_base_url(exchange), body), exchange.model, reply)
-    except sqlite3.Error:
-        _log.warning("the oxen_notebook response cache could not be written", exc_info=True)

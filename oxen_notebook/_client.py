@@ -155,6 +155,15 @@ class Client:
                 self._sync_client = None
             self._async_clients.clear()
 
+    async def aclose_loop(self) -> None:
+        """Close the async client bound to the running event loop (its connections die with it)."""
+        import asyncio
+
+        with self._lock:
+            client = self._async_clients.pop(id(asyncio.get_running_loop()), None)
+        if client is not None:
+            await client.aclose()
+
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()

@@ -8,6 +8,7 @@ OxenError
 ├── MissingDependencyError    an optional extra is not installed
 ├── ParameterError            bad input, rejected before any request (also a ValueError)
 ├── SessionBusyError          a reply is still streaming on this session (also a RuntimeError)
+├── ReplyConsumedError        a reply was iterated a second time (also a RuntimeError)
 └── APIError                  the API or the connection failed
     ├── APIStatusError        an HTTP error status
     │   ├── BadRequestError           400, 422
@@ -41,6 +42,7 @@ __all__ = [
     "OxenError",
     "ParameterError",
     "RateLimitError",
+    "ReplyConsumedError",
     "ServerError",
     "SessionBusyError",
     "StreamError",
@@ -72,6 +74,10 @@ class ParameterError(OxenError, ValueError):
 
 class SessionBusyError(OxenError, RuntimeError):
     """A reply is still streaming on this session in this thread."""
+
+
+class ReplyConsumedError(OxenError, RuntimeError):
+    """A reply streams once: read ``reply.text``, or send again."""
 
 
 class APIError(OxenError):

@@ -1,17 +1,24 @@
-"""The model catalogue: ``GET /models`` and ``GET /models/{id}``."""
+"""The model catalogue: ``GET /models`` and ``GET /models/{id}``, and :class:`ModelCatalog`, the
+one place a session keeps what it learned about a model (details, request schema, prices)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ._client import DEFAULT_BASE_URL, Client
+from ._errors import OxenError
+from ._pricing import Pricing, pricing_from_info
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["list_models", "model_info"]
+__all__ = ["ModelCatalog", "list_models", "model_info"]
+_log = logging.getLogger("oxen_notebook")
 
 _COLUMNS = [
     "id", "name", "developer", "input", "output", "input_cost_per_token",
@@ -52,7 +59,7 @@ def list_models(
     models = payload.get("data", []) if isinstance(payload, dict) else payload
     rows = [_row(m) for m in models or []]
     if developer is None and action is None:
-        from ._local import local_models
+        from ._local import local_models  # the embedded model's entry: a cheap file lookup
 
         listed = {row["id"] for row in rows}
         # The embedded model, when its extra is installed.
@@ -74,3 +81,48 @@ def model_info(model: str, *, client: Client | None = None) -> dict[str, Any]:
     info = dict(info) if isinstance(info, dict) else {"id": model}
     info["request_schema"] = info.get("request_schema") or info.get("json_request_schema")
     return info
+
+
+class ModelCatalog:
+    """``GET /models/{id}`` at most once per model for a session; thread-safe.
+
+    ``client_for(model)`` gives the client that serves the model (hosted or local). A model whose
+    details cannot be fetched is remembered as unknown: no schema check, no prices.
+    """
+
+    def __init__(self, client_for: Callable[[str], Client]) -> None:
+        self._client_for = client_for
+        self._infos: dict[str, dict[str, Any] | None] = {}
+        self._lock = threading.Lock()
+
+    def info(self, model: str) -> dict[str, Any]:
+        """The model's details (fetched on first use); raises the request's :class:`OxenError`."""
+        with self._lock:
+            known = self._infos.get(model)
+        if known is not None:
+            return known
+        info = model_info(model, client=self._client_for(model))
+        with self._lock:
+            self._infos[model] = info
+        return info
+
+    def known(self, model: str) -> dict[str, Any] | None:
+        """The model's details, or ``None`` when they cannot be had (asked once per model)."""
+        with self._lock:
+            if model in self._infos:
+                return self._infos[model]
+        try:
+            return self.info(model)
+        except OxenError as exc:
+            _log.info("no details for model %r: %s", model, exc)
+            with self._lock:
+                self._infos.setdefault(model, None)
+            return None
+
+    def request_schema(self, model: str) -> dict[str, Any] | None:
+        """The model's published JSON request schema, or ``None``."""
+        return (self.known(model) or {}).get("request_schema")
+
+    def pricing(self, model: str) -> Pricing | None:
+        """The model's prices, or ``None`` when it publishes none."""
+        return pricing_from_info(self.known(model))

@@ -7,7 +7,7 @@ from typing import Any
 
 from ._errors import ParameterError
 
-__all__ = ["PARAMETERS", "check_against_schema", "validate_params"]
+__all__ = ["PARAMETERS", "RANGES", "check_against_schema", "range_schema", "validate_params"]
 
 #: Parameters a chat-completions request accepts, with a short description for error messages.
 PARAMETERS: dict[str, str] = {
@@ -28,12 +28,23 @@ PARAMETERS: dict[str, str] = {
     "extra_headers": "dict of extra HTTP headers",
 }
 
-_RANGES = {
+#: The one source of the numeric parameters' ranges (the Session's checks, the local model's
+#: request schema and its request parser all read it).
+RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),
     "frequency_penalty": (-2.0, 2.0),
     "presence_penalty": (-2.0, 2.0),
 }
+
+
+def range_schema() -> dict[str, dict[str, Any]]:
+    """JSON Schema properties for the ranged parameters and ``max_tokens``."""
+    props: dict[str, dict[str, Any]] = {
+        name: {"type": "number", "minimum": low, "maximum": high} for name, (low, high) in RANGES.items()
+    }
+    props["max_tokens"] = {"type": "integer", "minimum": 1}
+    return props
 
 
 def _fail(name: str, value: Any) -> ParameterError:
@@ -53,8 +64,8 @@ def validate_params(params: dict[str, Any]) -> dict[str, Any]:
             raise ParameterError(f"unknown parameter {name!r}; known parameters: {known}.")
         if value is None:
             continue
-        if name in _RANGES:
-            low, high = _RANGES[name]
+        if name in RANGES:
+            low, high = RANGES[name]
             if not _is_number(value) or not low <= value <= high:
                 raise _fail(name, value)
         elif name == "max_tokens":

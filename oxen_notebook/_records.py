@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -16,7 +17,16 @@ from ._images import user_content
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "Message", "messages_from_dataframe", "messages_to_dataframe", "new_id"]
+__all__ = [
+    "COLUMNS",
+    "BatchLog",
+    "Message",
+    "is_missing",
+    "message_facts",
+    "messages_from_dataframe",
+    "messages_to_dataframe",
+    "new_id",
+]
 
 
 def new_id() -> str:
@@ -105,6 +115,17 @@ class Message:
         return cls(**values)
 
 
+def message_facts(message: Message, model: str | None = None) -> list[str]:
+    """``[model, "N tokens", "S.s s"]`` (the parts that are known): how a reply's footer, the
+    panel's status line and its transcript describe a reply."""
+    parts = [name] if (name := message.model or model) else []
+    if message.total_tokens is not None:
+        parts.append(f"{message.total_tokens} tokens")
+    if message.duration_s is not None:
+        parts.append(f"{message.duration_s:.1f} s")
+    return parts
+
+
 COLUMNS = [f.name for f in fields(Message)]
 _INT_COLUMNS = ["turn", "prompt_tokens", "completion_tokens", "total_tokens"]
 _FLOAT_COLUMNS = ["ttft_s", "duration_s", "cost_usd"]
@@ -114,15 +135,18 @@ _STRING_COLUMNS = [
 ]  # fmt: skip
 
 
-def _none_if_missing(value: Any) -> Any:
+def is_missing(value: Any) -> bool:
+    """``None``, NaN, ``pd.NA`` or ``pd.NaT``: what a DataFrame cell holds for "no value"."""
     if value is None:
-        return None
+        return True
     if isinstance(value, float) and math.isnan(value):
-        return None
+        return True
     pd = sys.modules.get("pandas")
-    if pd is not None and (value is pd.NA or value is pd.NaT):
-        return None
-    return value
+    return pd is not None and (value is pd.NA or value is pd.NaT)
+
+
+def _none_if_missing(value: Any) -> Any:
+    return None if is_missing(value) else value
 
 
 def messages_to_dataframe(messages: list[Message]) -> pd.DataFrame:
@@ -149,3 +173,34 @@ def messages_from_dataframe(frame: pd.DataFrame) -> list[Message]:
             f"the DataFrame lacks the column(s) {sorted(missing)}; it needs role and content."
         )
     return [Message.from_dict(row) for row in frame.to_dict(orient="records")]
+
+
+class BatchLog:
+    """What ``map`` and ``compare`` sent and received: ``(batch_id, row, message)`` entries.
+
+    In the export, a message's ``conversation_id`` is its batch id and its ``turn`` is ``row + 1``.
+    """
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[str, int, Message]] = []
+        self._lock = threading.Lock()
+
+    def add(self, batch_id: str, entries: list[tuple[int, Message]]) -> None:
+        with self._lock:
+            self._entries.extend((batch_id, row, message) for row, message in entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def frame(self) -> pd.DataFrame:
+        """Every entry as a message row, with ``batch_id`` and ``row`` first."""
+        with self._lock:
+            entries = list(self._entries)
+        frame = messages_to_dataframe([message for _, _, message in entries])
+        frame["conversation_id"] = [batch for batch, _, _ in entries]
+        frame["turn"] = [row + 1 for _, row, _ in entries]
+        frame.insert(0, "row", [row for _, row, _ in entries])
+        frame.insert(0, "batch_id", [batch for batch, _, _ in entries])
+        return frame.astype(
+            {"batch_id": "string", "row": "Int64", "conversation_id": "string", "turn": "Int64"}
+        )

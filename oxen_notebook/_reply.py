@@ -1,17 +1,23 @@
-"""One streamed exchange: ``Reply`` (sync) and ``AsyncReply``, over one chunk assembler."""
+"""One streamed exchange: ``Reply`` (sync) and ``AsyncReply``, over one chunk assembler.
+
+A reply knows its :class:`PreparedRequest`, the :class:`Client` that sends it, the response cache,
+and its host (the Session) only through :class:`ExchangeHost`: ``begin`` when it starts (the
+history is read and the session lock taken), ``delta`` per text piece, ``end`` when it finished,
+whatever the reason.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._cache import replay
-from ._errors import OxenError, StreamError, status_error
+from ._assembler import Assembler
+from ._cache import ResponseCache, lookup, store
+from ._errors import OxenError, ReplyConsumedError, StreamError
 from ._records import Message
 from ._sse import SSEDecoder
 
@@ -20,85 +26,39 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from ._session import Session
+    from ._client import Client
+    from ._request import PreparedRequest
 
-__all__ = ["AsyncReply", "Reply"]
+__all__ = ["AsyncReply", "ExchangeHost", "Reply"]
 
 
-class _Assembler:
-    """Folds ``chat.completion.chunk`` payloads into text, tool calls, usage and a finish reason."""
+class ExchangeHost(Protocol):
+    """What a reply tells the conversation it belongs to (the Session implements it)."""
 
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.tool_calls: dict[int, dict[str, Any]] = {}
-        self.usage: dict[str, Any] | None = None
-        self.finish_reason: str | None = None
-        self.done = False
-        self.events = 0
+    def begin(self, reply: Reply | AsyncReply) -> None: ...
 
-    def feed(self, data: str) -> str | None:
-        """Take one event's data; return its text delta, if any."""
-        self.events += 1
-        if data == "[DONE]":
-            self.done = True
-            return None
-        if not data.strip():
-            return None
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise StreamError(
-                f"the stream sent malformed data ({data[:60]!r}); the partial reply was kept."
-            ) from None
-        if not isinstance(chunk, dict):
-            raise StreamError(f"the stream sent unexpected data ({data[:60]!r}).")
-        if chunk.get("error"):
-            raise status_error(None, chunk)
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        choices = chunk.get("choices")
-        if not choices:
-            return None
-        choice = choices[0]
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-        delta = choice.get("delta") or choice.get("message") or {}
-        if delta.get("tool_calls"):
-            self._merge_tool_calls(delta["tool_calls"])
-        content = delta.get("content")
-        if content:
-            self.parts.append(content)
-            return content
-        return None
+    async def abegin(self, reply: Reply | AsyncReply) -> None: ...
 
-    def _merge_tool_calls(self, fragments: list[dict[str, Any]]) -> None:
-        for position, fragment in enumerate(fragments):
-            index = fragment.get("index", position)
-            call = self.tool_calls.setdefault(
-                index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-            )
-            if fragment.get("id"):
-                call["id"] = fragment["id"]
-            if fragment.get("type"):
-                call["type"] = fragment["type"]
-            function = fragment.get("function") or {}
-            if function.get("name"):
-                call["function"]["name"] += function["name"]
-            if function.get("arguments"):
-                call["function"]["arguments"] += function["arguments"]
+    def delta(self, reply: Reply | AsyncReply, text: str) -> None: ...
+
+    def end(self, reply: Reply | AsyncReply) -> None: ...
 
 
 class _Exchange:
     """The state both reply flavours share: request, assembler, timing, and the finish."""
 
-    def __init__(self, session: Session, request: dict[str, Any]) -> None:
-        self.session = session
+    def __init__(
+        self, request: PreparedRequest, host: ExchangeHost, client: Client, cache: ResponseCache | None
+    ) -> None:
         self.request = request
-        self.user_message: Message = request["user"]
-        self.model: str = request["model"]
+        self.user_message: Message = request.user
+        self.model: str = request.model
         self.message: Message | None = None
         self.error: OxenError | None = None
-        self._assembler = _Assembler()
+        self._host = host
+        self._client = client
+        self._cache = cache
+        self._assembler = Assembler()
         self._decoder = SSEDecoder()
         self._started = False
         self._finished = False
@@ -147,14 +107,33 @@ class _Exchange:
 
     def _check_fresh(self) -> None:
         if self._started:
-            raise RuntimeError(
+            raise ReplyConsumedError(
                 "this reply was already consumed; read reply.text, or send again with session.stream()."
             )
         self._started = True
 
-    def _begin(self) -> None:
-        self._t0 = time.perf_counter()
-        self.session._begin(self)
+    def _replay(self) -> list[str] | None:
+        """Answer from the response cache: fill the reply in and return its deltas, or ``None``."""
+        if self._cache is None:
+            return None
+        hit = lookup(self._cache, self.request.base_url, self.request.body)
+        if hit is None:
+            return None
+        self.cached = True
+        text = self._assembler.restore(hit)
+        return [text] if text else []
+
+    def _remember(self) -> None:
+        message = self.message
+        if self._cache is None or message is None or self.cached or self.error is not None:
+            return
+        reply = {
+            "text": message.content,
+            "finish_reason": message.finish_reason,
+            "usage": self.usage,
+            "tool_calls": message.tool_calls,
+        }
+        store(self._cache, self.request.base_url, self.request.body, reply)
 
     def _take(self, chunk: bytes) -> list[str]:
         deltas = []
@@ -168,13 +147,19 @@ class _Exchange:
                 break
         return deltas
 
-    def _check_end(self) -> None:
+    def _check_end(self) -> list[str]:
+        """Flush the decoder at the end of the body (a last event may end in a lone CR); return
+        its deltas. A body that ended with neither ``[DONE]`` nor a finish reason was cut off."""
+        deltas = []
         for event in self._decoder.end():
-            self._assembler.feed(event.data)
+            delta = self._assembler.feed(event.data)
+            if delta:
+                deltas.append(delta)
         if not self._assembler.done and not self._assembler.finish_reason:
             raise StreamError(
                 "the connection closed before the reply was complete; the partial reply was kept."
             )
+        return deltas
 
     def _broken(self, exc: BaseException) -> OxenError:
         import httpx
@@ -217,7 +202,8 @@ class _Exchange:
             tool_calls=self.tool_calls or None,
             cached=self.cached,
         )
-        self.session._end(self)
+        self._remember()
+        self._host.end(self)
 
     def stop(self) -> None:
         """Stop streaming from any thread; the partial reply is kept as ``interrupted``."""
@@ -250,20 +236,21 @@ class Reply(_Exchange):
         return self._run()
 
     def _run(self) -> Iterator[str]:
-        self._begin()
+        self._t0 = time.perf_counter()
+        self._host.begin(self)
         try:
-            hit = replay(self)
+            hit = self._replay()
             if hit is not None:
                 for delta in hit:
-                    self.session._delta(self, delta)
+                    self._host.delta(self, delta)
                     yield delta
                 self._finish()
                 return
-            response = self.session._client_for(self.model).send(
+            response = self._client.send(
                 "POST",
                 "/chat/completions",
-                json=self.request["body"],
-                headers=self.request["headers"],
+                json=self.request.body,
+                headers=self.request.headers,
                 stream=True,
                 model=self.model,
             )
@@ -271,7 +258,7 @@ class Reply(_Exchange):
             chunks = () if self._stop.is_set() else response.iter_bytes()
             for chunk in chunks:
                 for delta in self._take(chunk):
-                    self.session._delta(self, delta)
+                    self._host.delta(self, delta)
                     yield delta
                 if self._assembler.done or self._stop.is_set():
                     break
@@ -280,7 +267,9 @@ class Reply(_Exchange):
                 self._finish("interrupted")
                 return
             if not self._assembler.done:
-                self._check_end()
+                for delta in self._check_end():
+                    self._host.delta(self, delta)
+                    yield delta
         except GeneratorExit:
             self._close_response()
             self._finish("interrupted")
@@ -337,32 +326,34 @@ class AsyncReply(_Exchange):
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._t0 = time.perf_counter()
-        await self.session._abegin(self)
+        await self._host.abegin(self)
         try:
-            hit = replay(self)
+            hit = self._replay()
             if hit is not None:
                 for delta in hit:
-                    self.session._delta(self, delta)
+                    self._host.delta(self, delta)
                     yield delta
                 self._finish()
                 return
-            response: httpx.Response = await self.session._client_for(self.model).asend(
+            response: httpx.Response = await self._client.asend(
                 "POST",
                 "/chat/completions",
-                json=self.request["body"],
-                headers=self.request["headers"],
+                json=self.request.body,
+                headers=self.request.headers,
                 stream=True,
                 model=self.model,
             )
             self._response = response
             async for chunk in response.aiter_bytes():
                 for delta in self._take(chunk):
-                    self.session._delta(self, delta)
+                    self._host.delta(self, delta)
                     yield delta
                 if self._assembler.done or self._stop.is_set():
                     break
             if not self._stop.is_set() and not self._assembler.done:
-                self._check_end()
+                for delta in self._check_end():
+                    self._host.delta(self, delta)
+                    yield delta
         except GeneratorExit:
             await self._aclose_response()
             self._finish("interrupted")
@@ -406,7 +397,7 @@ class AsyncReply(_Exchange):
         else:
             loop.call_soon_threadsafe(task.cancel)
 
-    async def consume(self) -> AsyncReply:
+    async def aconsume(self) -> AsyncReply:
         """Read the whole reply; return it. Raises the request's error, after recording it."""
         if not self._started:
             async for _ in self:

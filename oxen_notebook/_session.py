@@ -1,53 +1,42 @@
-"""The Session: a conversation with a model, its records, and the events views subscribe to."""
+"""The Session: a conversation with a model, its records, and the events views subscribe to.
+
+The Session holds the history, the defaults, the lock that lets one history reply stream at a
+time, and the observers. Everything else is a room of its own that the Session only wires up:
+requests (``_request``), the exchange (``_reply``), clients (``_routing``), model details and
+prices (``_models``), the cache (``_cache``), usage (``_usage``), files (``_persist``), and the
+batch layer above it (``_batch``, imported lazily by :meth:`map` and :meth:`compare`).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._auth import Secret
-from ._cache import ResponseCache, open_cache, remember
+from ._cache import ResponseCache, open_cache
 from ._client import DEFAULT_BASE_URL, Client
-from ._errors import OxenError, ParameterError, SessionBusyError
-from ._images import image_url
-from ._params import check_against_schema, validate_params
-from ._records import Message, messages_from_dataframe, messages_to_dataframe, new_id
-from ._reply import AsyncReply, Reply, _Exchange
+from ._errors import ParameterError, SessionBusyError
+from ._events import Event, Observers
+from ._models import ModelCatalog
+from ._params import validate_params
+from ._persist import Journal, SavedConversation, read_conversation, write_conversation
+from ._records import BatchLog, Message, messages_from_dataframe, messages_to_dataframe, new_id
+from ._reply import AsyncReply, Reply
+from ._request import PreparedRequest, prepare_request
+from ._routing import ClientPool
 from ._usage import UsageLedger
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_MODEL", "Event", "Session"]
+__all__ = ["DEFAULT_MODEL", "Session"]
 
 DEFAULT_MODEL = "gpt-5-2-chat-latest"
-EVENTS = ("message", "start", "delta", "finish", "history")
 _log = logging.getLogger("oxen_notebook")
-_SAVE_VERSION = 1
-
-
-def is_local_model(model: str) -> bool:
-    """``local`` or ``local:/path/to/model.gguf``: the embedded llama.cpp model."""
-    return model == "local" or model.startswith("local:")
-
-
-@dataclass
-class Event:
-    """What observers receive. ``type`` is one of ``message``, ``start``, ``delta``, ``finish``,
-    ``history``; the other fields are set where they apply."""
-
-    type: str
-    session: Session
-    reply: _Exchange | None = None
-    message: Message | None = None
-    delta: str | None = None
-    error: OxenError | None = None
 
 
 class Session:
@@ -89,26 +78,26 @@ class Session:
         self.validate_schema = validate_schema
         self.conversation_id = new_id()
         self.base_url = (base_url or os.environ.get("OXEN_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self._client_options = {
-            "timeout": timeout,
-            "connect_timeout": connect_timeout,
-            "max_retries": max_retries,
-        }
-        self._hosted = Client(
-            self.base_url, api_key=Secret(api_key) if api_key else None, **self._client_options
+        self.clients = ClientPool(
+            self.base_url,
+            api_key=Secret(api_key) if api_key else None,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
         )
-        self._local: Client | None = None
+        #: What this session learned about each model: details, request schema, prices.
+        self.catalog = ModelCatalog(self.clients.for_model)
+        self.cache = open_cache(cache)
+        self.ledger = UsageLedger(self.catalog.pricing)
+        #: The rows ``map`` and ``compare`` sent; ``to_dataframe(batch=True)`` exports them.
+        self.batch_log = BatchLog()
+        self._journal = Journal(journal) if journal else None
+        self._observers = Observers()
         self._messages: list[Message] = []
         self._state = threading.RLock()
         self._busy = threading.Lock()
         self._busy_thread: int | None = None
-        self._observers: dict[str, list[Callable[[Event], Any]]] = {name: [] for name in EVENTS}
-        self._schemas: dict[str, dict | None] = {}
-        self._model_infos: dict[str, dict[str, Any]] = {}
-        self.cache = open_cache(cache)
-        self._usage = UsageLedger()
-        self._batch_log: list[tuple[str, int, Message]] = []
-        self.journal = Path(journal) if journal else None
+        self._host = _Host(self)
         if system:
             self.system = system
 
@@ -118,9 +107,7 @@ class Session:
 
     def close(self) -> None:
         """Close the HTTP connections (a closed session reopens them if used again)."""
-        self._hosted.close()
-        if self._local is not None:
-            self._local.close()
+        self.clients.close()
 
     def __enter__(self) -> Session:
         return self
@@ -148,52 +135,36 @@ class Session:
 
     @property
     def api_key(self) -> Secret | None:
-        return self._hosted.api_key
+        return self.clients.hosted.api_key
 
     @api_key.setter
     def api_key(self, value: str | Secret | None) -> None:
-        self._hosted.api_key = Secret(value) if isinstance(value, str) else value
+        self.clients.hosted.api_key = Secret(value) if isinstance(value, str) else value
 
-    def _client_for(self, model: str) -> Client:
-        if not is_local_model(model):
-            return self._hosted
-        from ._local import LOCAL_BASE_URL, local_transports
+    @property
+    def journal(self) -> Path | None:
+        """The JSONL file each message is appended to, or ``None``."""
+        return self._journal.path if self._journal else None
 
-        with self._state:
-            if self._local is None:
-                sync, asynchronous = local_transports()
-                self._local = Client(
-                    LOCAL_BASE_URL,
-                    transport=sync,
-                    async_transport=asynchronous,
-                    key_required=False,
-                    **self._client_options,
-                )
-            return self._local
+    @property
+    def busy(self) -> bool:
+        """Whether a history reply is streaming (one-shot ``map`` rows do not count)."""
+        return self._busy.locked()
+
+    def client(self, model: str | None = None) -> Client:
+        """The HTTP client that serves ``model`` (the hosted API, or the embedded local model)."""
+        return self.clients.for_model(model or self.model)
 
     def model_info(self, model: str | None = None) -> dict[str, Any]:
-        """Details of a model (``GET /models/{id}``), with its request schema under ``request_schema``."""
-        from ._models import model_info
-
-        model = model or self.model
-        return model_info(model, client=self._client_for(model))
+        """Details of a model (``GET /models/{id}``, once per model), with its request schema
+        under ``request_schema``."""
+        return self.catalog.info(model or self.model)
 
     def list_models(self, **filters: Any) -> pd.DataFrame:
         """The models the API offers, as a DataFrame (see :func:`oxen_notebook.list_models`)."""
         from ._models import list_models
 
-        return list_models(client=self._hosted, **filters)
-
-    def _schema(self, model: str) -> dict | None:
-        if not self.validate_schema:
-            return None
-        if model not in self._schemas:
-            try:
-                self._model_infos[model] = self.model_info(model)
-                self._schemas[model] = self._model_infos[model].get("request_schema")
-            except OxenError:
-                self._schemas[model] = None
-        return self._schemas[model]
+        return list_models(client=self.clients.hosted, **filters)
 
     # -- history --------------------------------------------------------------------------------
 
@@ -249,7 +220,7 @@ class Session:
         self._emit("history")
 
     def _check_idle(self, action: str) -> None:
-        if self._busy.locked():
+        if self.busy:
             raise SessionBusyError(f"cannot {action} while a reply is streaming; stop it first.")
 
     def add_message(self, role: str, content: str, **fields: Any) -> Message:
@@ -258,11 +229,10 @@ class Session:
             raise ParameterError(f"role={role!r} is invalid: expected user, assistant, tool or system.")
         with self._state:
             turn = self._next_turn() if role == "user" else max(self._next_turn() - 1, 1)
-            message = self._record(role=role, content=content, turn=turn, source=self.source)
-            for name, value in fields.items():
-                setattr(message, name, value)
+            fields = {"turn": turn, "source": self.source, **fields}
+            message = self._record(role=role, content=content, **fields)
             self._messages.append(message)
-        self._journal(message)
+        self._write(message)
         self._emit("message", message=message)
         return message
 
@@ -271,26 +241,22 @@ class Session:
     def _prepare(
         self, prompt: str, images: list[Any] | None, history: bool, source: str | None,
         model: str | None, params: dict[str, Any],
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> PreparedRequest:  # fmt: skip
+        model = model or self.model
         if not isinstance(prompt, str) or not prompt.strip():
             raise ParameterError("prompt is empty: give the text to send.")
-        model = model or self.model
-        clean = validate_params({**self.defaults, **params})
-        extra_body = clean.pop("extra_body", {})
-        headers = clean.pop("extra_headers", None)
-        check_against_schema(clean, self._schema(model), model)
-        urls = [image_url(image, i) for i, image in enumerate(images or [])]
-        user = self._record(
-            role="user",
-            content=prompt,
+        merged = validate_params({**self.defaults, **params})
+        schema = self.catalog.request_schema(model) if self.validate_schema else None
+        return prepare_request(
+            prompt,
             model=model,
-            params=clean,
-            images=urls,
+            params=merged,
+            base_url=self.clients.for_model(model).base_url,
+            images=images,
+            history=history,
             source=source or self.source,
+            schema=schema,
         )
-        body = {"model": model, "stream": True, "stream_options": {"include_usage": True}, **clean}
-        body.update(extra_body)
-        return {"model": model, "user": user, "history": history, "body": body, "headers": headers}
 
     def stream(
         self,
@@ -304,7 +270,8 @@ class Session:
     ) -> Reply:
         """A :class:`Reply` that streams text deltas when iterated. ``history=False`` sends the
         prompt alone (with the system prompt) and keeps it out of the conversation."""
-        return Reply(self, self._prepare(prompt, images, history, source, model, params))
+        request = self._prepare(prompt, images, history, source, model, params)
+        return Reply(request, self._host, self.clients.for_model(request.model), self.cache)
 
     def astream(
         self,
@@ -317,7 +284,8 @@ class Session:
         **params: Any,
     ) -> AsyncReply:
         """The async twin of :meth:`stream`: ``async for delta in session.astream(prompt)``."""
-        return AsyncReply(self, self._prepare(prompt, images, history, source, model, params))
+        request = self._prepare(prompt, images, history, source, model, params)
+        return AsyncReply(request, self._host, self.clients.for_model(request.model), self.cache)
 
     def ask(self, prompt: str, **kwargs: Any) -> Reply:
         """Send a prompt and wait for the whole reply (``reply.text``, ``.usage``, ``.finish_reason``)."""
@@ -325,12 +293,12 @@ class Session:
 
     async def aask(self, prompt: str, **kwargs: Any) -> AsyncReply:
         """The async twin of :meth:`ask`."""
-        return await self.astream(prompt, **kwargs).consume()
+        return await self.astream(prompt, **kwargs).aconsume()
 
-    # -- the reply's side of the exchange (called by Reply) --------------------------------------
+    # -- the exchange protocol (the replies call these through _Host) ----------------------------
 
-    def _begin(self, reply: _Exchange) -> None:
-        if not reply.request["history"]:  # one-shot requests touch no history: no lock
+    def _begin(self, reply: Reply | AsyncReply) -> None:
+        if not reply.request.history:  # one-shot requests touch no history: no lock
             self._started(reply, None)
             return
         me = threading.get_ident()
@@ -341,8 +309,8 @@ class Session:
         self._busy.acquire()
         self._started(reply, me)
 
-    async def _abegin(self, reply: _Exchange) -> None:
-        if not reply.request["history"]:
+    async def _abegin(self, reply: Reply | AsyncReply) -> None:
+        if not reply.request.history:
             self._started(reply, None)
             return
         import asyncio
@@ -352,13 +320,13 @@ class Session:
             await asyncio.sleep(0.005)
         self._started(reply, threading.get_ident())
 
-    def _started(self, reply: _Exchange, thread: int | None) -> None:
+    def _started(self, reply: Reply | AsyncReply, thread: int | None) -> None:
         if thread is not None:
             self._busy_thread = thread
         request = reply.request
-        user: Message = request["user"]
+        user = request.user
         with self._state:
-            if request["history"]:
+            if request.history:
                 messages = self.history_for_request()
                 user.turn = self._next_turn()
                 user.conversation_id = self.conversation_id
@@ -367,35 +335,35 @@ class Session:
                 system = self.system
                 messages = [{"role": "system", "content": system}] if system else []
             messages.append(user.to_api())
-        request["body"]["messages"] = messages
-        if request["history"]:
-            self._journal(user)
+        request.body["messages"] = messages
+        if request.history:
+            self._write(user)
             self._emit("message", message=user)
         self._emit("start", reply=reply)
 
-    def _delta(self, reply: _Exchange, delta: str) -> None:
-        if self._observers["delta"]:
+    def _delta(self, reply: Reply | AsyncReply, delta: str) -> None:
+        if self._observers.wants("delta"):
             self._emit("delta", reply=reply, delta=delta)
 
-    def _end(self, reply: _Exchange) -> None:
+    def _end(self, reply: Reply | AsyncReply) -> None:
         message = reply.message
         assert message is not None
-        user: Message = reply.request["user"]
+        user = reply.request.user
         message.turn = user.turn
         message.conversation_id = user.conversation_id or self.conversation_id
         try:
-            self._usage.record(self, message, cached=reply.cached)
-            remember(reply)
+            message.cost_usd = self.ledger.record(message, cached=reply.cached)
         except Exception:
             _log.exception("oxen_notebook could not account for a reply")
+        history = reply.request.history
         try:
-            if reply.request["history"]:
+            if history:
                 with self._state:
                     self._messages.append(message)
-                self._journal(message)
+                self._write(message)
                 self._emit("message", message=message)
         finally:
-            if reply.request["history"]:
+            if history:
                 self._busy_thread = None
                 self._busy.release()
         self._emit("finish", reply=reply, message=message, error=reply.error)
@@ -404,27 +372,13 @@ class Session:
 
     def on(self, event: str, callback: Callable[[Event], Any], remove: bool = False) -> None:
         """Call ``callback(Event)`` on ``event`` (message, start, delta, finish, history)."""
-        if event not in self._observers:
-            raise ParameterError(f"unknown event {event!r}; expected one of {', '.join(EVENTS)}.")
-        callbacks = self._observers[event]
-        if remove:
-            if callback in callbacks:
-                callbacks.remove(callback)
-        elif callback not in callbacks:
-            callbacks.append(callback)
+        self._observers.on(event, callback, remove)
 
     def _emit(self, kind: str, **fields: Any) -> None:
-        callbacks = self._observers[kind]
-        if not callbacks:
-            return
-        event = Event(kind, self, **fields)
-        for callback in list(callbacks):
-            try:
-                callback(event)
-            except Exception:
-                _log.exception("an oxen_notebook %r observer failed", kind)
+        if self._observers.wants(kind):
+            self._observers.emit(Event(kind, self, **fields))
 
-    # -- export and persistence -----------------------------------------------------------------
+    # -- export and persistence (files in _persist.py) ------------------------------------------
 
     def to_dataframe(self, *, batch: bool = False) -> pd.DataFrame:
         """One row per message: ids, turn, role, content, model, UTC time, params, usage, timing.
@@ -432,12 +386,45 @@ class Session:
         ``batch=True`` gives the batch log instead: the rows :meth:`map` and :meth:`compare` sent,
         with ``batch_id`` and ``row`` (the row's position in the data) first."""
         if batch:
-            from ._batch import batch_log_frame
-
-            return batch_log_frame(self)
+            return self.batch_log.frame()
         return messages_to_dataframe(self.messages)
 
-    # -- prototyping at scale (machinery in _batch.py and _usage.py) -------------------------------
+    @classmethod
+    def from_dataframe(cls, frame: pd.DataFrame, **kwargs: Any) -> Session:
+        """A session holding the conversation in ``frame`` (as written by :meth:`to_dataframe`)."""
+        return cls._restore(SavedConversation(messages_from_dataframe(frame)), kwargs)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the conversation to JSON (no key, ever). ``Session.load(path)`` reads it back."""
+        saved = SavedConversation(self.messages, self.model, self.conversation_id, self.defaults)
+        return write_conversation(path, saved)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Session:
+        """Read a file written by :meth:`save`, or a ``journal`` JSONL file."""
+        saved = read_conversation(path)
+        for name, value in saved.defaults.items():
+            kwargs.setdefault(name, value)
+        return cls._restore(saved, kwargs)
+
+    @classmethod
+    def _restore(cls, saved: SavedConversation, kwargs: dict[str, Any]) -> Session:
+        models = [m.model for m in saved.messages if m.model]
+        if "model" not in kwargs and (saved.model or models):
+            kwargs["model"] = saved.model or models[-1]
+        session = cls(**kwargs)
+        if saved.messages:
+            session.conversation_id = saved.messages[-1].conversation_id or session.conversation_id
+        if saved.conversation_id:
+            session.conversation_id = saved.conversation_id
+        session._messages = saved.messages
+        return session
+
+    def _write(self, message: Message) -> None:
+        if self._journal is not None:
+            self._journal.append(message)
+
+    # -- façades: batches (the _batch layer, imported lazily) and usage ---------------------------
 
     def map(
         self,
@@ -473,82 +460,25 @@ class Session:
         """Send one prompt (``template`` filled with ``variables``) to several ``models`` and/or
         parameter sets (``params=[{"temperature": 0}, {"temperature": 1}]``) at once; return one
         row per variant and, with ``show``, display the replies side by side."""
-        from ._compare import run_compare
+        from ._batch import run_compare
 
         return run_compare(self, template, models=models, params=params, show=show, **variables)
 
     def usage(self) -> pd.DataFrame:
         """Requests, cache hits, tokens and estimated cost per model so far (every entry point).
         The cost is ``<NA>`` for models whose prices are not published."""
-        return self._usage.frame()
+        return self.ledger.frame()
 
     def usage_summary(self) -> str:
         """The running totals in one line, e.g. ``"12 requests (3 cached) · 4,210 tokens · $0.0123"``."""
-        return self._usage.summary()
+        return self.ledger.summary()
 
-    @classmethod
-    def from_dataframe(cls, frame: pd.DataFrame, **kwargs: Any) -> Session:
-        """A session holding the conversation in ``frame`` (as written by :meth:`to_dataframe`)."""
-        return cls._from_messages(messages_from_dataframe(frame), kwargs)
 
-    @classmethod
-    def _from_messages(cls, messages: list[Message], kwargs: dict[str, Any]) -> Session:
-        if "model" not in kwargs:
-            models = [m.model for m in messages if m.model]
-            if models:
-                kwargs["model"] = models[-1]
-        session = cls(**kwargs)
-        if messages:
-            session.conversation_id = messages[-1].conversation_id or session.conversation_id
-        session._messages = messages
-        return session
+class _Host:
+    """The Session's side of the exchange, as :class:`~oxen_notebook._reply.ExchangeHost`."""
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the conversation to JSON (no key, ever). ``Session.load(path)`` reads it back."""
-        path = Path(path)
-        data = {
-            "version": _SAVE_VERSION,
-            "model": self.model,
-            "conversation_id": self.conversation_id,
-            "defaults": self.defaults,
-            "messages": [m.to_dict() for m in self.messages],
-        }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-        tmp.replace(path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Session:
-        """Read a file written by :meth:`save`, or a ``journal`` JSONL file."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ParameterError(f"no such file {str(path)!r} to load a session from.") from None
-        try:
-            try:
-                data = json.loads(text)
-            except ValueError:
-                data = None
-            if not isinstance(data, dict) or "messages" not in data:
-                data = {"messages": [json.loads(line) for line in text.splitlines() if line.strip()]}
-        except ValueError as exc:
-            raise ParameterError(f"{str(path)!r} is not a saved session or journal: {exc}.") from None
-        messages = [Message.from_dict(m) for m in data.get("messages", [])]
-        if data.get("model"):
-            kwargs.setdefault("model", data["model"])
-        for name, value in (data.get("defaults") or {}).items():
-            kwargs.setdefault(name, value)
-        session = cls._from_messages(messages, kwargs)
-        if data.get("conversation_id"):
-            session.conversation_id = data["conversation_id"]
-        return session
-
-    def _journal(self, message: Message) -> None:
-        if self.journal is None:
-            return
-        line = json.dumps(message.to_dict(), ensure_ascii=False)
-        with self._state, self.journal.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
+    def __init__(self, session: Session) -> None:
+        self.begin = session._begin
+        self.abegin = session._abegin
+        self.delta = session._delta
+        self.end = session._end

@@ -1,68 +1,32 @@
-"""Usage and cost: tokens per model, priced from the model catalogue when it publishes prices.
+"""Usage and cost: tokens per model, priced by a ``price_of(model)`` function (the Session passes
+its model catalogue's), so this module knows no Session.
 
-A price is ``model_info(id)["pricing"]``'s ``input_cost_per_token`` and ``output_cost_per_token``;
-a model without both has an unknown cost (``None`` / ``<NA>``), never zero. A reply answered from the
+A model without published prices has an unknown cost (``None`` / ``<NA>``), never zero. A reply answered from the
 cache costs nothing (``cost_usd == 0.0``) and its tokens are not counted as spent.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from ._pricing import Pricing, cost_of
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ._records import Message
-    from ._session import Session
 
-__all__ = ["USAGE_COLUMNS", "Pricing", "UsageLedger", "cost_of", "pricing_from_info"]
+__all__ = ["USAGE_COLUMNS", "UsageLedger"]
 
 USAGE_COLUMNS = [
     "model", "requests", "cache_hits", "errors", "no_usage", "prompt_tokens", "completion_tokens",
     "total_tokens", "cost_usd", "input_cost_per_token", "output_cost_per_token",
 ]  # fmt: skip
 _log = logging.getLogger("oxen_notebook")
-
-
-@dataclass(frozen=True)
-class Pricing:
-    """US dollars per input (prompt) and output (completion) token."""
-
-    input_cost_per_token: float
-    output_cost_per_token: float
-
-
-def _price(value: Any) -> float | None:
-    try:
-        price = float(value)
-    except (TypeError, ValueError):
-        return None
-    return price if math.isfinite(price) and price >= 0 else None
-
-
-def pricing_from_info(info: dict[str, Any] | None) -> Pricing | None:
-    """The prices in a ``model_info`` dict, or ``None`` when either is missing."""
-    pricing = (info or {}).get("pricing")
-    if not isinstance(pricing, dict):
-        return None
-    prompt = _price(pricing.get("input_cost_per_token"))
-    completion = _price(pricing.get("output_cost_per_token"))
-    if prompt is None or completion is None:
-        return None
-    return Pricing(prompt, completion)
-
-
-def cost_of(
-    prompt_tokens: int | None, completion_tokens: int | None, pricing: Pricing | None
-) -> float | None:
-    """Dollars for one request; ``None`` when the price or the token counts are unknown."""
-    if pricing is None or prompt_tokens is None or completion_tokens is None:
-        return None
-    return prompt_tokens * pricing.input_cost_per_token + completion_tokens * pricing.output_cost_per_token
 
 
 @dataclass
@@ -77,54 +41,56 @@ class _Totals:
 
 
 class UsageLedger:
-    """Running totals per model for one session; thread-safe."""
+    """Running totals per model for one session; thread-safe.
 
-    def __init__(self) -> None:
+    ``price_of(model)`` gives the model's :class:`Pricing` or ``None``; it is asked once per model.
+    """
+
+    def __init__(self, price_of: Callable[[str], Pricing | None]) -> None:
+        self._price_of = price_of
         self._lock = threading.Lock()
         self._totals: dict[str, _Totals] = {}
         self._prices: dict[str, Pricing | None] = {}
 
-    def pricing(self, session: Session, model: str) -> Pricing | None:
-        """The model's prices, fetched once per model (``None`` if unknown or unreachable)."""
+    def pricing(self, model: str) -> Pricing | None:
+        """The model's prices, asked for once per model (``None`` if unknown or unreachable)."""
         if model in self._prices:
             return self._prices[model]
-        info = session._model_infos.get(model)
-        if info is None:
-            try:
-                info = session.model_info(model)
-            except Exception as exc:
-                _log.info("no prices for model %r: %s", model, exc)
-                info = None
-        pricing = pricing_from_info(info)
+        try:
+            pricing = self._price_of(model)
+        except Exception as exc:
+            _log.info("no prices for model %r: %s", model, exc)
+            pricing = None
         with self._lock:
             self._prices[model] = pricing
         return pricing
 
-    def record(self, session: Session, message: Message, *, cached: bool) -> None:
-        """Price ``message`` (sets ``cost_usd``) and add it to the totals."""
-        model = message.model or session.model
+    def record(self, message: Message, *, cached: bool) -> float | None:
+        """Add ``message`` (a finished reply) to the totals; return its cost in dollars
+        (``0.0`` for a cache hit, ``None`` when unknown)."""
+        model = message.model or ""
         tokens = message.prompt_tokens is not None and message.completion_tokens is not None
+        cost: float | None = None
         if cached:
-            message.cost_usd = 0.0
+            cost = 0.0
         elif tokens:
-            message.cost_usd = cost_of(
-                message.prompt_tokens, message.completion_tokens, self.pricing(session, model)
-            )
+            cost = cost_of(message.prompt_tokens, message.completion_tokens, self.pricing(model))
         with self._lock:
             totals = self._totals.setdefault(model, _Totals())
             if cached:
                 totals.cache_hits += 1
-                return
+                return cost
             totals.requests += 1
             if message.finish_reason == "error":
                 totals.errors += 1
             if not tokens:
                 totals.no_usage += 1
-                return
+                return cost
             totals.prompt_tokens += message.prompt_tokens or 0
             totals.completion_tokens += message.completion_tokens or 0
-            if message.cost_usd is not None:
-                totals.cost_usd += message.cost_usd
+            if cost is not None:
+                totals.cost_usd += cost
+        return cost
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per model: counts, tokens spent, cost (``None`` when the model has no prices)."""

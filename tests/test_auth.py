@@ -63,7 +63,7 @@ def test_key_never_in_repr_errors_logs_files_or_dataframe(fake_api: FakeAPI, tmp
     df = s.to_dataframe()
     df.to_csv(tmp_path / "s.csv")
     artefacts = [
-        repr(s), str(s), repr(s.api_key), repr(s._hosted), str(info.value), repr(info.value),
+        repr(s), str(s), repr(s.api_key), repr(s.clients.hosted), str(info.value), repr(info.value),
         str(auth_info.value), caplog.text, df.to_string(), json.dumps(s.defaults),
         (tmp_path / "s.json").read_text(), (tmp_path / "j.jsonl").read_text(), (tmp_path / "s.csv").read_text(),
         *(m.error or "" for m in s.messages),

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from oxen_notebook import BadRequestError, ParameterError, Session
-from oxen_notebook._compare import compare_html
-from oxen_notebook._progress import BatchProgress, _WidgetBar
+from oxen_notebook import BadRequestError, ParameterError, Session, _registry
+from oxen_notebook._batch import compare_html
+from oxen_notebook._batch._progress import BatchProgress, _WidgetBar
 from tests.conftest import TEST_KEY
 from tests.fake_api import Script, _prompt_text
 
@@ -275,9 +275,7 @@ def test_compare_runs_variants_concurrently_and_renders_safely(fake_api):
 def test_magic_compare_flag(fake_api, monkeypatch):
     from IPython.core.interactiveshell import InteractiveShell
 
-    import oxen_notebook
-
-    monkeypatch.setattr(oxen_notebook, "_sessions", {"cmp": make_session(fake_api)})
+    monkeypatch.setattr(_registry, "sessions", {"cmp": make_session(fake_api)})
     shell = InteractiveShell.instance()
     shell.magics_manager.registry.pop("OxenMagics", None)
     shell.run_line_magic("load_ext", "oxen_notebook")

@@ -18,9 +18,10 @@ pytest.importorskip(
     reason="the local extra is not installed (pip install -e '.[local]'); CI installs it",
 )
 
-from oxen_notebook import APIStatusError, MissingDependencyError, NotFoundError, Session, _local
+from oxen_notebook import APIStatusError, MissingDependencyError, NotFoundError, Session, _registry
 from oxen_notebook._client import Client
 from oxen_notebook._local import LOCAL_BASE_URL, is_local_model, local_transports
+from oxen_notebook._local import _model as _local
 from oxen_notebook._sse import SSEDecoder
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -498,9 +499,7 @@ def test_list_models_and_model_info_include_the_local_model(session: Session):
 def test_cell_magic_with_m_local(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     from IPython.core.interactiveshell import InteractiveShell
 
-    import oxen_notebook
-
-    monkeypatch.setattr(oxen_notebook, "_sessions", {})  # leave no default session to other tests
+    monkeypatch.setattr(_registry, "sessions", {})  # leave no default session to other tests
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "oxen_notebook")
     try:

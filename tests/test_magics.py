@@ -14,7 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import oxen_notebook
-from oxen_notebook import Session
+from oxen_notebook import Session, _registry
 from oxen_notebook._magics import OxenCellError, OxenInterrupted, OxenMagics, interpolate, strip_fences
 from oxen_notebook._render import render_markdown
 from tests.conftest import TEST_KEY
@@ -26,7 +26,7 @@ def ip(fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
     """A shell with the extension loaded, fresh sessions, and the fake API as the endpoint."""
     monkeypatch.setenv("OXEN_BASE_URL", fake_api.base_url)
     monkeypatch.setenv("OXEN_API_KEY", TEST_KEY)
-    monkeypatch.setattr(oxen_notebook, "_sessions", {})
+    monkeypatch.setattr(_registry, "sessions", {})
     shell = InteractiveShell.instance()
     shell.magics_manager.registry.pop("OxenMagics", None)
     shell.run_line_magic("load_ext", "oxen_notebook")
@@ -308,7 +308,7 @@ def test_api_errors_are_one_line_without_traceback(
 
 def test_connection_error(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        oxen_notebook, "_sessions", {"default": Session(base_url="http://127.0.0.1:9/api", max_retries=0)}
+        _registry, "sessions", {"default": Session(base_url="http://127.0.0.1:9/api", max_retries=0)}
     )
     with pytest.raises(OxenCellError) as info, capture_output():
         ip.run_cell_magic("oxen", "", "hi")

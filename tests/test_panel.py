@@ -24,7 +24,7 @@ from comm.base_comm import BaseComm
 
 from benchmarks.bench_panel import reply_deltas
 from oxen_notebook import ChatPanel, Session
-from oxen_notebook._panel_view import CSS
+from oxen_notebook._panel import CSS
 from tests.conftest import TEST_KEY
 from tests.fake_api import FakeAPI, Script
 
@@ -380,7 +380,7 @@ def test_one_shot_requests_stay_out_of_the_panel(fake_api, panels, session) -> N
 def test_closed_panel_stops_listening(fake_api, panels, session, wire) -> None:
     panel = panels()
     panel.close()
-    assert all(panel._on_event not in callbacks for callbacks in session._observers.values())
+    assert not session._observers.listening(panel._on_event)
     wire.clear()
     session.ask("after close")
     assert wire == []

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from oxen_notebook import ServerError, Session
-from oxen_notebook._usage import Pricing, cost_of, pricing_from_info
+from oxen_notebook._pricing import Pricing, cost_of, pricing_from_info
 from tests.conftest import TEST_KEY
 from tests.fake_api import PRICING, Script
 

@@ -12,25 +12,42 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import string
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import OxenError, ParameterError, StreamError
-from ._params import validate_params
+from .._errors import OxenError, ParameterError, StreamError
+from .._params import validate_params
+from .._records import Message, new_id
 from ._progress import BatchProgress, make_progress
-from ._records import Message, messages_to_dataframe, new_id
+from ._templates import check_template, fill, table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ._reply import AsyncReply
-    from ._session import Session
+    from .._client import Client
+    from .._models import ModelCatalog
+    from .._records import BatchLog
+    from .._reply import AsyncReply
+    from .._usage import UsageLedger
 
-__all__ = ["MAP_COLUMNS", "batch_log_frame", "run_map"]
+__all__ = ["MAP_COLUMNS", "BatchSession", "Job", "execute", "result_columns", "run_map"]
+
+
+class BatchSession(Protocol):
+    """What a batch needs of a Session (and all it touches)."""
+
+    model: str
+    catalog: ModelCatalog
+    ledger: UsageLedger
+    batch_log: BatchLog
+
+    def client(self, model: str | None = None) -> Client: ...
+
+    def astream(self, prompt: str, **kwargs: Any) -> AsyncReply: ...
+
 
 MAP_COLUMNS = [
     "reply", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "cost_usd",
@@ -55,16 +72,8 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-async def _release(client: Any) -> None:
-    """Close the client's connections on this loop: a Session may be gone before the next batch."""
-    with client._lock:
-        http = client._async_clients.pop(id(asyncio.get_running_loop()), None)
-    if http is not None:
-        await http.aclose()
-
-
 @dataclass
-class _Job:
+class Job:
     prompt: str | None
     model: str | None
     params: dict[str, Any]
@@ -82,7 +91,7 @@ class _Outcome:
 class _Runner:
     """Runs the jobs with at most ``concurrency`` in flight; ``outcomes`` keeps their order."""
 
-    def __init__(self, session: Session, jobs: list[_Job], concurrency: int, on_error: str) -> None:
+    def __init__(self, session: BatchSession, jobs: list[Job], concurrency: int, on_error: str) -> None:
         self.session = session
         self.jobs = jobs
         self.concurrency = concurrency
@@ -95,13 +104,13 @@ class _Runner:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._retries = int(session._client_options["max_retries"])
+        self._retries = session.client().max_retries
         self.batch_id = ""
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         session = self.session
-        clients = {session._client_for(job.model or session.model) for job in self.jobs}
+        clients = {session.client(job.model) for job in self.jobs}
         for client in clients:
             _active[id(client)] = _active.get(id(client), 0) + 1
         workers = min(self.concurrency, len(self.jobs))
@@ -114,7 +123,8 @@ class _Runner:
                 _active[id(client)] -= 1
                 if not _active[id(client)]:
                     del _active[id(client)]
-                    await _release(client)
+                    # A Session may be gone before the next batch: close its connections on this loop.
+                    await client.aclose_loop()
 
     def stop_threadsafe(self) -> None:
         """Cancel the rows in flight and start no more (from any thread)."""
@@ -166,7 +176,7 @@ class _Runner:
                 return
             reply.append(current)
             try:
-                await current.consume()
+                await current.aconsume()
             except StreamError:
                 # The stream broke after it started: a one-shot row has no history to spoil, so
                 # unlike a chat turn it is safe to send again.
@@ -229,30 +239,28 @@ def _wait(runner: _Runner, progress: bool | Callable[[BatchProgress], Any]) -> N
         display.close(runner.stats, note)
 
 
-def _prefetch(session: Session, models: set[str]) -> None:
-    """Fetch schemas and prices before the batch so the loop never blocks on them."""
+def _prefetch(session: BatchSession, models: set[str]) -> None:
+    """Fetch model details and prices before the batch so the loop never blocks on them."""
     for model in models:
-        session._schema(model)
-        session._usage.pricing(session, model)
+        session.catalog.known(model)
+        session.ledger.pricing(model)
 
 
-def _log_batch(session: Session, runner: _Runner) -> str:
+def _log_batch(session: BatchSession, runner: _Runner) -> str:
     batch_id = new_id()
-    entries = []
-    for row, outcome in enumerate(runner.outcomes):
-        for message in (outcome.user, outcome.message):
-            if message is not None:
-                message.conversation_id = batch_id
-                message.turn = row + 1
-                entries.append((batch_id, row, message))
-    with session._state:
-        session._batch_log.extend(entries)
+    entries = [
+        (row, message)
+        for row, outcome in enumerate(runner.outcomes)
+        for message in (outcome.user, outcome.message)
+        if message is not None
+    ]
+    session.batch_log.add(batch_id, entries)
     return batch_id
 
 
-def _execute(
-    session: Session,
-    jobs: list[_Job],
+def execute(
+    session: BatchSession,
+    jobs: list[Job],
     concurrency: int,
     on_error: str,
     progress: bool | Callable[[BatchProgress], Any],
@@ -275,77 +283,10 @@ def _execute(
     return runner
 
 
-# -- templates and data -------------------------------------------------------------------------
-
-
-def _fields(template: str) -> tuple[set[str], bool]:
-    """The named fields a template uses, and whether it has positional ones (``{}``, ``{0}``)."""
-    names: set[str] = set()
-    positional = False
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ParameterError(f"the template is not a valid format string: {exc}.") from None
-    for _, name, _, _ in parsed:
-        if name is None:
-            continue
-        root = name.split(".")[0].split("[")[0]
-        if root == "" or root.isdigit():
-            positional = True
-        else:
-            names.add(root)
-    return names, positional
-
-
-def _table(data: Any) -> tuple[pd.DataFrame, list[dict[str, Any]], bool]:
-    """The data as a DataFrame, its rows as dicts, and whether rows are bare strings."""
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        frame = data.copy()
-        return frame, frame.to_dict(orient="records"), False
-    if isinstance(data, pd.Series):
-        name = data.name if isinstance(data.name, str) else "text"
-        frame = data.to_frame(name)
-        return frame, [{name: v, "text": v} for v in data.tolist()], True
-    if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
-        raise ParameterError(
-            f"data must be a DataFrame, a list of dicts or a list of strings; got {type(data).__name__}."
-        )
-    items = list(data)
-    if all(isinstance(item, str) for item in items):
-        return pd.DataFrame({"text": items}), [{"text": item} for item in items], True
-    if all(isinstance(item, dict) for item in items):
-        return pd.DataFrame(items), [dict(item) for item in items], False
-    raise ParameterError("data must be a list of all dicts or all strings, not a mix.")
-
-
-def _fill(template: str, row: dict[str, Any], positional: bool) -> str:
-    args = (row["text"],) if positional else ()
-    return template.format(*args, **{str(k): v for k, v in row.items()})
-
-
-def _check_template(template: str, columns: set[str], strings: bool) -> bool:
-    if not isinstance(template, str) or not template.strip():
-        raise ParameterError("template is empty: give a prompt such as 'Classify: {text}'.")
-    names, positional = _fields(template)
-    if positional and not strings:
-        raise ParameterError(
-            "the template uses {} but the rows have named columns: name the column, as in {review}."
-        )
-    missing = sorted(names - columns)
-    if missing:
-        raise ParameterError(
-            f"the template uses {', '.join('{' + m + '}' for m in missing)} but the data has no such "
-            f"column; columns: {', '.join(sorted(columns)) or 'none'}."
-        )
-    return positional
-
-
 # -- map ----------------------------------------------------------------------------------------
 
 
-def _result_columns(frame: pd.DataFrame, outcomes: list[_Outcome]) -> pd.DataFrame:
+def result_columns(frame: pd.DataFrame, outcomes: list[_Outcome]) -> pd.DataFrame:
     import pandas as pd
 
     values: dict[str, list[Any]] = {name: [] for name in MAP_COLUMNS}
@@ -374,7 +315,7 @@ def _result_columns(frame: pd.DataFrame, outcomes: list[_Outcome]) -> pd.DataFra
 
 
 def run_map(
-    session: Session,
+    session: BatchSession,
     data: Any,
     template: str,
     *,
@@ -384,31 +325,18 @@ def run_map(
     **params: Any,
 ) -> pd.DataFrame:
     """See :meth:`Session.map`."""
-    frame, rows, strings = _table(data)
-    positional = _check_template(template, {str(c) for c in frame.columns} | {"text"} if strings
+    frame, rows, strings = table(data)
+    positional = check_template(template, {str(c) for c in frame.columns} | {"text"} if strings
                                  else {str(c) for c in frame.columns}, strings)  # fmt: skip
     model = params.pop("model", None)
     jobs = []
     for row in rows:
         try:
-            jobs.append(_Job(_fill(template, row, positional), model, dict(params)))
+            jobs.append(Job(fill(template, row, positional), model, dict(params)))
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
-            jobs.append(_Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}"))
-    runner = _execute(session, jobs, concurrency, on_error, progress)
-    out = _result_columns(frame, runner.outcomes)
+            jobs.append(Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}"))
+    runner = execute(session, jobs, concurrency, on_error, progress)
+    out = result_columns(frame, runner.outcomes)
     out.attrs["batch_id"] = runner.batch_id
     out.attrs["interrupted"] = runner.interrupted
     return out
-
-
-# -- the batch log ------------------------------------------------------------------------------
-
-
-def batch_log_frame(session: Session) -> pd.DataFrame:
-    """Every message ``map``/``compare`` sent and received, with ``batch_id`` and ``row`` first."""
-    with session._state:
-        entries = list(session._batch_log)
-    frame = messages_to_dataframe([message for _, _, message in entries])
-    frame.insert(0, "row", [row for _, row, _ in entries])
-    frame.insert(0, "batch_id", [batch for batch, _, _ in entries])
-    return frame.astype({"batch_id": "string", "row": "Int64"})

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from .._frontend import in_notebook
+
 __all__ = ["BatchProgress", "make_progress"]
 
 
@@ -122,15 +124,6 @@ class _WidgetBar(_Display):
             self.label.value = html.escape(f"{stats.line()} · {note}")
 
 
-def _in_notebook() -> bool:
-    if "IPython" not in sys.modules:
-        return False
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
 def make_progress(progress: bool | Callable[[BatchProgress], Any], total: int) -> _Display:
     """A widget bar in a notebook kernel (a text bar if ipywidgets is missing), a text bar on
     stderr elsewhere, nothing for ``False``, or ``progress(stats)`` for a callable."""
@@ -138,7 +131,7 @@ def make_progress(progress: bool | Callable[[BatchProgress], Any], total: int) -
         return _Callback(progress)
     if not progress:
         return _Display()
-    if _in_notebook():
+    if in_notebook():
         try:
             return _WidgetBar(total)
         except ImportError:

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ._render import StreamingMarkdown, Update, render_markdown
+from .._records import message_facts
+from .._render import StreamingMarkdown, Update, render_markdown
 
 if TYPE_CHECKING:
-    from ._records import Message
+    from .._records import Message
 
-__all__ = ["CSS", "AppendBox", "LiveMessage", "Transcript", "message_html"]
+__all__ = ["CSS", "AppendBox", "LiveMessage", "Transcript", "finish_note", "message_html"]
 
 #: Estimated bytes one widget update costs besides its HTML (the comm envelope, a new widget's
 #: state, the children list); it steers ``StreamingMarkdown``'s byte budget.
@@ -47,18 +48,17 @@ CSS = """<style>
 _ROLE_LABELS = {"user": "you", "assistant": "assistant", "tool": "tool", "system": "system"}
 
 
+def finish_note(reason: str) -> str:
+    """How the panel names a finish reason: ``stopped``, ``cut at max tokens``, or the reason."""
+    return {"interrupted": "stopped", "length": "cut at max tokens"}.get(reason, reason)
+
+
 def _meta(message: Message) -> str:
     parts = []
     if message.role == "assistant":
-        if message.model:
-            parts.append(message.model)
-        if message.total_tokens is not None:
-            parts.append(f"{message.total_tokens} tokens")
-        if message.duration_s is not None:
-            parts.append(f"{message.duration_s:.1f} s")
+        parts = message_facts(message)
         if message.finish_reason and message.finish_reason not in ("stop", "error"):
-            parts.append({"interrupted": "stopped", "length": "cut at max tokens"}.get(
-                message.finish_reason, message.finish_reason))  # fmt: skip
+            parts.append(finish_note(message.finish_reason))
         if message.cached:
             parts.append("cached")
     return html.escape(" · ".join(parts))

@@ -15,15 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ._errors import OxenError
-from ._panel_view import CSS, Transcript
+from .._errors import OxenError
+from .._events import EVENTS
+from .._records import message_facts
+from ._transcript import CSS, Transcript, finish_note
 
 if TYPE_CHECKING:
     import os
 
     import pandas as pd
 
-    from ._session import Event, Session
+    from .._events import Event
+    from .._session import Session
 
 __all__ = ["ChatPanel"]
 
@@ -47,7 +50,7 @@ class ChatPanel:
 
     def __init__(self, session: Session | None = None, *, height: str = "420px") -> None:
         if session is None:
-            from . import default_session
+            from .._registry import default_session
 
             session = default_session()
         self.session: Session = session
@@ -140,11 +143,11 @@ class ChatPanel:
         self._system.observe(self._on_system, "value")
 
         with self._lock:
-            for event in ("message", "start", "delta", "finish", "history"):
+            for event in EVENTS:
                 session.on(event, self._on_event)
             self._transcript.sync(session.messages)
         self._set_status(f"{session.model} · ready")
-        if session._busy.locked():
+        if session.busy:
             self._lock_input(True)
         threading.Thread(target=self._load_models, name="oxen-panel-models", daemon=True).start()
 
@@ -153,7 +156,7 @@ class ChatPanel:
     @property
     def streaming(self) -> bool:
         """Whether a reply on this panel's session is streaming."""
-        return self._streaming is not None or self._reply is not None or self.session._busy.locked()
+        return self._streaming is not None or self._reply is not None or self.session.busy
 
     def send(self, text: str | None = None) -> bool:
         """Send ``text`` (default: the input box) in the background; False if it was refused."""
@@ -230,7 +233,7 @@ class ChatPanel:
             if self._closed:
                 return
             self._closed = True
-            for event in ("message", "start", "delta", "finish", "history"):
+            for event in EVENTS:
                 self.session.on(event, self._on_event, remove=True)
             self._transcript.close()
             for child in self._descendants():
@@ -246,7 +249,7 @@ class ChatPanel:
 
     def _on_event(self, event: Event) -> None:
         reply = event.reply
-        if reply is not None and not reply.request.get("history", True):
+        if reply is not None and not reply.request.history:
             return  # one-shot requests are not part of the conversation
         with self._lock:
             if self._closed:
@@ -374,15 +377,9 @@ class ChatPanel:
         if message.error:
             self._set_status(message.error, error=True)
             return
-        parts = [message.model or self.session.model]
-        if message.total_tokens is not None:
-            parts.append(f"{message.total_tokens} tokens")
-        if message.duration_s is not None:
-            parts.append(f"{message.duration_s:.1f} s")
-        if message.finish_reason == "interrupted":
-            parts.append("stopped")
-        elif message.finish_reason == "length":
-            parts.append("cut at max tokens")
+        parts = message_facts(message, self.session.model)
+        if message.finish_reason in ("interrupted", "length"):
+            parts.append(finish_note(message.finish_reason))
         self._set_status(" · ".join(parts))
 
     def _show_note(self, text: str) -> None:

@@ -22,8 +22,9 @@ from urllib.parse import unquote
 
 import httpx
 
-from ._errors import MissingDependencyError
-from ._local import (
+from .._errors import MissingDependencyError
+from .._params import RANGES
+from ._model import (
     LOCAL_BASE_URL,
     LOCAL_MODEL,
     ChatRequest,
@@ -207,12 +208,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise LocalRequestError.invalid("the local model returns one choice: n must be 1.")
 
     options: dict[str, Any] = {}
-    for name, low, high in (
-        ("temperature", 0, 2),
-        ("top_p", 0, 1),
-        ("frequency_penalty", -2, 2),
-        ("presence_penalty", -2, 2),
-    ):
+    for name, (low, high) in RANGES.items():
         value = _number(body, name, low, high)
         if value is not None:
             options[name] = value

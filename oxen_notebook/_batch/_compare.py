@@ -5,13 +5,14 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from ._batch import _check_template, _execute, _Job, _result_columns
-from ._errors import ParameterError
+from .._errors import ParameterError
+from .._frontend import ipython_shell
+from .._records import is_missing
+from ._map import BatchSession, Job, execute, result_columns
+from ._templates import check_template
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from ._session import Session
 
 __all__ = ["compare_html", "run_compare"]
 
@@ -22,7 +23,7 @@ def _label(model: str, params: dict[str, Any]) -> str:
 
 
 def run_compare(
-    session: Session,
+    session: BatchSession,
     template: str,
     *,
     models: list[str] | None = None,
@@ -37,21 +38,21 @@ def run_compare(
         raise ParameterError("compare needs models=[...] and/or params=[{...}, ...] to compare.")
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
-    _check_template(template, set(variables), False)
+    check_template(template, set(variables), False)
     prompt = template.format(**variables)
     jobs, labels, used = [], [], []
     for model in models or [None]:
         for settings in params or [{}]:
             settings = dict(settings)
             chosen = settings.pop("model", None) or model or session.model
-            jobs.append(_Job(prompt, chosen, settings))
+            jobs.append(Job(prompt, chosen, settings))
             labels.append(_label(chosen, settings))
             used.append(settings)
-    runner = _execute(session, jobs, len(jobs), "record", False)
+    runner = execute(session, jobs, len(jobs), "record", False)
     frame = pd.DataFrame(
         {"variant": labels, "model": [j.model for j in jobs], "params": [repr(p) for p in used]}
     )
-    frame = _result_columns(frame, runner.outcomes)
+    frame = result_columns(frame, runner.outcomes)
     frame = frame.astype({"variant": "string", "model": "string", "params": "string"})
     frame.attrs["batch_id"] = runner.batch_id
     if show:
@@ -61,7 +62,7 @@ def run_compare(
 
 def _render(text: str) -> str:
     try:
-        from ._render import render_markdown
+        from .._render import render_markdown
     except ImportError:
         return f"<pre>{html.escape(text)}</pre>"
     return render_markdown(text)
@@ -74,9 +75,7 @@ def _money(value: Any, cached: bool) -> str:
 
 
 def _na(value: Any) -> Any:
-    import pandas as pd
-
-    return None if value is None or value is pd.NA or value != value else value
+    return None if is_missing(value) else value
 
 
 def compare_html(frame: pd.DataFrame) -> str:
@@ -106,13 +105,8 @@ def compare_html(frame: pd.DataFrame) -> str:
 
 
 def _show(markup: str, frame: pd.DataFrame) -> None:
-    import sys
+    if ipython_shell() is not None:
+        from IPython.display import display
 
-    if "IPython" not in sys.modules:
-        return
-    from IPython import get_ipython
-    from IPython.display import display
-
-    if get_ipython() is not None:
         plain = frame[["variant", "reply", "latency_s", "completion_tokens", "cost_usd"]].to_string()
         display({"text/html": markup, "text/plain": plain}, raw=True)

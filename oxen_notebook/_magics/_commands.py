@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from ._errors import OxenError
+from .._errors import OxenError
+from ._errors import cell_error
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ._magics import OxenMagics
+    from ._cell import OxenMagics
 
 __all__ = ["COMMANDS", "run_line"]
 
@@ -62,9 +63,7 @@ def run_line(magics: OxenMagics, line: str) -> Any:
     try:
         return handler(magics, name, rest)
     except OxenError as exc:
-        from ._magics import OxenCellError
-
-        raise OxenCellError(str(exc), type(exc).__name__) from None
+        raise cell_error(exc) from None
 
 
 def _models(magics: OxenMagics, name: str | None, rest: list[str]) -> pd.DataFrame:
@@ -134,7 +133,7 @@ def _export(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
 
 def _chat(magics: OxenMagics, name: str | None, rest: list[str]) -> Any:
     try:
-        from ._panel import ChatPanel
+        from .._panel import ChatPanel
     except ImportError as exc:
         print(f"the chat panel is not available here ({exc}); use %%oxen cells instead.")
         return None
@@ -144,20 +143,16 @@ def _chat(magics: OxenMagics, name: str | None, rest: list[str]) -> Any:
 def _login(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
     from getpass import getpass
 
-    from . import _sessions
-
     key = getpass("Oxen API key (https://www.oxen.ai/settings/profile): ").strip()
     if not key:
         print("no key entered; nothing changed.")
         return
-    magics._api_key = key
-    for session in list(_sessions.values()):
-        session.api_key = key
+    magics.login(key)
     print("key set for this kernel (in memory only; not saved in the notebook).")
 
 
 def _config(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
-    from ._auth import find_api_key
+    from .._auth import find_api_key
 
     session = magics.session(name)
     found = session.api_key is not None or find_api_key(session.base_url) is not None

@@ -13,10 +13,6 @@ import json
 import keyword
 import re
 import shlex
-import string
-import sys
-import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -24,134 +20,25 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Integer, Unicode, observe
 
-from ._errors import OxenError
-from ._render import StreamingMarkdown, Update, render_code
+from .._errors import OxenError
+from .._frontend import in_notebook
+from .._records import message_facts
+from .._registry import all_sessions, existing_session, named_session
+from .._render import render_code
+from ._errors import OxenInterrupted, cell_error
+from ._interpolate import interpolate
+from ._views import HTMLView, TextView
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from ._reply import Reply
-    from ._session import Session
+    from .._reply import Reply
+    from .._session import Session
 
-__all__ = ["OxenMagics", "interpolate", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["FORMATS", "OxenMagics", "load_ipython_extension", "strip_fences", "unload_ipython_extension"]
 
 FORMATS = ("markdown", "text", "code", "json")
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
-
-
-class OxenCellError(Exception):
-    """A failed ``%%oxen`` cell: shown as one line, never a traceback."""
-
-    def __init__(self, message: str, name: str = "OxenError") -> None:
-        super().__init__(message)
-        self.name = name
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[31m{self.name}\x1b[0m: {self}"]
-
-
-class OxenInterrupted(KeyboardInterrupt):
-    """The reply was interrupted: a one-line note replaces the traceback."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[33mInterrupted\x1b[0m: {self}"]
-
-
-# -- interpolation ---------------------------------------------------------------------------------
-
-_FORMATTER = string.Formatter()
-
-
-def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
-    """Replace ``{name}``, ``{obj.attr}``, ``{obj[key]}``, ``{In[3]}`` from ``namespace``.
-
-    Nothing is called or evaluated beyond attribute and item lookups. Fields that do not resolve
-    stay as written; ``{{`` and ``}}`` give literal braces; unbalanced braces leave the text as is.
-    """
-    try:
-        parts = list(_FORMATTER.parse(text))
-    except ValueError:
-        return text
-    out: list[str] = []
-    for literal, field, spec, conversion in parts:
-        out.append(literal)
-        if field is None:
-            continue
-        written = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-        if not field or not (field[0].isalpha() or field[0] == "_"):
-            out.append(written)
-            continue
-        try:
-            value, _ = _FORMATTER.get_field(field, (), namespace)
-            value = _FORMATTER.convert_field(value, conversion)
-            out.append(format(value, spec or ""))
-        except Exception:  # any lookup or format failure: keep what the user wrote
-            out.append(written)
-    return "".join(out)
-
-
-# -- output views ----------------------------------------------------------------------------------
-
-
-class _HTMLView:
-    """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``."""
-
-    def __init__(self, metadata: dict[str, Any]) -> None:
-        from IPython.display import display, update_display
-
-        self._display = display
-        self._update = update_display
-        self.metadata = metadata
-        # 60 ms between updates leaves room in any second for the final render and the footer.
-        self.stream = StreamingMarkdown(interval=0.06)
-        self.ids: list[str] = []
-
-    def feed(self, delta: str) -> None:
-        self._apply(self.stream.feed(delta))
-
-    def close(self) -> None:
-        self._apply(self.stream.close())
-
-    def replace(self, bundle: dict[str, Any]) -> None:
-        """Show ``bundle`` instead of everything streamed so far."""
-        from IPython.display import clear_output
-
-        if self.ids:
-            clear_output(wait=True)
-        self.ids = [self._new_id()]
-        self._display(bundle, raw=True, metadata=self.metadata, display_id=self.ids[0])
-
-    def _apply(self, updates: list[Update]) -> None:
-        for update in updates:
-            bundle = {"text/html": update.html}
-            if update.kind == "new":
-                self.ids.append(self._new_id())
-                self._display(bundle, raw=True, metadata=self.metadata, display_id=self.ids[-1])
-            elif update.kind == "set":
-                self._update(bundle, raw=True, metadata=self.metadata, display_id=self.ids[update.slot])
-            else:
-                self.replace(bundle)
-
-    @staticmethod
-    def _new_id() -> str:
-        return f"oxen-{uuid.uuid4().hex}"
-
-
-class _TextView:
-    """Prints deltas to stdout as they come (terminal IPython, and the ``text`` format)."""
-
-    def __init__(self) -> None:
-        self.ended_with_newline = True
-
-    def feed(self, delta: str) -> None:
-        sys.stdout.write(delta)
-        sys.stdout.flush()
-        self.ended_with_newline = delta.endswith("\n")
-
-    def close(self) -> None:
-        if not self.ended_with_newline:
-            sys.stdout.write("\n")
-        sys.stdout.flush()
 
 
 # -- the magics ------------------------------------------------------------------------------------
@@ -184,19 +71,22 @@ class OxenMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._api_key: str | None = None
 
+    def login(self, key: str) -> None:
+        """Use ``key`` for every session of this kernel (kept in memory only)."""
+        self._api_key = key
+        for session in all_sessions():
+            session.api_key = key
+
     @observe("model")
     def _model_changed(self, change: dict[str, Any]) -> None:
-        from . import _sessions
-
-        if change["new"] and "default" in _sessions:
-            _sessions["default"].model = change["new"]
+        session = existing_session()
+        if change["new"] and session is not None:
+            session.model = change["new"]
 
     # -- sessions -------------------------------------------------------------------------------
 
     def session(self, name: str | None = None) -> Session:
         """The session called ``name`` (default: the one the chat panel shares)."""
-        from . import named_session
-
         kwargs: dict[str, Any] = {}
         if self.model:
             kwargs["model"] = self.model
@@ -205,7 +95,7 @@ class OxenMagics(Magics):
         try:
             session = named_session(name or "default", **kwargs)
         except OxenError as exc:
-            raise OxenCellError(str(exc), type(exc).__name__) from None
+            raise cell_error(exc) from None
         if self.system and not session.messages:
             session.system = self.system
         if hasattr(session, "max_turns"):
@@ -215,7 +105,7 @@ class OxenMagics(Magics):
     def _html(self) -> bool:
         if self.display != "auto":
             return self.display == "html"
-        return getattr(self.shell, "kernel", None) is not None
+        return in_notebook(self.shell)
 
     # -- %%oxen ---------------------------------------------------------------------------------
 
@@ -291,7 +181,7 @@ class OxenMagics(Magics):
                 **{name: value for name, value in params.items() if value is not None},
             )
         except OxenError as exc:
-            raise OxenCellError(str(exc), type(exc).__name__) from None
+            raise cell_error(exc) from None
         self._run(reply, fmt, output)
 
     def _compare(self, session: Session, args: Any, prompt: str, params: dict, output: str | None) -> None:
@@ -303,14 +193,14 @@ class OxenMagics(Magics):
         try:
             frame = session.compare(template, models=models, params=[settings])
         except OxenError as exc:
-            raise OxenCellError(str(exc), type(exc).__name__) from None
+            raise cell_error(exc) from None
         if output:
             self.shell.user_ns[output] = frame
 
     def _run(self, reply: Reply, fmt: str, output: str | None) -> None:
         metadata = {"oxen": {"model": reply.model, "message_id": None}}
-        view: _HTMLView | _TextView
-        view = _HTMLView(metadata) if self._html() and fmt != "text" else _TextView()
+        view: HTMLView | TextView
+        view = HTMLView(metadata) if self._html() and fmt != "text" else TextView()
         error: OxenError | None = None
         interrupted = False
         fed = 0
@@ -337,14 +227,12 @@ class OxenMagics(Magics):
                 f"the reply was stopped; its {len(reply.text)} characters are kept in history as interrupted."
             )
         if error is not None:
-            raise OxenCellError(str(error), type(error).__name__) from None
+            raise cell_error(error) from None
 
-    def _show(
-        self, reply: Reply, fmt: str, view: _HTMLView | _TextView, *, complete: bool
-    ) -> tuple[Any, str]:
+    def _show(self, reply: Reply, fmt: str, view: HTMLView | TextView, *, complete: bool) -> tuple[Any, str]:
         """Finish the output in its format; return the value for ``-o`` and a note, if any."""
         text = reply.text
-        html_view = isinstance(view, _HTMLView)
+        html_view = isinstance(view, HTMLView)
         if fmt == "code" and text:
             language, code = strip_fences(text)
             if html_view:
@@ -373,10 +261,7 @@ class OxenMagics(Magics):
         message = reply.message
         parts = [reply.model]
         if message is not None:
-            if message.total_tokens is not None:
-                parts.append(f"{message.total_tokens} tokens")
-            if message.duration_s is not None:
-                parts.append(f"{message.duration_s:.1f} s")
+            parts = message_facts(message, reply.model)
             if message.finish_reason not in (None, "stop"):
                 parts.append(message.finish_reason)
         line = " · ".join(parts) + (f" — {note}" if note else "")
@@ -394,7 +279,7 @@ class OxenMagics(Magics):
     # -- %oxen ----------------------------------------------------------------------------------
 
     def _line(self, line: str) -> Any:
-        from ._magic_commands import run_line
+        from ._commands import run_line
 
         return run_line(self, line)
 

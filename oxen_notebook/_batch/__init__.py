@@ -1,0 +1,14 @@
+"""Many one-shot requests at once: ``Session.map``, ``Session.compare``, their progress display.
+
+The batch layer sits above the Session and uses it only through :class:`BatchSession`, the small
+protocol declared in ``_map.py``: ``astream(..., history=False)``, the model catalogue, the clients
+and the batch log.
+"""
+
+from __future__ import annotations
+
+from ._compare import compare_html, run_compare
+from ._map import MAP_COLUMNS, run_map
+from ._progress import BatchProgress, make_progress
+
+__all__ = ["MAP_COLUMNS", "BatchProgress", "compare_html", "make_progress", "run_compare", "run_map"]

@@ -1,0 +1,78 @@
+"""Templates over data: which fields a template uses, the data as rows, and filling one row."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ParameterError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["check_template", "fill", "table"]
+
+
+def _fields(template: str) -> tuple[set[str], bool]:
+    """The named fields a template uses, and whether it has positional ones (``{}``, ``{0}``)."""
+    names: set[str] = set()
+    positional = False
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ParameterError(f"the template is not a valid format string: {exc}.") from None
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        root = name.split(".")[0].split("[")[0]
+        if root == "" or root.isdigit():
+            positional = True
+        else:
+            names.add(root)
+    return names, positional
+
+
+def table(data: Any) -> tuple[pd.DataFrame, list[dict[str, Any]], bool]:
+    """The data as a DataFrame, its rows as dicts, and whether rows are bare strings."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        frame = data.copy()
+        return frame, frame.to_dict(orient="records"), False
+    if isinstance(data, pd.Series):
+        name = data.name if isinstance(data.name, str) else "text"
+        frame = data.to_frame(name)
+        return frame, [{name: v, "text": v} for v in data.tolist()], True
+    if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
+        raise ParameterError(
+            f"data must be a DataFrame, a list of dicts or a list of strings; got {type(data).__name__}."
+        )
+    items = list(data)
+    if all(isinstance(item, str) for item in items):
+        return pd.DataFrame({"text": items}), [{"text": item} for item in items], True
+    if all(isinstance(item, dict) for item in items):
+        return pd.DataFrame(items), [dict(item) for item in items], False
+    raise ParameterError("data must be a list of all dicts or all strings, not a mix.")
+
+
+def fill(template: str, row: dict[str, Any], positional: bool) -> str:
+    args = (row["text"],) if positional else ()
+    return template.format(*args, **{str(k): v for k, v in row.items()})
+
+
+def check_template(template: str, columns: set[str], strings: bool) -> bool:
+    if not isinstance(template, str) or not template.strip():
+        raise ParameterError("template is empty: give a prompt such as 'Classify: {text}'.")
+    names, positional = _fields(template)
+    if positional and not strings:
+        raise ParameterError(
+            "the template uses {} but the rows have named columns: name the column, as in {review}."
+        )
+    missing = sorted(names - columns)
+    if missing:
+        raise ParameterError(
+            f"the template uses {', '.join('{' + m + '}' for m in missing)} but the data has no such "
+            f"column; columns: {', '.join(sorted(columns)) or 'none'}."
+        )
+    return positional
