@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._assembler import Assembler
 from ._cache import ResponseCache, lookup, store
 from ._errors import OxenError, ReplyConsumedError, StreamError
-from ._records import Message
+from ._records import Message, new_id
 from ._sse import SSEDecoder
 
 if TYPE_CHECKING:
@@ -67,6 +67,9 @@ class _Exchange:
         self._t0 = 0.0
         self._ttft: float | None = None
         self.cached = False  # answered from the session's response cache
+        #: The assistant message's id: known from the start, so a checkpoint of the partial reply
+        #: and the finished record are the same message.
+        self.message_id = new_id()
 
     # -- what users read ----------------------------------------------------------------------
 
@@ -177,6 +180,22 @@ class _Exchange:
             )
         raise exc
 
+    def snapshot(self) -> Message:
+        """The reply so far as a record marked ``interrupted`` (what a crash now would leave)."""
+        user = self.user_message
+        return Message(
+            message_id=self.message_id,
+            role="assistant",
+            content=self.text,
+            conversation_id=user.conversation_id,
+            turn=user.turn,
+            model=self.model,
+            params=dict(user.params),
+            finish_reason="interrupted",
+            error="the reply was cut off: the process ended while it streamed",
+            source=user.source,
+        )
+
     def _finish(self, reason: str | None = None, error: OxenError | None = None) -> None:
         if self._finished:
             return
@@ -187,6 +206,7 @@ class _Exchange:
             reason = "error" if error else (assembler.finish_reason or "stop")
         usage = assembler.usage or {}
         self.message = Message(
+            message_id=self.message_id,
             role="assistant",
             content=self.text,
             model=self.model,
