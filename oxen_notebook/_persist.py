@@ -1,6 +1,10 @@
 """Conversations on disk: the JSON save file, and the append-only JSONL journal.
 
-Neither ever holds the API key: a :class:`Message` has no field for it.
+The journal gets each message as it joins the conversation and, while a reply streams, a
+checkpoint of the partial reply about every :data:`CHECKPOINT_SECONDS` (the same ``message_id``,
+finish reason ``interrupted``). Reading a journal keeps the last state of each message, so a
+process killed mid-reply loses at most the last interval of it. Neither file ever holds the API
+key: a :class:`Message` has no field for it.
 """
 
 from __future__ import annotations
@@ -8,16 +12,34 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ._errors import ParameterError
 from ._records import Message
 
-__all__ = ["SAVE_VERSION", "Journal", "SavedConversation", "read_conversation", "write_conversation"]
+__all__ = [
+    "CHECKPOINT_SECONDS",
+    "SAVE_VERSION",
+    "Journal",
+    "SavedConversation",
+    "read_conversation",
+    "write_conversation",
+]
 
 SAVE_VERSION = 1
+#: How often a streaming reply's partial text is appended to the journal.
+CHECKPOINT_SECONDS = 0.5
+
+
+class Streaming(Protocol):
+    """A reply that can be checkpointed (``Reply`` and ``AsyncReply`` are)."""
+
+    message_id: str
+
+    def snapshot(self) -> Message: ...
 
 
 @dataclass
@@ -59,7 +81,7 @@ def read_conversation(path: str | os.PathLike[str]) -> SavedConversation:
         except ValueError:
             data = None
         if not isinstance(data, dict) or "messages" not in data:
-            data = {"messages": [json.loads(line) for line in text.splitlines() if line.strip()]}
+            data = {"messages": _journal_messages(text)}
     except ValueError as exc:
         raise ParameterError(f"{str(path)!r} is not a saved session or journal: {exc}.") from None
     return SavedConversation(
@@ -70,17 +92,55 @@ def read_conversation(path: str | os.PathLike[str]) -> SavedConversation:
     )
 
 
+def _journal_messages(text: str) -> list[dict[str, Any]]:
+    """The last state of each message, in the order messages first appeared. A torn last line
+    (the process died while writing it) is dropped; a broken line anywhere else is an error."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    latest: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines) and not text.endswith("\n"):
+                break
+            raise
+        if not isinstance(record, dict):
+            raise ValueError(f"line {number} is not a message")
+        # A later line of the same message replaces it where it first appeared.
+        latest[str(record.get("message_id") or f"line-{number}")] = record
+    return list(latest.values())
+
+
 class Journal:
-    """Appends each message, as one JSON line, to ``path`` as it joins the conversation."""
+    """Appends each message, as one JSON line, to ``path`` as it joins the conversation, and
+    checkpoints of replies while they stream."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._last_checkpoint: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
 
     def append(self, message: Message) -> None:
+        """Append ``message`` (its final state: no more checkpoints of it)."""
+        self._write(message)
+        self._last_checkpoint.pop(message.message_id, None)
+
+    def checkpoint(self, reply: Streaming) -> None:
+        """Append ``reply``'s partial text if the last checkpoint of it is old enough."""
+        now = time.monotonic()
+        last = self._last_checkpoint.get(reply.message_id)
+        if last is None:  # the first delta starts the clock: a checkpoint per interval after it
+            self._last_checkpoint[reply.message_id] = now
+            return
+        if now - last < CHECKPOINT_SECONDS:
+            return
+        self._last_checkpoint[reply.message_id] = now
+        self._write(reply.snapshot())
+
+    def _write(self, message: Message) -> None:
         line = json.dumps(message.to_dict(), ensure_ascii=False)
         with self._lock, self.path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")

@@ -342,6 +342,8 @@ class Session:
         self._emit("start", reply=reply)
 
     def _delta(self, reply: Reply | AsyncReply, delta: str) -> None:
+        if self._journal is not None and reply.request.history:
+            self._journal.checkpoint(reply)
         if self._observers.wants("delta"):
             self._emit("delta", reply=reply, delta=delta)
 

@@ -1,0 +1,52 @@
+"""The journal: checkpoints of a streaming reply, and reading back the last state of each message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oxen_notebook import ParameterError, Session
+from oxen_notebook._persist import CHECKPOINT_SECONDS
+from tests.fake_api import Script
+
+
+def test_a_streaming_reply_is_checkpointed_and_loads_once(fake_api, tmp_path):
+    journal = tmp_path / "chat.jsonl"
+    chunks = [f"w{i} " for i in range(300)]
+    # Long enough for several checkpoints whatever the machine's speed.
+    fake_api.enqueue(Script(chunks=chunks, delay=CHECKPOINT_SECONDS * 4 / len(chunks)))
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=fake_api.api_key, journal=journal)
+    reply = s.ask("story")
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    partial = [r for r in records if r["finish_reason"] == "interrupted"]
+    assert partial and all(r["message_id"] == reply.message.message_id for r in partial)
+    assert all(reply.text.startswith(r["content"]) for r in partial)
+    loaded = Session.load(journal).messages
+    assert [(m.role, m.finish_reason, m.content) for m in loaded] == [
+        ("user", None, "story"),
+        ("assistant", "stop", "".join(chunks)),
+    ]
+
+
+def test_load_keeps_the_last_checkpoint_and_drops_a_torn_last_line(fake_api, tmp_path):
+    journal = tmp_path / "chat.jsonl"
+    chunks = [f"w{i} " for i in range(300)]
+    fake_api.enqueue(Script(chunks=chunks, delay=CHECKPOINT_SECONDS * 4 / len(chunks)))
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=fake_api.api_key, journal=journal)
+    s.ask("story")
+    lines = journal.read_text().splitlines()
+    last_partial = max(i for i, line in enumerate(lines) if '"interrupted"' in line)
+    # What a process killed mid-reply leaves: the lines up to a checkpoint, then half a line.
+    journal.write_text("\n".join(lines[: last_partial + 1]) + "\n" + lines[-1][:40])
+    loaded = Session.load(journal).messages
+    assert [m.role for m in loaded] == ["user", "assistant"]
+    assert loaded[1].finish_reason == "interrupted"
+    assert loaded[1].content == json.loads(lines[last_partial])["content"]
+
+
+def test_a_broken_line_inside_the_journal_is_an_error(tmp_path):
+    journal = tmp_path / "chat.jsonl"
+    journal.write_text('{"role": "user", "content": "a"}\nnot json\n{"role": "user", "content": "b"}\n')
+    with pytest.raises(ParameterError, match="is not a saved session or journal"):
+        Session.load(journal)
