@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["Secret", "config_dir", "find_api_key"]
+__all__ = ["Secret", "config_dir", "find_api_key", "host_of"]
 
 
 class Secret:

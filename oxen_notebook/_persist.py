@@ -94,14 +94,15 @@ def read_conversation(path: str | os.PathLike[str]) -> SavedConversation:
 
 def _journal_messages(text: str) -> list[dict[str, Any]]:
     """The last state of each message, in the order messages first appeared. A torn last line
-    (the process died while writing it) is dropped; a broken line anywhere else is an error."""
+    after good ones (the process died while writing it) is dropped; any other broken line is an
+    error."""
     lines = [line for line in text.splitlines() if line.strip()]
     latest: dict[str, dict[str, Any]] = {}
     for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except ValueError:
-            if number == len(lines) and not text.endswith("\n"):
+            if number == len(lines) > 1 and not text.endswith("\n"):
                 break
             raise
         if not isinstance(record, dict):

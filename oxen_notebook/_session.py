@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from ._cache import ResponseCache, open_cache
 from ._client import DEFAULT_BASE_URL, Client
 from ._errors import ParameterError, SessionBusyError
 from ._events import Event, Observers
+from ._history import History
 from ._models import ModelCatalog
 from ._params import validate_params
 from ._persist import Journal, SavedConversation, read_conversation, write_conversation
@@ -76,7 +78,7 @@ class Session:
         self.defaults = validate_params(defaults)
         self.source = source
         self.validate_schema = validate_schema
-        self.conversation_id = new_id()
+        self.history = History(new_id())
         self.base_url = (base_url or os.environ.get("OXEN_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.clients = ClientPool(
             self.base_url,
@@ -93,16 +95,14 @@ class Session:
         self.batch_log = BatchLog()
         self._journal = Journal(journal) if journal else None
         self._observers = Observers()
-        self._messages: list[Message] = []
-        self._state = threading.RLock()
         self._busy = threading.Lock()
         self._busy_thread: int | None = None
-        self._host = _Host(self)
+        self._host = _Host(self._begin, self._abegin, self._delta, self._end)
         if system:
             self.system = system
 
     def __repr__(self) -> str:
-        turns = sum(1 for m in self._messages if m.role == "user")
+        turns = sum(1 for m in self.history.messages if m.role == "user")
         return f"Session(model={self.model!r}, turns={turns}, base_url={self.base_url!r})"
 
     def close(self) -> None:
@@ -120,18 +120,21 @@ class Session:
     @property
     def system(self) -> str | None:
         """The system prompt: the first message when its role is ``system``."""
-        with self._state:
-            first = self._messages[0] if self._messages else None
-            return first.content if first and first.role == "system" else None
+        return self.history.system
 
     @system.setter
     def system(self, text: str | None) -> None:
-        with self._state:
-            if self._messages and self._messages[0].role == "system":
-                del self._messages[0]
-            if text:
-                self._messages.insert(0, self._record(role="system", content=text, turn=0))
+        self.history.set_system(text)
         self._emit("history")
+
+    @property
+    def conversation_id(self) -> str:
+        """The id every message of the current conversation carries."""
+        return self.history.conversation_id
+
+    @conversation_id.setter
+    def conversation_id(self, value: str) -> None:
+        self.history.conversation_id = value
 
     @property
     def api_key(self) -> Secret | None:
@@ -171,52 +174,24 @@ class Session:
     @property
     def messages(self) -> list[Message]:
         """A copy of the conversation's records, oldest first."""
-        with self._state:
-            return list(self._messages)
-
-    def _record(self, **fields: Any) -> Message:
-        fields.setdefault("conversation_id", self.conversation_id)
-        return Message(**fields)
+        return self.history.messages
 
     def history_for_request(self) -> list[dict[str, Any]]:
         """The messages the next request sends: turns that failed with no text are left out."""
-        with self._state:
-            failed = {
-                m.turn
-                for m in self._messages
-                if m.role == "assistant" and m.finish_reason == "error" and not m.content
-            }
-            kept = [m for m in self._messages if m.turn not in failed or m.role == "system"]
-            if self.max_turns is not None:
-                turns = sorted({m.turn for m in kept if m.role != "system"})
-                recent = set(turns[len(turns) - self.max_turns :] if self.max_turns > 0 else ())
-                kept = [m for m in kept if m.role == "system" or m.turn in recent]
-            return [m.to_api() for m in kept]
-
-    def _next_turn(self) -> int:
-        return max((m.turn for m in self._messages), default=0) + 1
+        return self.history.for_request(self.max_turns)
 
     def undo(self) -> list[Message]:
         """Remove the last exchange (the last user message and what followed); return it."""
         self._check_idle("undo")
-        with self._state:
-            last = max((i for i, m in enumerate(self._messages) if m.role == "user"), default=None)
-            if last is None:
-                return []
-            removed = self._messages[last:]
-            del self._messages[last:]
-        self._emit("history")
+        removed = self.history.undo()
+        if removed:
+            self._emit("history")
         return removed
 
     def reset(self) -> None:
         """Start a new conversation: new id, no history, the same system prompt and defaults."""
         self._check_idle("reset")
-        with self._state:
-            system = self.system
-            self.conversation_id = new_id()
-            self._messages = []
-            if system:
-                self._messages.append(self._record(role="system", content=system, turn=0))
+        self.history.restart(new_id())
         self._emit("history")
 
     def _check_idle(self, action: str) -> None:
@@ -227,11 +202,7 @@ class Session:
         """Append a message yourself (e.g. a ``tool`` result); it is sent with the next request."""
         if role not in ("user", "assistant", "tool", "system"):
             raise ParameterError(f"role={role!r} is invalid: expected user, assistant, tool or system.")
-        with self._state:
-            turn = self._next_turn() if role == "user" else max(self._next_turn() - 1, 1)
-            fields = {"turn": turn, "source": self.source, **fields}
-            message = self._record(role=role, content=content, **fields)
-            self._messages.append(message)
+        message = self.history.add(role, content, **{"source": self.source, **fields})
         self._write(message)
         self._emit("message", message=message)
         return message
@@ -325,15 +296,11 @@ class Session:
             self._busy_thread = thread
         request = reply.request
         user = request.user
-        with self._state:
-            if request.history:
-                messages = self.history_for_request()
-                user.turn = self._next_turn()
-                user.conversation_id = self.conversation_id
-                self._messages.append(user)
-            else:
-                system = self.system
-                messages = [{"role": "system", "content": system}] if system else []
+        if request.history:
+            messages = self.history.open_turn(user, self.max_turns)
+        else:
+            system = self.system
+            messages = [{"role": "system", "content": system}] if system else []
             messages.append(user.to_api())
         request.body["messages"] = messages
         if request.history:
@@ -360,8 +327,7 @@ class Session:
         history = reply.request.history
         try:
             if history:
-                with self._state:
-                    self._messages.append(message)
+                self.history.append(message)
                 self._write(message)
                 self._emit("message", message=message)
         finally:
@@ -419,7 +385,7 @@ class Session:
             session.conversation_id = saved.messages[-1].conversation_id or session.conversation_id
         if saved.conversation_id:
             session.conversation_id = saved.conversation_id
-        session._messages = saved.messages
+        session.history = History(session.conversation_id, saved.messages)
         return session
 
     def _write(self, message: Message) -> None:
@@ -476,11 +442,11 @@ class Session:
         return self.ledger.summary()
 
 
+@dataclass(frozen=True)
 class _Host:
     """The Session's side of the exchange, as :class:`~oxen_notebook._reply.ExchangeHost`."""
 
-    def __init__(self, session: Session) -> None:
-        self.begin = session._begin
-        self.abegin = session._abegin
-        self.delta = session._delta
-        self.end = session._end
+    begin: Callable[[Reply | AsyncReply], None]
+    abegin: Callable[[Reply | AsyncReply], Awaitable[None]]
+    delta: Callable[[Reply | AsyncReply, str], None]
+    end: Callable[[Reply | AsyncReply], None]

@@ -14,7 +14,7 @@ def test_exported_names():
         "model_info", "load_ipython_extension", "OxenError", "APIError", "APIStatusError",
         "AuthenticationError", "InsufficientCreditsError", "NotFoundError", "BadRequestError",
         "RateLimitError", "ServerError", "APIConnectionError", "APITimeoutError", "StreamError",
-        "ParameterError", "MissingAPIKeyError",
+        "ParameterError", "MissingAPIKeyError", "ReplyConsumedError", "SessionBusyError", "Event",
     }  # fmt: skip
     for name in oxen_notebook.__all__:
         assert getattr(oxen_notebook, name) is not None

@@ -1,0 +1,128 @@
+"""The package's layout as a contract: public names, private names, private attributes, layers.
+
+These read the source with ``ast``: a module that imports another module's private name, or reads
+another object's ``_private`` attribute, fails here with the file and line to fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import tomllib
+
+import oxen_notebook
+from oxen_notebook import AsyncReply, Reply
+from oxen_notebook._client import Client
+
+PACKAGE = Path(oxen_notebook.__file__).parent
+ROOT = PACKAGE.parent
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def _dotted(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _all_of(module: str) -> set[str] | None:
+    path = ROOT / Path(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    if not path.exists():
+        return None  # an external module
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def _resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
+    base = importer.split(".") if is_package else importer.split(".")[:-1]
+    if node.level:
+        base = base[: len(base) - (node.level - 1)]
+        return ".".join([*base, node.module] if node.module else base)
+    return node.module or ""
+
+
+def _subpackage(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2])  # oxen_notebook._x: a top-level module or subpackage
+
+
+def test_public_names_report_the_package_as_their_module():
+    for name in oxen_notebook.__all__:
+        value = getattr(oxen_notebook, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__ == "oxen_notebook", name
+
+
+def test_no_module_imports_another_modules_private_name():
+    offences = []
+    for path in MODULES:
+        importer = _dotted(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            source = _resolve(importer, path.name == "__init__.py", node)
+            if not source.startswith("oxen_notebook") or _subpackage(source) == _subpackage(importer):
+                continue  # the modules of one subpackage share their package's internals
+            exported = _all_of(source)
+            for alias in node.names:
+                submodule = _all_of(f"{source}.{alias.name}")
+                if exported is not None and alias.name not in exported and submodule is None:
+                    offences.append(f"{path.relative_to(ROOT)}:{node.lineno} {source}.{alias.name}")
+    assert offences == []
+
+
+def test_no_module_reaches_into_another_objects_private_attributes():
+    allowed_bases = {"self", "cls", "super"}
+    offences = []
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            name = node.attr
+            if not name.startswith("_") or name.startswith("__") or name.startswith(("_repr_", "_ipython_")):
+                continue  # dunders and IPython's display protocol are public
+            base = node.value
+            base_name = base.id if isinstance(base, ast.Name) else None
+            if base_name in allowed_bases:
+                continue
+            if isinstance(base, ast.Call) and getattr(base.func, "id", None) == "super":
+                continue
+            offences.append(f"{path.relative_to(ROOT)}:{node.lineno} .{name}")
+    assert offences == []
+
+
+def test_every_module_sits_in_the_layer_contract():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
+    listed = {name.strip() for layer in layers for name in layer.replace("|", ":").split(":")}
+    top = {p.stem if p.suffix else p.name for p in PACKAGE.iterdir() if p.name != "__init__.py"}
+    top = {name for name in top if name.startswith("_") and not name.startswith("__")}
+    assert top == listed
+
+
+def _public_methods(cls: type) -> set[str]:
+    return {name for name in dir(cls) if not name.startswith("_")}
+
+
+def test_every_sync_method_of_a_reply_has_its_async_twin():
+    twins = {"consume": "aconsume", "close": "aclose", "__iter__": "__aiter__", "__enter__": "__aenter__"}
+    sync = _public_methods(Reply) | {"__iter__", "__enter__"}
+    for name in sync:
+        twin = twins.get(name, name)
+        assert hasattr(AsyncReply, twin), f"AsyncReply lacks {twin} (the twin of Reply.{name})"
+        if inspect.iscoroutinefunction(getattr(AsyncReply, twin)) or twin in ("__aiter__",):
+            continue
+        attr = getattr(Reply, name)
+        # A sync method whose twin has the same name must not do I/O (stop, snapshot, properties).
+        assert not inspect.isgeneratorfunction(attr), name
+
+
+def test_the_client_has_an_async_twin_for_each_send_path():
+    assert inspect.iscoroutinefunction(Client.asend) and not inspect.iscoroutinefunction(Client.send)
+    assert (
+        inspect.signature(Client.send).parameters.keys() == inspect.signature(Client.asend).parameters.keys()
+    )
