@@ -8,9 +8,42 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ._errors import SessionBusyError
 from ._records import Message
 
-__all__ = ["History"]
+__all__ = ["History", "Turnstile"]
+
+
+class Turnstile:
+    """One reply streams into a history at a time. A thread waits its turn; a task polls (the
+    holder may be a task on its own loop); the thread holding it is refused (it would deadlock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def enter(self) -> None:
+        if self._holder == threading.get_ident():
+            raise SessionBusyError(
+                "a reply is still streaming on this session in this thread; finish or close it first."
+            )
+        self._lock.acquire()
+        self._holder = threading.get_ident()
+
+    async def aenter(self) -> None:
+        import asyncio
+
+        while not self._lock.acquire(blocking=False):
+            await asyncio.sleep(0.005)
+        self._holder = threading.get_ident()
+
+    def leave(self) -> None:
+        self._holder = None
+        self._lock.release()
 
 
 class History:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from ._cache import ResponseCache, open_cache
 from ._client import DEFAULT_BASE_URL, Client
 from ._errors import ParameterError, SessionBusyError
 from ._events import Event, Observers
-from ._history import History
+from ._history import History, Turnstile
 from ._models import ModelCatalog
 from ._params import validate_params
 from ._persist import Journal, SavedConversation, read_conversation, write_conversation
@@ -95,8 +94,7 @@ class Session:
         self.batch_log = BatchLog()
         self._journal = Journal(journal) if journal else None
         self._observers = Observers()
-        self._busy = threading.Lock()
-        self._busy_thread: int | None = None
+        self._turnstile = Turnstile()
         self._host = _Host(self._begin, self._abegin, self._delta, self._end)
         if system:
             self.system = system
@@ -152,7 +150,7 @@ class Session:
     @property
     def busy(self) -> bool:
         """Whether a history reply is streaming (one-shot ``map`` rows do not count)."""
-        return self._busy.locked()
+        return self._turnstile.busy
 
     def client(self, model: str | None = None) -> Client:
         """The HTTP client that serves ``model`` (the hosted API, or the embedded local model)."""
@@ -269,31 +267,16 @@ class Session:
     # -- the exchange protocol (the replies call these through _Host) ----------------------------
 
     def _begin(self, reply: Reply | AsyncReply) -> None:
-        if not reply.request.history:  # one-shot requests touch no history: no lock
-            self._started(reply, None)
-            return
-        me = threading.get_ident()
-        if self._busy_thread == me:
-            raise SessionBusyError(
-                "a reply is still streaming on this session in this thread; finish or close it first."
-            )
-        self._busy.acquire()
-        self._started(reply, me)
+        if reply.request.history:  # one-shot requests touch no history: no turn to wait for
+            self._turnstile.enter()
+        self._started(reply)
 
     async def _abegin(self, reply: Reply | AsyncReply) -> None:
-        if not reply.request.history:
-            self._started(reply, None)
-            return
-        import asyncio
+        if reply.request.history:
+            await self._turnstile.aenter()
+        self._started(reply)
 
-        # Poll rather than block: the holder may be a task on this same loop.
-        while not self._busy.acquire(blocking=False):
-            await asyncio.sleep(0.005)
-        self._started(reply, threading.get_ident())
-
-    def _started(self, reply: Reply | AsyncReply, thread: int | None) -> None:
-        if thread is not None:
-            self._busy_thread = thread
+    def _started(self, reply: Reply | AsyncReply) -> None:
         request = reply.request
         user = request.user
         if request.history:
@@ -332,8 +315,7 @@ class Session:
                 self._emit("message", message=message)
         finally:
             if history:
-                self._busy_thread = None
-                self._busy.release()
+                self._turnstile.leave()
         self._emit("finish", reply=reply, message=message, error=reply.error)
 
     # -- observers ------------------------------------------------------------------------------
