@@ -428,3 +428,21 @@ def test_compare_sends_to_each_model(ip: InteractiveShell, fake_api: FakeAPI) ->
     assert sorted(b["model"] for b in bodies) == ["cheap-model", "test-model"]
     assert {b["messages"][-1]["content"] for b in bodies} == {"Haiku about rain {x}"}
     assert {b["temperature"] for b in bodies} == {0}
+
+
+def test_reload_ext_keeps_the_default_and_named_sessions(ip, fake_api):
+    with capture_output():
+        ip.run_cell_magic("oxen", "", "remember me")
+        ip.run_cell_magic("oxen", "--session side", "and me")
+    default, side = oxen_notebook.default_session(), oxen_notebook.named_session("side")
+    with capture_output():
+        ip.run_line_magic("reload_ext", "oxen_notebook")
+    reloaded = __import__("oxen_notebook")  # the module object, after importlib.reload
+    assert reloaded.default_session() is default
+    assert reloaded.named_session("side") is side
+    assert [m.content for m in default.messages] == ["remember me", "Echo: remember me"]
+    with capture_output():
+        ip.run_cell_magic("oxen", "", "still here?")
+    sent = fake_api.chat_requests()[-1]["messages"]
+    assert [m["content"] for m in sent] == ["remember me", "Echo: remember me", "still here?"]
+    assert len(side.messages) == 2
