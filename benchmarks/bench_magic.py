@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from oxen_notebook._render import render_markdown
 from tests.fake_api import FakeAPI, Script
-from tests.test_magics_kernel import KEY, Kernel, long_reply
+from tests.helpers import Kernel, long_reply
+
+KEY = "bench-key"
 
 
 class TimedAPI(FakeAPI):
@@ -72,7 +74,7 @@ def main() -> None:
     rows = []
     with TimedAPI() as api, tempfile.TemporaryDirectory() as config_dir:
         api.api_key = KEY
-        kernel = Kernel(api.base_url, config_dir)
+        kernel = Kernel(api.base_url, KEY, config_dir)
         try:
             measure(kernel, api, long_reply(200), 0.0)  # warm up imports and the connection
             rows.append(("full speed", measure(kernel, api, deltas, 0.0)))

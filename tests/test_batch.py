@@ -292,6 +292,7 @@ def test_magic_compare_flag(fake_api, monkeypatch):
     assert all(b["temperature"] == 0 for b in fake_api.chat_requests())
 
 
+@pytest.mark.kernel
 def test_map_in_a_real_kernel_survives_an_interrupt(fake_api, tmp_path):
     """In a kernel (whose loop is running), map blocks the cell; the ■ button returns finished rows."""
     from jupyter_client.manager import start_new_kernel

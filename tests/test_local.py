@@ -78,6 +78,7 @@ def test_local_model_names():
     assert not is_local_model(None)
 
 
+@pytest.mark.local
 def test_stream_is_sse_with_deltas_finish_usage_and_done(client: httpx.Client):
     with client.stream(
         "POST",
@@ -103,12 +104,14 @@ def test_stream_is_sse_with_deltas_finish_usage_and_done(client: httpx.Client):
     assert usage["total_tokens"] == usage["prompt_tokens"] + 8
 
 
+@pytest.mark.local
 def test_usage_chunk_only_when_asked(client: httpx.Client):
     _, chunks = stream_text(client, max_tokens=4)
     assert not any("usage" in c for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
 
 
+@pytest.mark.local
 def test_reply_and_usage_match_llama_cpp_itself(client: httpx.Client):
     text, chunks = stream_text(client, max_tokens=40, stream_options={"include_usage": True})
     direct = bundled_model().create_chat_completion(QUESTION, temperature=0, seed=7, max_tokens=40)
@@ -117,6 +120,7 @@ def test_reply_and_usage_match_llama_cpp_itself(client: httpx.Client):
     assert chunks[-2]["choices"][0]["finish_reason"] == direct["choices"][0]["finish_reason"]
 
 
+@pytest.mark.local
 def test_temperature_zero_and_seed_give_the_same_short_reply(client: httpx.Client):
     first, _ = stream_text(client, max_tokens=24)
     second, _ = stream_text(client, max_tokens=24)
@@ -124,17 +128,20 @@ def test_temperature_zero_and_seed_give_the_same_short_reply(client: httpx.Clien
     assert first == second
 
 
+@pytest.mark.local
 def test_seeded_sampling_repeats(client: httpx.Client):
     runs = [stream_text(client, max_tokens=24, temperature=0.9, seed=1234)[0] for _ in range(2)]
     assert runs[0].strip() and runs[0] == runs[1]
 
 
+@pytest.mark.local
 def test_stop_sequence_ends_with_stop(client: httpx.Client):
     text, chunks = stream_text(client, messages=STORY, max_tokens=200, stop=["e"])
     assert "e" not in text
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
+@pytest.mark.local
 def test_non_stream_returns_chat_completion_json(client: httpx.Client):
     response = client.post("/chat/completions", json=chat(max_tokens=12))
     assert response.status_code == 200
@@ -150,6 +157,7 @@ def test_non_stream_returns_chat_completion_json(client: httpx.Client):
     assert streamed == choice["message"]["content"]
 
 
+@pytest.mark.local
 def test_close_stops_generation_within_half_a_second(client: httpx.Client):
     model = bundled_model()
     with client.stream("POST", "/chat/completions", json=chat(stream=True, messages=STORY)) as response:
@@ -166,6 +174,7 @@ def test_close_stops_generation_within_half_a_second(client: httpx.Client):
     assert model.n_tokens == evaluated  # nothing runs in the background
 
 
+@pytest.mark.local
 def test_close_from_another_thread_stops_the_reader(client: httpx.Client):
     with client.stream("POST", "/chat/completions", json=chat(stream=True, messages=STORY)) as response:
         received = response.iter_bytes()
@@ -184,6 +193,7 @@ def test_close_from_another_thread_stops_the_reader(client: httpx.Client):
     assert wait_until_free() < 0.5
 
 
+@pytest.mark.local
 def test_async_stream_and_aclose_stop_the_worker(transports):
     async def run() -> tuple[str, float]:
         async with httpx.AsyncClient(base_url=LOCAL_BASE_URL, transport=transports[1]) as ac:
@@ -211,6 +221,7 @@ def test_async_stream_and_aclose_stop_the_worker(transports):
     assert not _local._generate_lock.locked()
 
 
+@pytest.mark.local
 def test_concurrent_async_requests_are_serialized_and_correct(transports, client: httpx.Client):
     prompts = ["Name a color.", "Name a fruit.", "Name an animal."]
 
@@ -297,6 +308,7 @@ def test_unsupported_or_invalid_params_are_400(client: httpx.Client, extra: dict
     assert not _local._generate_lock.locked()
 
 
+@pytest.mark.local
 def test_prompt_longer_than_the_context_is_a_400(client: httpx.Client):
     long = [{"role": "user", "content": "word " * 5000}]
     response = client.post("/chat/completions", json=chat(messages=long, stream=True))
@@ -305,6 +317,7 @@ def test_prompt_longer_than_the_context_is_a_400(client: httpx.Client):
     assert not _local._generate_lock.locked()
 
 
+@pytest.mark.local
 def test_text_content_parts_are_accepted(client: httpx.Client):
     parts = [{"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]}]
     with_parts = client.post("/chat/completions", json=chat(messages=parts, max_tokens=10)).json()
@@ -312,6 +325,7 @@ def test_text_content_parts_are_accepted(client: httpx.Client):
     assert with_parts["choices"][0]["message"] == plain["choices"][0]["message"]
 
 
+@pytest.mark.local
 def test_json_object_response_format_gives_json(client: httpx.Client):
     body = chat(
         messages=[{"role": "user", "content": "Give a JSON object with a name and an age."}],
@@ -335,6 +349,7 @@ def test_models_listing_and_detail(client: httpx.Client, tmp_path):
     assert client.get("/models/gpt-5-2-chat-latest").status_code == 404
 
 
+@pytest.mark.local
 def test_model_loads_once_per_path():
     path = _local.model_path("local")
     assert _local.load_model(path) is _local.load_model(path)
@@ -364,6 +379,7 @@ def test_importing_the_package_does_not_import_llama_cpp():
 # -- end to end through the Session --------------------------------------------------------------
 
 
+@pytest.mark.local
 def test_session_local_ask_matches_llama_cpp_and_is_recorded():
     s = Session(model="local", temperature=0, seed=7, max_tokens=16)
     reply = s.ask("What is the capital of France?")
@@ -389,6 +405,7 @@ def test_session_local_ask_matches_llama_cpp_and_is_recorded():
     assert frame["model"].iloc[3] == "local"
 
 
+@pytest.mark.local
 def test_session_stream_yields_deltas_in_order():
     s = Session(model="local", temperature=0, seed=7, max_tokens=20)
     deltas = list(s.stream("Name three colors."))
@@ -397,6 +414,7 @@ def test_session_stream_yields_deltas_in_order():
     assert s.messages[-1].finish_reason in ("stop", "length")
 
 
+@pytest.mark.local
 def test_session_reply_close_stops_generation_within_half_a_second():
     s = Session(model="local")
     reply = s.stream("Write a very long story about a dragon who learns to paint.")
@@ -411,6 +429,7 @@ def test_session_reply_close_stops_generation_within_half_a_second():
     assert s.ask("Say hi.", max_tokens=3).text  # the model is free for the next reply
 
 
+@pytest.mark.local
 def test_session_reply_stop_from_another_thread():
     s = Session(model="local")
     reply = s.stream("Write a very long story about a dragon who learns to paint.")
@@ -429,6 +448,7 @@ def test_session_reply_stop_from_another_thread():
     assert wait_until_free() < 0.5
 
 
+@pytest.mark.local
 def test_session_astream_and_aclose():
     s = Session(model="local", temperature=0, seed=7)
 
@@ -452,6 +472,7 @@ def test_session_astream_and_aclose():
     assert s.messages[1].completion_tokens == 6
 
 
+@pytest.mark.local
 def test_session_local_map_runs_every_row():
     s = Session(model="local", temperature=0, seed=7)
     frame = s.map(["Name a color.", "Name a fruit."], "{}", max_tokens=6, progress=False)
@@ -475,6 +496,7 @@ def test_session_without_the_extra_says_which_pip_install(monkeypatch: pytest.Mo
         Session(model="local").ask("hi")
 
 
+@pytest.mark.local
 def test_two_open_replies_in_one_thread_get_a_clear_error_not_a_deadlock():
     first = Session(model="local").stream("Write a long story.")
     deltas = iter(first)
@@ -496,6 +518,7 @@ def test_list_models_and_model_info_include_the_local_model(session: Session):
     assert info["id"] == f"local:{path}" and info["request_schema"]["properties"]["temperature"]
 
 
+@pytest.mark.local
 def test_cell_magic_with_m_local(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -510,6 +533,7 @@ def test_cell_magic_with_m_local(capsys: pytest.CaptureFixture[str], monkeypatch
     assert answer.strip() and answer in capsys.readouterr().out
 
 
+@pytest.mark.local
 def test_json_schema_response_format_constrains_the_reply(client: httpx.Client):
     schema = {
         "type": "object",

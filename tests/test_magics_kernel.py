@@ -1,17 +1,14 @@
 """``%%oxen`` in a real IPython kernel: iopub traffic for a long reply, interrupts, a notebook.
 
-The kernel talks to the loopback fake API running in this process. ``KernelRun`` applies the
-display messages the way a frontend does, so the tests see what the user would see.
+The kernel talks to the loopback fake API running in this process. ``KernelRun`` (tests/helpers.py)
+applies the display messages the way a frontend does, so the tests see what the user would see.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,167 +16,11 @@ import pytest
 
 from oxen_notebook._render import render_markdown
 from tests.fake_api import FakeAPI, Script
+from tests.helpers import Kernel, checkout_env, long_reply
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "kernel-test-key"
-DISPLAY_TYPES = ("display_data", "update_display_data", "clear_output")
 
-
-def kernel_env(base_url: str, config_dir: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
-        OXEN_BASE_URL=base_url,
-        OXEN_API_KEY=KEY,
-        OXEN_CONFIG_DIR=config_dir,
-    )
-    return env
-
-
-@dataclass
-class KernelRun:
-    """The iopub messages of one execution, and the output area they build."""
-
-    messages: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    reply: dict[str, Any] | None = None
-
-    @property
-    def displays(self) -> list[tuple[float, dict[str, Any]]]:
-        return [(t, m) for t, m in self.messages if m["msg_type"] in DISPLAY_TYPES]
-
-    def display_bytes(self, *, whole: bool = False) -> int:
-        """Bytes of the display messages: their content, or (``whole``) header and all."""
-        keys = ("header", "parent_header", "metadata", "content") if whole else ("content",)
-        return sum(len(json.dumps([m[k] for k in keys], default=str).encode()) for _, m in self.displays)
-
-    def outputs(self) -> list[dict[str, Any]]:
-        """The output area after every message, as a frontend would hold it."""
-        outputs: list[dict[str, Any]] = []
-        clear_pending = False
-        for _, msg in self.messages:
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "clear_output":
-                if content.get("wait"):
-                    clear_pending = True
-                else:
-                    outputs = []
-                continue
-            if kind == "update_display_data":
-                display_id = content.get("transient", {}).get("display_id")
-                for out in outputs:
-                    if out.get("display_id") == display_id:
-                        out.update(data=content["data"], metadata=content["metadata"])
-                continue
-            if kind in ("display_data", "stream", "error", "execute_result"):
-                if clear_pending:
-                    outputs, clear_pending = [], False
-                out = {"type": kind, **content}
-                out["display_id"] = content.get("transient", {}).get("display_id")
-                outputs.append(out)
-        return outputs
-
-    def html(self) -> list[str]:
-        return [o["data"]["text/html"] for o in self.outputs() if o["type"] == "display_data"]
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [o for o in self.outputs() if o["type"] == "error"]
-
-
-class Kernel:
-    """A real IPython kernel with oxen_notebook loaded, talking to ``base_url``."""
-
-    def __init__(self, base_url: str, config_dir: str) -> None:
-        from jupyter_client.manager import start_new_kernel
-
-        self.km, self.kc = start_new_kernel(
-            kernel_name="python3", env=kernel_env(base_url, config_dir), startup_timeout=60
-        )
-        run = self.run("%load_ext oxen_notebook")
-        assert run.reply and run.reply["status"] == "ok", run.reply
-
-    def run(self, code: str, *, timeout: float = 60.0, on_message: Any = None) -> KernelRun:
-        msg_id = self.kc.execute(code)
-        run = KernelRun()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                msg = self.kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"no idle after {timeout} s running {code[:40]!r}") from None
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            run.messages.append((time.monotonic(), msg))
-            if on_message is not None:
-                on_message(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        while run.reply is None:
-            reply = self.kc.get_shell_msg(timeout=10)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                run.reply = reply["content"]
-        return run
-
-    def value(self, expression: str) -> Any:
-        """``json.loads`` of what ``print(json.dumps(expression))`` prints in the kernel."""
-        run = self.run(f"import json as _j, oxen_notebook; print(_j.dumps({expression}))")
-        text = "".join(m["content"]["text"] for _, m in run.messages if m["msg_type"] == "stream")
-        return json.loads(text)
-
-    def shutdown(self) -> None:
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
-
-
-def long_reply(deltas: int = 5000) -> list[str]:
-    """A realistic Markdown reply cut into ``deltas`` pieces: headings, paragraphs, lists, code."""
-    words = [
-        "the",
-        "model",
-        "streams",
-        "tokens",
-        "into",
-        "a",
-        "notebook",
-        "while",
-        "the",
-        "kernel",
-        "stays",
-        "responsive",
-        "and",
-        "every",
-        "finished",
-        "block",
-        "is",
-        "sent",
-        "once",
-        "so",
-        "the",
-        "bytes",
-        "on",
-        "the",
-        "wire",
-        "grow",
-        "with",
-        "the",
-        "reply",
-    ]
-    pieces: list[str] = []
-    section = 0
-    while len(pieces) < deltas:
-        section += 1
-        pieces += [f"## Part {section}", "\n\n"]
-        for i in range(60):
-            pieces.append(("" if i == 0 else " ") + words[(section + i) % len(words)])
-        pieces += [".", "\n\n"]
-        for item in range(4):
-            pieces += ["- ", "**item**", f" {item}:", " see", " [docs](https://docs.oxen.ai)", "\n"]
-        pieces.append("\n")
-        if section % 3 == 0:
-            pieces += ["```python", "\n"]
-            for line in range(6):
-                pieces += [f"value_{line}", " = ", f"compute({line})", "  # step", "\n"]
-            pieces += ["```", "\n\n"]
-    return pieces[:deltas]
+pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +32,7 @@ def api() -> Iterator[FakeAPI]:
 
 @pytest.fixture(scope="module")
 def kernel(api: FakeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    k = Kernel(api.base_url, str(tmp_path_factory.mktemp("oxen-config")))
+    k = Kernel(api.base_url, KEY, str(tmp_path_factory.mktemp("oxen-config")))
     yield k
     k.shutdown()
 
@@ -300,7 +141,7 @@ def test_notebook_runs_headless(api: FakeAPI, tmp_path: Path) -> None:
         Script(text="Echo: Explain entropy **briefly**."),
         Script(chunks=["```json\n", '{"a": ', "[1, 2]}", "\n```"]),
     )
-    env = kernel_env(api.base_url, str(tmp_path))
+    env = checkout_env(api.base_url, KEY, str(tmp_path))
     client = NotebookClient(
         nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )

@@ -53,6 +53,8 @@ def test_notebooks_are_committed_without_outputs(path: Path):
     assert all(cell["outputs"] == [] and cell["execution_count"] is None for cell in code)
 
 
+@pytest.mark.kernel
+@pytest.mark.local
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_offline_on_the_local_model(path: Path, tmp_path, monkeypatch):
@@ -66,6 +68,8 @@ def test_notebook_runs_offline_on_the_local_model(path: Path, tmp_path, monkeypa
     )
 
 
+@pytest.mark.kernel
+@pytest.mark.local
 def test_quickstart_shows_the_magic_the_panel_and_the_dataframe(tmp_path, monkeypatch):
     notebook = run(ROOT / "notebooks" / "01-quickstart.ipynb", tmp_path, monkeypatch)
     cells = {

@@ -11,21 +11,16 @@ import csv
 import io
 import json
 import os
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from tests.fake_api import FakeAPI, Script
+from tests.helpers import Jupyter
 
 pytest.importorskip("playwright", reason="the browser tests need the playwright package (the test extra)")
 from playwright.sync_api import Page, expect, sync_playwright
@@ -35,7 +30,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]  # fmt: skip
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "browser-test-key"
 PANEL_CELL = """\
 import oxen_notebook
@@ -46,94 +40,13 @@ panel"""
 MESSAGE_BOX = ".oxen-panel input[placeholder^='Message']"
 STREAMING_TIMEOUT = 20_000
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM),
-    reason="Chromium is not installed (CI installs it with apt-get install -y chromium)",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Jupyter:
-    """A jupyter server (JupyterLab + Notebook 7) on loopback, isolated from the user's setup."""
-
-    def __init__(self, base: Path, api: FakeAPI) -> None:
-        self.root = base / "notebooks"
-        self.root.mkdir()
-        self.token = secrets.token_hex(16)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        settings = base / "lab-settings"
-        notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-        notification.parent.mkdir(parents=True)
-        notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-        env = dict(os.environ)
-        for name in ("config", "runtime", "data", "ipython", "workspaces", "oxen"):
-            (base / name).mkdir()
-        env.update(
-            JUPYTER_CONFIG_DIR=str(base / "config"),
-            JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-            JUPYTER_DATA_DIR=str(base / "data"),
-            JUPYTERLAB_SETTINGS_DIR=str(settings),
-            JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
-            IPYTHONDIR=str(base / "ipython"),
-            OXEN_CONFIG_DIR=str(base / "oxen"),
-            OXEN_BASE_URL=api.base_url,
-            OXEN_API_KEY=KEY,
-            PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
-        )
-        self.log = (base / "server.log").open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-             "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}", "--allow-root",
-             f"--ServerApp.root_dir={self.root}"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self._wait_up()
-
-    def api(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.url}{path}?token={self.token}", timeout=5) as response:
-            return json.load(response)
-
-    def _wait_up(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited: see {self.log.name}")
-            try:
-                self.api("/api/status")
-                return
-            except OSError:
-                time.sleep(0.25)
-        raise RuntimeError("jupyter lab did not start within 60 s")
-
-    def notebook(self, name: str, *cells: str) -> str:
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-        nbformat.write(nb, self.root / name)
-        return name
-
-    def wait_for_kernel(self, name: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for session in self.api("/api/sessions"):
-                if session.get("path") == name and session["kernel"]["execution_state"] == "idle":
-                    return
-            time.sleep(0.25)
-        raise AssertionError(f"the kernel for {name} did not become idle")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason="Chromium is not installed (CI installs it with apt-get install -y chromium)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +58,7 @@ def api() -> Iterator[FakeAPI]:
 
 @pytest.fixture(scope="module")
 def jupyter(api: FakeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter]:
-    server = Jupyter(tmp_path_factory.mktemp("jupyter"), api)
+    server = Jupyter(tmp_path_factory.mktemp("jupyter"), api.base_url, KEY)
     yield server
     server.stop()
 
