@@ -85,7 +85,7 @@ def _route(request: httpx.Request) -> tuple[str, str | None]:
 
 def _models_response(kind: str, model: str | None, request: httpx.Request) -> httpx.Response:
     if kind == "model":
-        if not model or not (model == LOCAL_MODEL or model.startswith("local:")):
+        if not is_local_model(model):
             raise LocalRequestError(404, "resource_not_found", "Model not found", f"Model not found: {model}")
         return _json(200, local_model_entry(model), request)
     try:
