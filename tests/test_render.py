@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from oxen_notebook._render import (
-    CODE_CHUNK_LINES,
-    StreamingMarkdown,
-    Throttle,
-    Update,
-    render_code,
-    render_markdown,
-)
+from oxen_notebook._render import CODE_CHUNK_LINES, render_code, render_markdown
+from oxen_notebook._streaming import StreamingMarkdown, Throttle, Update
 
 # -- sanitizing --------------------------------------------------------------------------------
 
@@ -322,3 +319,117 @@ def test_feed_after_close_is_an_error() -> None:
     stream.close()
     with pytest.raises(RuntimeError):
         stream.feed("x")
+
+
+# -- reference definitions: streamed equals one-shot -------------------------------------------
+
+
+def stream_final(pieces: list[str], dt: float = 0.06, **options) -> str:
+    """Feed ``pieces`` (one clock tick each), close, and return what the slots show."""
+    clock = Clock()
+    stream = StreamingMarkdown(clock=clock, **options)
+    screen = Screen()
+    for piece in pieces:
+        clock.now += dt
+        screen.apply(stream.feed(piece))
+    screen.apply(stream.close())
+    assert screen.html == stream.html  # (the screen may keep a slot emptied at the end)
+    return stream.html
+
+
+def feeds(text: str) -> dict[str, list[str]]:
+    return {
+        "whole": [text],
+        "by char": list(text),
+        "by line": text.splitlines(keepends=True),
+        "by 3": [text[i : i + 3] for i in range(0, len(text), 3)],
+    }
+
+
+LATE_DEFINITIONS = {
+    "quote after use": "[foo]\n\n> [foo]: https://foo.example\n",
+    "quote before use": "> [foo]: https://foo.example\n\n[foo]\n",
+    "bullet item": "Use [foo].\n\n- [foo]: https://foo.example\n",
+    "ordered item in a quote": "[foo][]\n\n> 1. [foo]: https://foo.example 'T'\n",
+    "quote in an item": "# [Foo]\n\n- > [foo]:\n  >   https://foo.example\n\nafter\n",
+    "escaped bracket": "[a\\]b]\n\n[a\\]b]: https://foo.example\n",
+    "no final newline": "[foo] and more\n\n> [foo]: https://foo.example",
+    "after a table": "| [foo] |\n|---|\n| x |\n\n> [foo]: https://foo.example\n",
+}
+
+
+@pytest.mark.parametrize("how", ["whole", "by char", "by line", "by 3"])
+@pytest.mark.parametrize("name", sorted(LATE_DEFINITIONS))
+def test_reference_definitions_in_containers_apply_to_the_streamed_render(name: str, how: str) -> None:
+    text = LATE_DEFINITIONS[name]
+    full = render_markdown(text)
+    assert 'href="https://foo.example"' in full  # the definition is one, and is used
+    for dt in (0.0001, 0.06):
+        assert stream_final(feeds(text)[how], dt) == full
+
+
+def test_late_definition_in_a_quote_is_exact_and_traffic_bounded() -> None:
+    text = "See [the docs][d] and [more][m].\n\n" + PROSE[:3000] + "\n\n> [d]: https://d.example\n"
+    text += "> - [m]: https://m.example 'M'\n\nLast [d].\n"
+    for dt in (0.0001, 0.02):
+        screen, _ = play(text, dt=dt)
+        full = render_markdown(text)
+        assert full.count('href="https://d.example"') == 2 and 'href="https://m.example"' in full
+        assert screen.html == full
+        reply = len(text.encode())
+        # As for a top-level definition arriving late: one full render more than the usual bound.
+        assert screen.bytes <= max(0, len(full.encode()) - reply) + 2.5 * reply + 8192 + 1024 + len(full)
+
+
+LABELS = ["foo", "Foo", "bar baz", "a\\]b", "x"]
+label = st.sampled_from(LABELS)
+url = st.sampled_from(["https://a.example", "https://b.example/p?q=1", "<https://c.example/x y>"])
+title = st.sampled_from(["", " 'T'", ' "a title"', "\n  (paren)"])
+definition = st.builds(lambda lab, u, t: f"[{lab}]: {u}{t}", label, url, title)
+use = st.one_of(
+    st.builds(lambda lab: f"[{lab}]", label),
+    st.builds(lambda lab: f"[{lab}][]", label),
+    st.builds(lambda lab: f"[text *em*][{lab}]", label),
+)
+words = st.lists(st.one_of(use, st.sampled_from(["word", "**b**", "`c`", "[x]:"])), min_size=1, max_size=5)
+paragraph = words.map(" ".join)
+
+
+def _indent(prefix: str, block: str) -> str:
+    rest = " " * len(prefix) if not prefix.startswith(">") else prefix
+    lines = block.split("\n")
+    return "\n".join([prefix + lines[0]] + [rest + line for line in lines[1:]])
+
+
+simple_block = st.one_of(
+    paragraph,
+    paragraph,
+    definition,
+    paragraph.map(lambda p: "## " + p),
+    st.builds(lambda d: f"```\n{d}\n```", definition),
+    st.builds(lambda d: "    " + d.replace("\n", "\n    "), definition),
+    st.builds(lambda p: f"| {p} |\n|---|\n| 1 |", paragraph),
+    st.just("---"),
+)
+container_block = st.recursive(
+    simple_block,
+    lambda inner: st.builds(_indent, st.sampled_from(["> ", "- ", "1. ", "* ", ">"]), inner),
+    max_leaves=4,
+)
+document = st.builds(
+    lambda blocks, seps, end: "".join(b + s for b, s in zip(blocks, seps, strict=False)) + end,
+    st.lists(container_block, min_size=1, max_size=6),
+    st.lists(st.sampled_from(["\n\n", "\n", "\n\n\n"]), min_size=6, max_size=6),
+    st.sampled_from(["", "\n", "\n\n"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    document, st.lists(st.integers(min_value=0, max_value=400), max_size=12), st.sampled_from([0.0001, 0.06])
+)
+def test_streamed_render_equals_one_shot_render(text: str, cuts: list[int], dt: float) -> None:
+    bounds = [0, *sorted(c for c in cuts if c < len(text)), len(text)]
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    assert stream_final(pieces, dt) == render_markdown(text)
+    assert stream_final(text.splitlines(keepends=True), dt) == render_markdown(text)

@@ -1,11 +1,18 @@
+"""The SSE decoder alone, and its line-ending edge cases through a real exchange (loopback server)."""
+
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oxen_notebook import Session, StreamError
 from oxen_notebook._sse import ServerSentEvent, SSEDecoder
+from tests.fake_api import FakeAPI, Script, chunk_payload
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:
@@ -73,3 +80,82 @@ def test_arbitrary_payloads_round_trip_through_any_split(payloads, data):
     bounds = [0, *sorted(cuts), len(body)]
     events = decode(*[body[a:b] for a, b in itertools.pairwise(bounds)])
     assert [e.data for e in events] == payloads
+
+
+# -- a body whose last line ends in a lone CR, through Session, Reply and the loopback server ------
+
+
+def cr_body(*events: object) -> bytes:
+    """Each event's ``data:`` line ended by a lone CR, and the event by a second one."""
+    return "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}\r\r" for e in events).encode()
+
+
+CONTENT = ["Hello", " there,", " last words"]
+FINISHING = cr_body(  # the last event carries text and the finish reason; no [DONE]
+    chunk_payload("test-model", 0, {"role": "assistant", "content": ""}),
+    *(chunk_payload("test-model", 0, {"content": text}) for text in CONTENT[:-1]),
+    chunk_payload("test-model", 0, {"content": CONTENT[-1]}, "length"),
+)
+DONE = cr_body(  # Oxen's documented shape: content chunks, no finish reason, then [DONE]
+    chunk_payload("test-model", 0, {"role": "assistant", "content": ""}),
+    *(chunk_payload("test-model", 0, {"content": text}) for text in CONTENT),
+    "[DONE]",
+)
+BODIES = {"finish_reason, no [DONE]": (FINISHING, "length"), "[DONE] last": (DONE, "stop")}
+
+
+@pytest.mark.parametrize("byte_by_byte", [False, True])
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_stream_yields_the_event_ended_by_the_last_lone_cr(
+    session: Session, fake_api: FakeAPI, name: str, byte_by_byte: bool
+) -> None:
+    body, reason = BODIES[name]
+    assert body.endswith(b"\r\r")
+    fake_api.enqueue(Script(raw=body, byte_by_byte=byte_by_byte))
+    seen: list[str] = []
+    session.on("delta", lambda e: seen.append(e.delta))
+    reply = session.stream("hi")
+    deltas = list(reply)
+    assert deltas == CONTENT
+    assert seen == CONTENT  # the views (magic, panel) get the last delta too
+    assert reply.text == "Hello there, last words"
+    assert reply.finish_reason == reason and reply.error is None
+    assert session.messages[-1].content == "Hello there, last words"
+    assert session.messages[-1].finish_reason == reason and session.messages[-1].error is None
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_ask_keeps_the_event_ended_by_the_last_lone_cr(session: Session, fake_api: FakeAPI, name: str):
+    body, reason = BODIES[name]
+    fake_api.enqueue(Script(raw=body))
+    seen: list[str] = []
+    session.on("delta", lambda e: seen.append(e.delta))
+    reply = session.ask("hi")  # a lost last event would raise StreamError (or drop its text)
+    assert seen == CONTENT
+    assert reply.text == "Hello there, last words"
+    assert reply.finish_reason == reason and reply.error is None
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_astream_yields_the_event_ended_by_the_last_lone_cr(
+    session: Session, fake_api: FakeAPI, name: str
+) -> None:
+    body, reason = BODIES[name]
+    fake_api.enqueue(Script(raw=body))
+
+    async def run() -> tuple[list[str], str | None, str]:
+        reply = session.astream("hi")
+        deltas = [d async for d in reply]
+        return deltas, reply.finish_reason, reply.text
+
+    assert asyncio.run(run()) == (CONTENT, reason, "Hello there, last words")
+    assert session.messages[-1].error is None
+
+
+def test_a_body_cut_inside_its_last_event_is_still_an_error(session: Session, fake_api: FakeAPI):
+    # The lone-CR flush must not dispatch an event the body never ended: one CR ends the line only.
+    body = DONE[: -len(b"data: [DONE]\r\r")] + b"data: [DONE]\r"
+    fake_api.enqueue(Script(raw=body))
+    with pytest.raises(StreamError, match="closed before the reply was complete"):
+        session.ask("hi")
+    assert session.messages[-1].content == "Hello there, last words"

@@ -7,7 +7,7 @@ import sys
 import uuid
 from typing import Any
 
-from .._render import StreamingMarkdown, Update
+from .._streaming import StreamingMarkdown, Update
 
 __all__ = ["HTMLView", "TextView"]
 

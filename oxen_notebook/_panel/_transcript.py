@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from .._records import message_facts
-from .._render import StreamingMarkdown, Update, render_markdown
+from .._render import render_markdown
+from .._streaming import StreamingMarkdown, Update
 
 if TYPE_CHECKING:
     from .._records import Message
