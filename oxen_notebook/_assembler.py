@@ -1,5 +1,6 @@
-"""Sans-I/O: folds ``chat.completion.chunk`` payloads (one SSE event's data at a time) into a reply's
-text, tool calls, usage and finish reason."""
+"""Sans-I/O: folds ``chat.completion.chunk`` payloads (one SSE event's data at a time), or one whole
+``chat.completion`` body (an unstreamed reply), into a reply's text, tool calls, usage and finish
+reason."""
 
 from __future__ import annotations
 
@@ -38,6 +39,31 @@ class Assembler:
             ) from None
         if not isinstance(chunk, dict):
             raise StreamError(f"the stream sent unexpected data ({data[:60]!r}).")
+        return self._take(chunk)
+
+    def feed_completion(self, body: bytes) -> str | None:
+        """Take a whole unstreamed ``chat.completion`` body; return its text, if any."""
+        text = body.decode("utf-8", "replace")
+        try:
+            completion = json.loads(text)
+        except ValueError:
+            completion = None
+        if not isinstance(completion, dict):
+            raise StreamError(
+                f"the server's reply was not a chat.completion JSON body ({text[:60]!r}); send it again."
+            )
+        self.events += 1
+        delta = self._take(completion)
+        self.done = True
+        return delta
+
+    @property
+    def empty(self) -> bool:
+        """Nothing came: no text, no tool call, no finish reason (e.g. a stream the server
+        cancelled after its role chunk). Not a reply, even when ``[DONE]`` ended it."""
+        return not self.parts and not self.tool_calls and not self.finish_reason
+
+    def _take(self, chunk: dict[str, Any]) -> str | None:
         if chunk.get("error"):
             raise status_error(None, chunk)
         if chunk.get("usage"):

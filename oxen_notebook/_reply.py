@@ -1,9 +1,14 @@
-"""One streamed exchange: ``Reply`` (sync) and ``AsyncReply``, over one chunk assembler.
+"""One exchange: ``Reply`` (sync) and ``AsyncReply``, over one chunk assembler.
 
 A reply knows its :class:`PreparedRequest`, the :class:`Client` that sends it, the response cache,
 and its host (the Session) only through :class:`ExchangeHost`: ``begin`` when it starts (the
 history is read and the session lock taken), ``delta`` per text piece, ``end`` when it finished,
 whatever the reason.
+
+A reply streams (SSE) unless ``streamed`` is set to ``False`` before it starts: then it sends
+``"stream": false`` and reads one ``chat.completion`` body, which carries ``usage`` on servers that
+ignore ``stream_options.include_usage``; its text arrives as one delta. Batch rows use that, since
+nobody watches them stream.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._assembler import Assembler
@@ -48,7 +53,13 @@ class _Exchange:
     """The state both reply flavours share: request, assembler, timing, and the finish."""
 
     def __init__(
-        self, request: PreparedRequest, host: ExchangeHost, client: Client, cache: ResponseCache | None
+        self,
+        request: PreparedRequest,
+        host: ExchangeHost,
+        client: Client,
+        cache: ResponseCache | None,
+        *,
+        stream: bool = True,
     ) -> None:
         self.request = request
         self.user_message: Message = request.user
@@ -63,6 +74,7 @@ class _Exchange:
         self._started = False
         self._finished = False
         self._stop = threading.Event()
+        self._streamed = stream
         self._response: Any = None
         self._t0 = 0.0
         self._ttft: float | None = None
@@ -95,6 +107,17 @@ class _Exchange:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the request streams; set ``False`` before the reply starts to send it unstreamed."""
+        return self._streamed
+
+    @streamed.setter
+    def streamed(self, value: bool) -> None:
+        if self._started:
+            raise ReplyConsumedError("this reply already started; set streamed before reading it.")
+        self._streamed = bool(value)
 
     def __repr__(self) -> str:
         state = self.finish_reason or ("streaming" if self._started else "not started")
@@ -163,6 +186,29 @@ class _Exchange:
                 "the connection closed before the reply was complete; the partial reply was kept."
             )
         return deltas
+
+    def _check_complete(self) -> None:
+        """A reply that ended (even with ``[DONE]``) having sent nothing at all is not an answer:
+        llama-cpp-python's server ends a stream that way when another request cancels it."""
+        if self._assembler.empty:
+            raise StreamError(
+                "the server ended the reply with no content and no finish reason (it may have "
+                "cancelled it for another request); send it again."
+            )
+
+    def _wire_body(self) -> dict[str, Any]:
+        body = self.request.body
+        if self._streamed:
+            return body
+        # stream_options is only valid on a streamed request.
+        return {**{k: v for k, v in body.items() if k != "stream_options"}, "stream": False}
+
+    def _take_body(self, body: bytes) -> list[str]:
+        """Fold an unstreamed ``chat.completion`` body in; return its text as one delta."""
+        delta = self._assembler.feed_completion(body)
+        if delta and self._ttft is None:
+            self._ttft = time.perf_counter() - self._t0
+        return [delta] if delta else []
 
     def _broken(self, exc: BaseException) -> OxenError:
         import httpx
@@ -269,13 +315,21 @@ class Reply(_Exchange):
             response = self._client.send(
                 "POST",
                 "/chat/completions",
-                json=self.request.body,
+                json=self._wire_body(),
                 headers=self.request.headers,
-                stream=True,
+                stream=self._streamed,
                 model=self.model,
             )
             self._response = response
-            chunks = () if self._stop.is_set() else response.iter_bytes()
+            chunks: Iterable[bytes] = ()
+            if self._stop.is_set():
+                pass
+            elif self._streamed:
+                chunks = response.iter_bytes()
+            else:  # the body is already read: the Client retried a broken one like any request
+                for delta in self._take_body(response.content):
+                    self._host.delta(self, delta)
+                    yield delta
             for chunk in chunks:
                 for delta in self._take(chunk):
                     self._host.delta(self, delta)
@@ -290,6 +344,7 @@ class Reply(_Exchange):
                 for delta in self._check_end():
                     self._host.delta(self, delta)
                     yield delta
+            self._check_complete()
         except GeneratorExit:
             self._close_response()
             self._finish("interrupted")
@@ -358,22 +413,29 @@ class AsyncReply(_Exchange):
             response: httpx.Response = await self._client.asend(
                 "POST",
                 "/chat/completions",
-                json=self.request.body,
+                json=self._wire_body(),
                 headers=self.request.headers,
-                stream=True,
+                stream=self._streamed,
                 model=self.model,
             )
             self._response = response
-            async for chunk in response.aiter_bytes():
-                for delta in self._take(chunk):
+            if not self._streamed:
+                for delta in self._take_body(response.content):
                     self._host.delta(self, delta)
                     yield delta
-                if self._assembler.done or self._stop.is_set():
-                    break
-            if not self._stop.is_set() and not self._assembler.done:
-                for delta in self._check_end():
-                    self._host.delta(self, delta)
-                    yield delta
+            else:
+                async for chunk in response.aiter_bytes():
+                    for delta in self._take(chunk):
+                        self._host.delta(self, delta)
+                        yield delta
+                    if self._assembler.done or self._stop.is_set():
+                        break
+            if not self._stop.is_set():
+                if not self._assembler.done:
+                    for delta in self._check_end():
+                        self._host.delta(self, delta)
+                        yield delta
+                self._check_complete()
         except GeneratorExit:
             await self._aclose_response()
             self._finish("interrupted")

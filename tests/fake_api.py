@@ -2,7 +2,8 @@
 
 Tests queue what the next requests get with ``server.enqueue(Script(...))`` or set
 ``server.handler = fn(request_body) -> Script``; with neither, a request gets ``Echo: <prompt>``
-streamed a word at a time. Every request is recorded in ``server.requests``.
+streamed a word at a time (a ``"stream": false`` request gets the same as one ``chat.completion``
+body, with ``usage``). Every request is recorded in ``server.requests``.
 
 Run it alone (for benchmarks or by hand): ``python tests/fake_api.py --port 8765``.
 """
@@ -24,6 +25,9 @@ MODELS = ["gpt-5-2-chat-latest", "test-model", "cheap-model"]
 PRICING = {
     "gpt-5-2-chat-latest": {"input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05},
     "cheap-model": {"input_cost_per_token": 1e-07, "output_cost_per_token": 2e-07},
+    # Not in MODELS (the listed catalogue): a test adds them to ``server.models`` when it needs them.
+    "time-model": {"method": "time", "cost_per_second": 0.002},  # billed by time, like Llama on Oxen
+    "image-model": {"method": "per_image", "cost_per_image": 0.04},
 }
 SCHEMA = {
     "type": "object",
@@ -275,26 +279,54 @@ class FakeAPI:
             )
             return
         if not body.get("stream"):
-            text = script.text if script.text is not None else "".join(script.chunks or [])
-            self._send_json(
-                handler,
-                200,
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "model": body["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": _usage(body, text),
-                },
-            )
+            self._complete(handler, body, script)
             return
         self._stream(handler, body, script)
+
+    def _complete(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script) -> None:
+        """An unstreamed ``chat.completion`` body. The stream faults become their body-sized kin:
+        ``drop_after`` cuts the body off mid-way, ``malformed_after`` sends broken JSON,
+        ``error_event_after`` an ``{"error": ...}`` body with status 200, ``stall_after`` waits
+        ``stall_seconds`` before answering; ``raw`` is the exact body."""
+        text = script.text if script.text is not None else "".join(script.chunks or [])
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if script.tool_calls:
+            message["tool_calls"] = script.tool_calls
+        usage = _usage(body, text) if script.usage is True else (script.usage or None)
+        payload: Any = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": script.finish_reason}],
+            "usage": usage,
+        }
+        if script.error_event_after is not None:
+            payload = script.error_event or {
+                "error": {"type": "unknown_error", "title": "Upstream failed", "detail": "model crashed"}
+            }
+        data = script.raw if script.raw is not None else json.dumps(payload).encode()
+        if script.malformed_after is not None:
+            data = data[: len(data) // 2]
+        if script.stall_after is not None:
+            time.sleep(script.stall_seconds)
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.send_header("x-request-id", f"req-{len(self.requests)}")
+            for name, value in script.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            if script.drop_after is not None:
+                handler.wfile.write(data[: len(data) // 2])
+                handler.wfile.flush()
+                handler.close_connection = True
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                return
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            with self._lock:
+                self.closed_early += 1
 
     def _stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script) -> None:
         handler.send_response(200)

@@ -1,7 +1,10 @@
 """``Session.map`` and ``Session.compare``: many one-shot requests, concurrently, in order.
 
 Rows run as ``history=False`` replies on the async path (``Session.astream``), on one background
-event loop in a daemon thread. The caller's thread only waits and draws progress, so ``map`` is a
+event loop in a daemon thread. Rows are sent unstreamed (``"stream": false``) unless ``stream=True``:
+nobody watches them stream, and a whole ``chat.completion`` body carries ``usage`` even on servers
+that ignore ``stream_options`` (llama-cpp-python's), and cannot be cut short by a server that
+cancels a running stream when another request arrives (that one too). The caller's thread only waits and draws progress, so ``map`` is a
 plain blocking call in a Jupyter cell (whose own loop is already running) without nesting loops,
 and a kernel interrupt (``KeyboardInterrupt`` in the waiting thread) cancels the requests in
 flight and returns the rows that finished. The client's shared 429 pause holds every worker.
@@ -91,8 +94,11 @@ class _Outcome:
 class _Runner:
     """Runs the jobs with at most ``concurrency`` in flight; ``outcomes`` keeps their order."""
 
-    def __init__(self, session: BatchSession, jobs: list[Job], concurrency: int, on_error: str) -> None:
+    def __init__(
+        self, session: BatchSession, jobs: list[Job], concurrency: int, on_error: str, stream: bool = False
+    ) -> None:
         self.session = session
+        self.stream = stream
         self.jobs = jobs
         self.concurrency = concurrency
         self.on_error = on_error
@@ -174,12 +180,14 @@ class _Runner:
             except OxenError as exc:
                 job.error = str(exc)
                 return
+            current.streamed = self.stream
             reply.append(current)
             try:
                 await current.aconsume()
             except StreamError:
-                # The stream broke after it started: a one-shot row has no history to spoil, so
-                # unlike a chat turn it is safe to send again.
+                # The stream broke after it started, or ended with nothing (a server that cancelled
+                # it), or an unstreamed body was malformed: a one-shot row has no history to spoil,
+                # so unlike a chat turn it is safe to send again.
                 if attempt < self._retries:
                     attempt += 1
                     await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
@@ -264,15 +272,18 @@ def execute(
     concurrency: int,
     on_error: str,
     progress: bool | Callable[[BatchProgress], Any],
+    stream: bool = False,
 ) -> _Runner:
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ParameterError(f"concurrency={concurrency!r} is invalid: expected a positive integer.")
     if on_error not in ("record", "raise"):
         raise ParameterError(f"on_error={on_error!r} is invalid: expected 'record' or 'raise'.")
+    if not isinstance(stream, bool):
+        raise ParameterError(f"stream={stream!r} is invalid: expected True or False.")
     for job in jobs:
         validate_params(job.params)
     _prefetch(session, {job.model or session.model for job in jobs if job.error is None})
-    runner = _Runner(session, jobs, concurrency, on_error)
+    runner = _Runner(session, jobs, concurrency, on_error, stream)
     if jobs:
         try:
             _wait(runner, progress)
@@ -322,9 +333,11 @@ def run_map(
     concurrency: int = 8,
     on_error: str = "record",
     progress: bool | Callable[[BatchProgress], Any] = True,
+    stream: bool = False,
     **params: Any,
 ) -> pd.DataFrame:
-    """See :meth:`Session.map`."""
+    """See :meth:`Session.map`. ``stream=True`` streams each row (SSE) instead of reading one
+    ``chat.completion`` body per row."""
     frame, rows, strings = table(data)
     positional = check_template(template, {str(c) for c in frame.columns} | {"text"} if strings
                                  else {str(c) for c in frame.columns}, strings)  # fmt: skip
@@ -335,7 +348,7 @@ def run_map(
             jobs.append(Job(fill(template, row, positional), model, dict(params)))
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
             jobs.append(Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}"))
-    runner = execute(session, jobs, concurrency, on_error, progress)
+    runner = execute(session, jobs, concurrency, on_error, progress, stream)
     out = result_columns(frame, runner.outcomes)
     out.attrs["batch_id"] = runner.batch_id
     out.attrs["interrupted"] = runner.interrupted
