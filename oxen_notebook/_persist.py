@@ -1,9 +1,11 @@
 """Conversations on disk: the JSON save file, and the append-only JSONL journal.
 
 The journal gets each message as it joins the conversation and, while a reply streams, a
-checkpoint of the partial reply about every :data:`CHECKPOINT_SECONDS` (the same ``message_id``,
-finish reason ``interrupted``). Reading a journal keeps the last state of each message, so a
-process killed mid-reply loses at most the last interval of it. Neither file ever holds the API
+checkpoint of the partial reply about every :data:`CHECKPOINT_SECONDS`: the first one is the
+record so far (the same ``message_id``, finish reason ``interrupted``), later ones only the text
+added since (``{"message_id": ..., "content_append": ...}``), so the file grows linearly with the
+reply. Reading a journal keeps the last state of each message, so a process killed mid-reply loses
+at most the last interval of it. Neither file ever holds the API
 key: a :class:`Message` has no field for it.
 """
 
@@ -38,6 +40,9 @@ class Streaming(Protocol):
     """A reply that can be checkpointed (``Reply`` and ``AsyncReply`` are)."""
 
     message_id: str
+
+    @property
+    def text(self) -> str: ...
 
     def snapshot(self) -> Message: ...
 
@@ -107,8 +112,13 @@ def _journal_messages(text: str) -> list[dict[str, Any]]:
             raise
         if not isinstance(record, dict):
             raise ValueError(f"line {number} is not a message")
-        # A later line of the same message replaces it where it first appeared.
-        latest[str(record.get("message_id") or f"line-{number}")] = record
+        key = str(record.get("message_id") or f"line-{number}")
+        if "content_append" in record:  # a later checkpoint: the text that came since
+            if key in latest:
+                latest[key]["content"] = latest[key].get("content", "") + str(record["content_append"])
+            continue
+        # A later full record of the same message replaces it where it first appeared.
+        latest[key] = record
     return list(latest.values())
 
 
@@ -119,30 +129,38 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._last_checkpoint: dict[str, float] = {}
+        self._checkpoints: dict[str, tuple[float, int]] = {}  # message_id: (when, chars written)
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
 
     def append(self, message: Message) -> None:
         """Append ``message`` (its final state: no more checkpoints of it)."""
-        self._write(message)
-        self._last_checkpoint.pop(message.message_id, None)
+        self._write(message.to_dict())
+        self._checkpoints.pop(message.message_id, None)
 
     def checkpoint(self, reply: Streaming) -> None:
-        """Append ``reply``'s partial text if the last checkpoint of it is old enough."""
+        """Append what ``reply`` received since its last checkpoint, if that is old enough."""
         now = time.monotonic()
-        last = self._last_checkpoint.get(reply.message_id)
+        last = self._checkpoints.get(reply.message_id)
         if last is None:  # the first delta starts the clock: a checkpoint per interval after it
-            self._last_checkpoint[reply.message_id] = now
+            self._checkpoints[reply.message_id] = (now, -1)
             return
-        if now - last < CHECKPOINT_SECONDS:
+        when, written = last
+        if now - when < CHECKPOINT_SECONDS:
             return
-        self._last_checkpoint[reply.message_id] = now
-        self._write(reply.snapshot())
+        if written < 0:
+            snapshot = reply.snapshot()
+            self._write(snapshot.to_dict())
+            self._checkpoints[reply.message_id] = (now, len(snapshot.content))
+            return
+        text = reply.text
+        if len(text) > written:
+            self._write({"message_id": reply.message_id, "content_append": text[written:]})
+        self._checkpoints[reply.message_id] = (now, len(text))
 
-    def _write(self, message: Message) -> None:
-        line = json.dumps(message.to_dict(), ensure_ascii=False)
+    def _write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False)
         with self._lock, self.path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()

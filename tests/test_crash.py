@@ -112,6 +112,15 @@ def last_word_shown(msg: dict[str, Any]) -> int:
     return max((int(n) for n in WORD.findall(html)), default=-1)
 
 
+def folded(records: list[dict[str, Any]], message_id: str) -> str:
+    """A message's text as its journal records build it: a full record, then appended text."""
+    text = ""
+    for record in records:
+        if record.get("message_id") == message_id:
+            text = text + record["content_append"] if "content_append" in record else record["content"]
+    return text
+
+
 def journal_records(path: Path) -> list[dict[str, Any]]:
     """Every complete line of the journal as JSON (each must parse); a torn last line, which a
     kill during a write can leave, is left out."""
@@ -180,7 +189,7 @@ def test_sigkill_mid_reply_keeps_all_but_the_last_second(
     print(f"in the journal: {len(assistant.content)} characters, {len(records)} records")
     assert len(assistant.content) >= bound, (len(assistant.content), seen, bound)
     assert assistant.message_id == records[-1]["message_id"]
-    assert assistant.content == records[-1]["content"]
+    assert assistant.content == folded(records, assistant.message_id)
 
     # A kill during a write leaves a torn last line; loading must skip it, whether or not this
     # kill left one.
@@ -212,7 +221,12 @@ def test_finished_reply_is_one_message_after_its_checkpoints(
     states = [r for r in records if r["message_id"] == assistant.message_id]
     print(f"{len(states)} records of the reply: {len(states) - 1} checkpoints, then the final one")
     # The reply streamed for seconds, so it was checkpointed; the final record comes last.
-    assert len(states) >= 2
-    assert all(r["finish_reason"] == "interrupted" and full.startswith(r["content"]) for r in states[:-1])
-    assert records[-1] == states[-1] and states[-1]["finish_reason"] == "stop"
+    assert len(states) >= 3
+    first, *appended, final = states
+    assert first["finish_reason"] == "interrupted" and full.startswith(first["content"])
+    # Later checkpoints carry only the new text: the journal grows linearly with the reply.
+    assert all(set(r) == {"message_id", "content_append"} for r in appended)
+    assert full.startswith(first["content"] + "".join(r["content_append"] for r in appended))
+    assert records[-1] == final and final["finish_reason"] == "stop"
     assert len(records) == 1 + len(states)
+    assert journal.stat().st_size < 3 * len(full.encode()) + 4096
