@@ -10,22 +10,27 @@ OxenError
 ├── SessionBusyError          a reply is still streaming on this session (also a RuntimeError)
 ├── ReplyConsumedError        a reply was iterated a second time (also a RuntimeError)
 └── APIError                  the API or the connection failed
-    ├── APIStatusError        an HTTP error status
-    │   ├── BadRequestError           400, 422
+    ├── APIStatusError        an HTTP error status, or an error event in a stream
+    │   ├── BadRequestError           400, 422 (types invalid_params, invalid_file_input)
     │   ├── AuthenticationError       401
-    │   ├── InsufficientCreditsError  402
+    │   ├── InsufficientCreditsError  402, or any status whose type or message says credits ran out
     │   ├── NotFoundError             404
     │   ├── RateLimitError            429
-    │   └── ServerError               5xx
+    │   └── ServerError               5xx, or an error event mid-stream
     ├── APIConnectionError    the server could not be reached
     │   └── APITimeoutError   no answer in time
-    └── StreamError           the stream broke mid-reply (connection lost, malformed data, error event)
+    └── StreamError           the stream broke mid-reply (connection lost, malformed data)
 ```
+
+Oxen documents no 402: insufficient credits come as a message ("Insufficient credits") on
+whatever status the route uses, so the credits check reads the type, title and message first.
+The status decides next, then Oxen's ``type``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = [
@@ -46,6 +51,8 @@ __all__ = [
     "ServerError",
     "SessionBusyError",
     "StreamError",
+    "parse_error_body",
+    "status_error",
 ]
 
 
@@ -130,7 +137,7 @@ class AuthenticationError(APIStatusError):
 
 
 class InsufficientCreditsError(APIStatusError):
-    hint = "add credits to your Oxen.ai account, or use Session(model='local')."
+    hint = "add credits to your Oxen.ai account at https://www.oxen.ai, or use Session(model='local')."
 
 
 class NotFoundError(APIStatusError):
@@ -162,17 +169,39 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     401: AuthenticationError,
     402: InsufficientCreditsError,
     404: NotFoundError,
+    413: BadRequestError,
     422: BadRequestError,
     429: RateLimitError,
 }
 _BY_TYPE: dict[str, type[APIStatusError]] = {
     "invalid_params": BadRequestError,
+    "invalid_file_input": BadRequestError,
+    "invalid_request_error": BadRequestError,
     "unauthenticated": AuthenticationError,
     "insufficient_credits": InsufficientCreditsError,
     "resource_not_found": NotFoundError,
     "rate_limited": RateLimitError,
     "unknown_error": ServerError,
 }
+# What to do, when it depends on more than the class.
+_TYPE_HINTS = {
+    "invalid_file_input": (
+        "send a PDF (up to 24 MB) as a file part, or audio as wav/mp3 (up to 20 MB), "
+        "as a data URL or an https URL."
+    ),
+}
+_STATUS_HINTS = {
+    403: "this key may not do that: check the model id and your Oxen.ai plan or organisation access.",
+    413: "the request is too large: send smaller files or fewer turns (session.max_turns).",
+}
+_STREAM_HINT = "the model failed mid-reply and the partial reply was kept: try again."
+_FALLBACK_HINT = "check the request, or try again later."
+# "Insufficient credits" (Oxen's queue), "credit balance is too low", "out of credits", ...
+_CREDITS = re.compile(
+    r"insufficient[\s_-]*(credits?|funds|balance)|credit[\s_-]*balance|out[\s_-]+of[\s_-]+credits?"
+    r"|not[\s_-]+enough[\s_-]+credits?|credits?[\s_-]+(are[\s_-]+)?(exhausted|depleted)",
+    re.IGNORECASE,
+)
 
 
 def _one_line(text: Any, limit: int = 300) -> str:
@@ -181,27 +210,54 @@ def _one_line(text: Any, limit: int = 300) -> str:
 
 
 def parse_error_body(body: Any) -> dict[str, str | None]:
-    """Read Oxen's two error shapes (and plain text) into type/title/detail."""
+    """Read Oxen's two error shapes (and plain text) into type/title/detail (and the body's
+    ``status_message``, when it has one)."""
     if isinstance(body, (bytes, str)):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         try:
             body = json.loads(text)
         except ValueError:
-            return {"type": None, "title": None, "detail": _one_line(text) or None}
+            return {"type": None, "title": None, "detail": _one_line(text) or None, "status_message": None}
+    status_message = body.get("status_message") if isinstance(body, dict) else None
+    status_message = _one_line(status_message) if status_message else None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):
-        return {"type": None, "title": None, "detail": _one_line(error)}
+        return {"type": None, "title": None, "detail": _one_line(error), "status_message": status_message}
     if not isinstance(error, dict):
-        message = body.get("status_message") or body.get("message") if isinstance(body, dict) else body
-        return {"type": None, "title": None, "detail": _one_line(message) if message else None}
-    detail = error.get("detail") or error.get("message")
-    if detail is None and isinstance(body, dict):
-        detail = body.get("status_message")
+        message = status_message or body.get("message") if isinstance(body, dict) else body
+        detail = _one_line(message) if message else None
+        return {"type": None, "title": None, "detail": detail, "status_message": status_message}
+    detail = error.get("detail") or error.get("message") or status_message
+    kind = error.get("type") or error.get("code")
     return {
-        "type": error.get("type") or error.get("code"),
+        "type": str(kind) if kind is not None else None,
         "title": error.get("title"),
         "detail": _one_line(detail) if detail else None,
+        "status_message": status_message,
     }
+
+
+def _says_credits(fields: dict[str, str | None]) -> bool:
+    return any(_CREDITS.search(value) for value in fields.values() if value)
+
+
+def _error_class(status: int | None, fields: dict[str, str | None]) -> type[APIStatusError]:
+    if _says_credits(fields):
+        return InsufficientCreditsError
+    cls = _BY_STATUS.get(status or 0) or _BY_TYPE.get(fields["type"] or "")
+    if cls is not None:
+        return cls
+    return ServerError if (status or 500) >= 500 else APIStatusError
+
+
+def _hint(cls: type[APIStatusError], status: int | None, kind: str | None) -> str:
+    if cls is InsufficientCreditsError:
+        return cls.hint
+    if kind in _TYPE_HINTS:
+        return _TYPE_HINTS[kind]
+    if status is None and cls is ServerError:
+        return _STREAM_HINT
+    return _STATUS_HINTS.get(status or 0) or cls.hint or _FALLBACK_HINT
 
 
 def status_error(
@@ -215,21 +271,20 @@ def status_error(
 ) -> APIStatusError:
     """Build the error for an HTTP error status (or, with status None, an in-stream error event)."""
     fields = parse_error_body(body)
-    cls = _BY_STATUS.get(status or 0) or _BY_TYPE.get(fields["type"] or "")
-    if cls is None:
-        cls = ServerError if (status or 500) >= 500 else APIStatusError
+    cls = _error_class(status, fields)
     what = fields["title"] or fields["type"] or "error"
+    if cls is InsufficientCreditsError and not fields["title"]:
+        what = "insufficient credits"
     if cls is NotFoundError and model and "model" in (fields["detail"] or what).lower():
         what = f"model {model!r} not found"
     parts = [f"{status} {what}" if status else what]
-    if fields["detail"] and fields["detail"] != what:
+    if fields["detail"] and fields["detail"].lower() != what.lower():
         parts.append(fields["detail"])
-    message = ": ".join(parts)
-    if cls.hint:
-        message = f"{message} — {cls.hint}"
+    hint = _hint(cls, status, fields["type"])
+    message = f"{': '.join(parts)} — {hint}"
     if secret:
         message = message.replace(secret, "***")
-    return cls(
+    error = cls(
         message,
         status=status,
         type=fields["type"],
@@ -238,3 +293,5 @@ def status_error(
         request_id=request_id,
         retry_after=retry_after,
     )
+    error.hint = hint
+    return error

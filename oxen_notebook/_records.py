@@ -43,7 +43,8 @@ class Message:
 
     ``finish_reason`` is ``stop``, ``length``, ``tool_calls``, ``content_filter``, ``interrupted``
     (stopped by the user) or ``error`` (the request failed; ``error`` says why) for replies,
-    and ``None`` for user and system messages.
+    and ``None`` for user and system messages. ``usage_estimated`` is true when the server sent no
+    token counts and they were counted here (an estimate; see ``oxen_notebook._tokens``).
     """
 
     role: str
@@ -58,6 +59,7 @@ class Message:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    usage_estimated: bool = False
     ttft_s: float | None = None
     duration_s: float | None = None
     error: str | None = None
@@ -110,9 +112,19 @@ class Message:
         for name in ("ttft_s", "duration_s", "cost_usd"):
             if values.get(name) is not None:
                 values[name] = float(values[name])
-        if "cached" in values:
-            values["cached"] = bool(values["cached"])
+        for name in ("cached", "usage_estimated"):  # files written before a flag existed lack it
+            if values.get(name) is None:
+                values.pop(name, None)
+            else:
+                values[name] = _flag(values[name])
         return cls(**values)
+
+
+def _flag(value: Any) -> bool:
+    """A boolean cell, also as a CSV copy spells it (``"True"``, ``"false"``, ``"1"``)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def message_facts(message: Message, model: str | None = None) -> list[str]:
@@ -120,7 +132,8 @@ def message_facts(message: Message, model: str | None = None) -> list[str]:
     panel's status line and its transcript describe a reply."""
     parts = [name] if (name := message.model or model) else []
     if message.total_tokens is not None:
-        parts.append(f"{message.total_tokens} tokens")
+        # "~": counted here, the server sent no usage
+        parts.append(f"{'~' if message.usage_estimated else ''}{message.total_tokens} tokens")
     if message.duration_s is not None:
         parts.append(f"{message.duration_s:.1f} s")
     return parts
@@ -129,6 +142,7 @@ def message_facts(message: Message, model: str | None = None) -> list[str]:
 COLUMNS = [f.name for f in fields(Message)]
 _INT_COLUMNS = ["turn", "prompt_tokens", "completion_tokens", "total_tokens"]
 _FLOAT_COLUMNS = ["ttft_s", "duration_s", "cost_usd"]
+_BOOL_COLUMNS = ["usage_estimated", "cached"]
 _STRING_COLUMNS = [
     "conversation_id", "message_id", "role", "content", "model", "finish_reason", "error",
     "source", "tool_call_id",
@@ -161,7 +175,8 @@ def messages_to_dataframe(messages: list[Message]) -> pd.DataFrame:
         frame[name] = frame[name].astype("Float64")
     for name in _STRING_COLUMNS:
         frame[name] = frame[name].astype("string")
-    frame["cached"] = frame["cached"].astype("boolean")
+    for name in _BOOL_COLUMNS:
+        frame[name] = frame[name].astype("boolean")
     return frame
 
 

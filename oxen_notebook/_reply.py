@@ -251,6 +251,15 @@ class _Exchange:
         if reason is None:
             reason = "error" if error else (assembler.finish_reason or "stop")
         usage = assembler.usage or {}
+        estimated = False
+        if reason not in ("error", "interrupted"):  # a complete reply the server sent no counts for
+            from ._tokens import fill_usage  # the tokenizer loads on the first count, not at import
+
+            body = self.request.body
+            usage, estimated = fill_usage(
+                assembler.usage, body.get("messages") or [], self.text,
+                tool_calls=self.tool_calls, tools=body.get("tools"),
+            )  # fmt: skip
         self.message = Message(
             message_id=self.message_id,
             role="assistant",
@@ -261,6 +270,7 @@ class _Exchange:
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
             total_tokens=usage.get("total_tokens"),
+            usage_estimated=estimated,
             ttft_s=self._ttft,
             duration_s=(time.perf_counter() - self._t0) if self._t0 else None,
             error=str(error) if error else None,

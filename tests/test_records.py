@@ -108,3 +108,37 @@ def test_message_to_api_with_images():
             {"type": "image_url", "image_url": {"url": "https://e.com/a.png"}},
         ],
     }
+
+
+def test_usage_estimated_is_recorded_exported_and_read_back(session, fake_api, tmp_path):
+    fake_api.enqueue(Script(text="counted here", usage=None))
+    session.ask("one")
+    session.ask("two")  # the fake sends usage for this one
+    assert [m.usage_estimated for m in session.messages] == [False, True, False, False]
+    df = session.to_dataframe()
+    assert str(df["usage_estimated"].dtype) == "boolean"
+    assert df["usage_estimated"].tolist() == [False, True, False, False]
+    again = Session.from_dataframe(df)
+    assert again.messages == session.messages
+    pd.testing.assert_frame_equal(again.to_dataframe(), df)
+    loaded = Session.load(session.save(tmp_path / "chat.json"))
+    assert [m.usage_estimated for m in loaded.messages] == [False, True, False, False]
+    path = tmp_path / "chat.csv"
+    df.assign(params=df["params"].map(json.dumps), images=df["images"].map(json.dumps)).to_csv(
+        path, index=False
+    )
+    assert [m.usage_estimated for m in Session.from_dataframe(pd.read_csv(path)).messages] == [
+        False, True, False, False,
+    ]  # fmt: skip
+
+
+def test_files_written_before_usage_estimated_read_as_not_estimated(tmp_path):
+    old = {"role": "assistant", "content": "hi", "prompt_tokens": 3, "completion_tokens": 1, "cached": True}
+    message = Message.from_dict(old)
+    assert (message.usage_estimated, message.cached, message.prompt_tokens) == (False, True, 3)
+    assert Message.from_dict({**old, "usage_estimated": pd.NA}).usage_estimated is False
+    assert Message.from_dict({**old, "usage_estimated": "False", "cached": "false"}).usage_estimated is False
+    assert Message.from_dict({**old, "usage_estimated": "True"}).usage_estimated is True
+    journal = tmp_path / "old.jsonl"
+    journal.write_text(json.dumps({**old, "role": "user"}) + "\n" + json.dumps(old) + "\n")
+    assert [m.usage_estimated for m in Session.load(journal).messages] == [False, False]

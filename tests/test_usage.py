@@ -7,6 +7,8 @@ import pytest
 
 from oxen_notebook import ServerError, Session
 from oxen_notebook._pricing import Pricing, cost_of, pricing_from_info
+from oxen_notebook._tokens import count_messages
+from oxen_notebook._usage import USAGE_COLUMNS
 from tests.conftest import TEST_KEY
 from tests.fake_api import PRICING, Script
 
@@ -75,23 +77,99 @@ def test_unknown_prices_are_not_zero(fake_api):
     assert s.usage_summary().startswith("2 requests · ")
 
 
-def test_unreachable_catalogue_means_unknown(fake_api):
-    fake_api.models.append("ghost-model")
+def test_unreachable_catalogue_means_unknown(fake_api, monkeypatch):
+    monkeypatch.setattr(fake_api, "models", [*fake_api.models, "ghost-model"])  # gone after the test
     s = make_session(fake_api, validate_schema=False)
     fake_api.enqueue(Script(text="a"))
     s.ask("x", history=False, model="ghost-model")  # /models/ghost-model answers 404
     assert pd.isna(s.usage().set_index("model").loc["ghost-model", "cost_usd"])
 
 
-def test_missing_usage_and_errors_are_counted(fake_api):
+def test_missing_usage_is_counted_here_and_errors_are_counted(fake_api):
     s = make_session(fake_api, max_retries=0)
     fake_api.enqueue(Script(text="no usage", usage=None), Script(status=500))
     reply = s.ask("a", history=False)
-    assert reply.message.cost_usd is None and reply.message.prompt_tokens is None
+    message = reply.message
+    assert message.usage_estimated is True
+    assert (message.prompt_tokens, message.completion_tokens) == (
+        count_messages([{"role": "user", "content": "a"}]),
+        2,
+    )
+    assert message.cost_usd == pytest.approx(message.prompt_tokens * 1.25e-06 + 2 * 1e-05)
     with pytest.raises(ServerError):
         s.ask("b", history=False)
     row = s.usage().set_index("model").loc[GPT]
-    assert (row["requests"], row["errors"], row["no_usage"], row["total_tokens"]) == (2, 1, 2, 0)
+    assert (row["requests"], row["errors"], row["no_usage"], row["estimated"]) == (2, 1, 1, 1)
+    assert row["total_tokens"] == message.total_tokens
+    assert row["cost_usd"] == pytest.approx(message.cost_usd) and row["cost_estimated"]
+    tokens = message.total_tokens
+    assert (
+        s.usage_summary() == f"2 requests · ~{tokens} tokens (1 counted locally) · ~${message.cost_usd:.4f}"
+    )
+
+
+def test_usage_frame_columns_and_types(fake_api):
+    s = make_session(fake_api)
+    s.ask("x")
+    frame = s.usage()
+    old = ["model", "requests", "cache_hits", "errors", "no_usage", "prompt_tokens", "completion_tokens",
+           "total_tokens", "cost_usd", "input_cost_per_token", "output_cost_per_token"]  # fmt: skip
+    assert set(old) <= set(frame.columns)
+    assert list(frame.columns) == USAGE_COLUMNS
+    dtypes = {name: str(dtype) for name, dtype in frame.dtypes.items()}
+    assert dtypes["estimated"] == "Int64" and dtypes["cost_estimated"] == "boolean"
+    assert dtypes["pricing_method"] == "string" and dtypes["cost_per_second"] == "Float64"
+    row = frame.set_index("model").loc[GPT]
+    assert (row["pricing_method"], row["estimated"], row["cost_estimated"]) == ("token", 0, False)
+    assert pd.isna(row["cost_per_second"])
+
+
+def test_time_priced_model_costs_its_duration(fake_api, monkeypatch):
+    monkeypatch.setattr(fake_api, "models", [*fake_api.models, "time-model"])
+    s = make_session(fake_api, max_retries=0)
+    fake_api.enqueue(Script(text="slow answer", latency=0.05))
+    message = s.ask("x", model="time-model").message
+    rate = PRICING["time-model"]["cost_per_second"]
+    assert message.duration_s > 0
+    assert message.cost_usd == pytest.approx(message.duration_s * rate)
+    assert message.usage_estimated is False  # the tokens came from the server; the cost is estimated
+    row = s.usage().set_index("model").loc["time-model"]
+    assert (row["pricing_method"], row["cost_per_second"], row["cost_estimated"]) == ("time", rate, True)
+    assert pd.isna(row["input_cost_per_token"])
+    assert row["cost_usd"] == pytest.approx(message.cost_usd)
+    assert s.usage_summary() == f"1 request · {message.total_tokens} tokens · ~${message.cost_usd:.4f}"
+    with pytest.raises(ServerError):  # a failed request is not priced by its time
+        fake_api.enqueue(Script(status=500))
+        s.ask("y", model="time-model")
+    assert s.messages[-1].cost_usd is None
+    assert s.usage().set_index("model").loc["time-model", "cost_usd"] == pytest.approx(message.cost_usd)
+
+
+def test_per_image_model_has_no_price_for_a_text_reply(fake_api, monkeypatch):
+    monkeypatch.setattr(fake_api, "models", [*fake_api.models, "image-model"])
+    s = make_session(fake_api)
+    message = s.ask("x", model="image-model").message
+    assert message.cost_usd is None
+    row = s.usage().set_index("model").loc["image-model"]
+    assert (
+        row["pricing_method"] == "per_image" and pd.isna(row["cost_usd"]) and pd.isna(row["cost_estimated"])
+    )
+    assert s.usage_summary().endswith("· cost unknown")
+
+
+def test_pricing_methods_from_info():
+    assert pricing_from_info({"pricing": {"method": "time", "cost_per_second": "0.001"}}) == Pricing(
+        method="time", cost_per_second=0.001
+    )
+    assert pricing_from_info({"pricing": {"method": "time"}}) is None
+    token = {"method": "token", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+    assert pricing_from_info({"pricing": token}) == Pricing(1e-6, 2e-6)
+    image = pricing_from_info({"pricing": {"method": "per_image", "cost_per_image": 0.04}})
+    assert (image.method, image.cost_per_unit) == ("per_image", 0.04)
+    assert cost_of(10, 10, image) is None
+    time_priced = Pricing(method="time", cost_per_second=0.5)
+    assert time_priced.estimated and cost_of(None, None, time_priced, duration_s=3.0) == 1.5
+    assert cost_of(None, None, time_priced) is None
 
 
 def test_cache_hits_cost_nothing_and_spend_no_tokens(fake_api, tmp_path):
