@@ -2,7 +2,7 @@
 
 Both are thin views on a :class:`~oxen_notebook.Session`: the cell magic turns a cell into
 ``session.stream(prompt, ...)`` and streams the reply into the output area through
-:class:`~oxen_notebook._render.StreamingMarkdown` (finished blocks sent once, a throttled live tail,
+:class:`~oxen_notebook._streaming.StreamingMarkdown` (finished blocks sent once, a throttled live tail,
 an exact final render); in a terminal it prints the deltas. Failures are one line, no traceback.
 """
 
