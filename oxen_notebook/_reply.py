@@ -247,6 +247,7 @@ class _Exchange:
             return
         self._finished = True
         self.error = error
+        duration = (time.perf_counter() - self._t0) if self._t0 else None  # before any counting
         assembler = self._assembler
         if reason is None:
             reason = "error" if error else (assembler.finish_reason or "stop")
@@ -272,7 +273,7 @@ class _Exchange:
             total_tokens=usage.get("total_tokens"),
             usage_estimated=estimated,
             ttft_s=self._ttft,
-            duration_s=(time.perf_counter() - self._t0) if self._t0 else None,
+            duration_s=duration,
             error=str(error) if error else None,
             source=self.user_message.source,
             tool_calls=self.tool_calls or None,
