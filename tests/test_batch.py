@@ -195,6 +195,112 @@ def test_input_shapes_and_template_errors(fake_api):
     assert len(fake_api.chat_requests()) == sent
 
 
+def test_rows_are_sent_unstreamed_unless_stream_is_true(fake_api):
+    """An unstreamed row reads one chat.completion body: its usage arrives even from servers that
+    ignore stream_options (llama-cpp-python's), and no other request can cut it short."""
+    fake_api.handler = lambda body: Script(
+        text=f"Echo: {_prompt_text(body)}", usage={"prompt_tokens": 11, "completion_tokens": 3}
+    )
+    s = make_session(fake_api)
+    out = s.map(["a", "b"], "{text}", progress=False)
+    assert list(out["reply"]) == ["Echo: a", "Echo: b"]
+    assert list(out["prompt_tokens"]) == [11, 11] and list(out["completion_tokens"]) == [3, 3]
+    bodies = fake_api.chat_requests()
+    assert [b["stream"] for b in bodies] == [False, False]
+    assert not any("stream_options" in b for b in bodies)
+
+    fake_api.reset()
+    fake_api.api_key = TEST_KEY
+    fake_api.handler = lambda body: Script(text=f"Echo: {_prompt_text(body)}")
+    out = s.map(["a", "b"], "{text}", stream=True, progress=False)
+    assert list(out["reply"]) == ["Echo: a", "Echo: b"]
+    assert [b["stream"] for b in fake_api.chat_requests()] == [True, True]
+    assert all(b["stream_options"] == {"include_usage": True} for b in fake_api.chat_requests())
+
+    fake_api.reset()
+    fake_api.api_key = TEST_KEY
+    cmp = s.compare("hi", models=["test-model", "cheap-model"], show=False)
+    assert list(cmp["reply"]) == ["Echo: hi", "Echo: hi"]
+    assert [b["stream"] for b in fake_api.chat_requests()] == [False, False]
+    with pytest.raises(ParameterError, match="stream"):
+        s.map(["a"], "{text}", stream="yes", progress=False)
+
+
+def test_streamed_rows_retry_broken_streams_and_streams_that_end_with_nothing(fake_api):
+    """llama-cpp-python's server cancels a running stream when another request arrives: the
+    cancelled one gets its role chunk, then [DONE], no text, no finish reason. Such a row is not an
+    empty answer: it is sent again like a broken stream, and reported as an error if it stays so."""
+    attempts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def handler(body):
+        prompt = _prompt_text(body)
+        with lock:
+            attempt = attempts[prompt] = attempts.get(prompt, 0) + 1
+        if prompt == "never":
+            return Script(chunks=[], finish_reason=None, usage=None)
+        if attempt == 1 and int(prompt) % 3 == 0:
+            return Script(chunks=[], finish_reason=None, usage=None)
+        if attempt == 1 and int(prompt) % 3 == 1:
+            return Script(text=f"Echo: {prompt}", drop_after=1)
+        return Script(text=f"Echo: {prompt}", finish_reason=None, usage=None)  # Oxen's documented ending
+
+    fake_api.handler = handler
+    s = make_session(fake_api)
+    rows = [str(i) for i in range(12)]
+    out = s.map([*rows, "never"], "{text}", concurrency=4, stream=True, progress=False)
+
+    assert list(out["reply"][:12]) == [f"Echo: {i}" for i in range(12)]
+    assert set(out["finish_reason"][:12]) == {"stop"}
+    assert out["error"][:12].isna().all()
+    assert [attempts[r] for r in rows] == [2, 2, 1] * 4
+    assert attempts["never"] == 3  # the first try and the client's two retries
+    assert out["finish_reason"][12] == "error"
+    assert pd.isna(out["reply"][12])
+    assert "no content and no finish reason" in out["error"][12]
+
+
+def test_unstreamed_rows_survive_body_faults(fake_api):
+    """The stream faults, as an unstreamed body gets them: a body cut off mid-way or a 500 is
+    retried by the client, a malformed body or one with nothing in it is sent again by the batch;
+    an error body is the row's error, at once."""
+    attempts: dict[str, int] = {}
+    lock = threading.Lock()
+    first = {
+        0: {"drop_after": 0},
+        1: {"malformed_after": 0},
+        2: {"status": 500, "error": {"error": {"type": "unknown_error", "title": "boom"}}},
+        3: {"text": "", "finish_reason": None, "usage": None},
+    }
+
+    def handler(body):
+        prompt = _prompt_text(body)
+        with lock:
+            attempt = attempts[prompt] = attempts.get(prompt, 0) + 1
+        if prompt == "broken":
+            return Script(error_event_after=0)
+        if prompt == "empty":
+            return Script(chunks=[], finish_reason=None, usage=None)
+        if attempt == 1 and int(prompt) % 5 in first:
+            return Script(text="wrong", **first[int(prompt) % 5])
+        return Script(text=f"Echo: {prompt}")
+
+    fake_api.handler = handler
+    s = make_session(fake_api)
+    rows = [str(i) for i in range(10)]
+    out = s.map([*rows, "broken", "empty"], "{text}", concurrency=3, progress=False)
+
+    assert list(out["reply"][:10]) == [f"Echo: {i}" for i in range(10)]
+    assert out["error"][:10].isna().all()
+    assert (out["completion_tokens"][:10] == 2).all()
+    assert [attempts[r] for r in rows] == [2, 2, 2, 2, 1] * 2
+    assert (attempts["broken"], out["finish_reason"][10]) == (1, "error")
+    assert "Upstream failed" in out["error"][10]
+    assert (attempts["empty"], out["finish_reason"][11]) == (3, "error")
+    assert "no content and no finish reason" in out["error"][11]
+    assert all(b["stream"] is False for b in fake_api.chat_requests())
+
+
 def test_map_params_reach_every_request(fake_api):
     s = make_session(fake_api, system="be brief")
     s.map(["a", "b"], "{text}", model="cheap-model", temperature=0.5, max_tokens=7, progress=False)

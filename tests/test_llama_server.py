@@ -1,0 +1,320 @@
+"""oxen_notebook against a real third-party OpenAI-compatible server: llama-cpp-python's
+``llama_cpp.server`` serving the bundled SmolLM2-135M GGUF, started once for the test session.
+
+Two facts of that server shape these tests: it ignores ``stream_options.include_usage`` (only an
+unstreamed reply carries ``usage``), and a new request cancels the one streaming, whose stream then
+ends with ``[DONE]`` and no finish reason (with no text at all when it is cancelled before its
+first token). The loopback tests at the end replay those endings on the fake API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pandas as pd
+import pytest
+
+from oxen_notebook import Session, StreamError
+from oxen_notebook._local import model_path
+from tests.conftest import TEST_KEY
+from tests.fake_api import Script
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.local
+
+MODEL = "smollm2"
+COLORS = [f"Name one color. ({i})" for i in range(6)]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory):
+    """The base URL of a running ``python -m llama_cpp.server`` (terminated at the end)."""
+    port = free_port()
+    threads = str(max(1, (os.cpu_count() or 2) // 2))  # the cores are shared: leave room for the tests
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model_path("local")),
+        "--model_alias", MODEL, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+        "--n_threads", threads, "--n_threads_batch", threads, "--verbose", "False",
+    ]  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}/v1"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"llama_cpp.server exited: {log_path.read_text()[-2000:]}")
+                try:
+                    if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def make_session(base_url: str, **kwargs) -> Session:
+    return Session(model=MODEL, base_url=base_url, api_key="x", **kwargs)
+
+
+def test_ask_records_the_exchange(llama_server):
+    s = make_session(llama_server)
+    reply = s.ask("Say hello.", max_tokens=16, temperature=0)
+    assert reply.text.strip()
+    assert reply.finish_reason in ("stop", "length")
+    assert reply.error is None
+    assert [(m.role, m.content) for m in s.messages] == [("user", "Say hello."), ("assistant", reply.text)]
+
+
+def test_stream_yields_deltas_while_the_reply_is_still_coming(llama_server):
+    s = make_session(llama_server)
+    reply = s.stream("Count from one to ten.", max_tokens=24, temperature=0)
+    seen = [(delta, reply.text, reply.finished) for delta in reply]
+    deltas = [delta for delta, _, _ in seen]
+    assert len(deltas) > 3
+    assert not any(finished for _, _, finished in seen)
+    assert [text for _, text, _ in seen] == list(itertools.accumulate(deltas))
+    assert reply.finished and reply.text == "".join(deltas)
+    assert reply.finish_reason in ("stop", "length")
+
+
+def test_json_mode_gives_parseable_json(llama_server):
+    s = make_session(llama_server)
+    reply = s.ask(
+        "Give a JSON object describing a cat with keys name and age.",
+        response_format={"type": "json_object"},
+        temperature=0,
+        max_tokens=300,
+    )
+    assert reply.finish_reason == "stop"
+    assert isinstance(json.loads(reply.text), dict)
+
+
+def test_breaking_out_of_a_stream_keeps_the_partial_text_and_the_server_answers_next(llama_server):
+    s = make_session(llama_server)
+    with s.stream("Write a long story about a dragon.", max_tokens=300, temperature=0) as reply:
+        deltas = []
+        for delta in reply:
+            deltas.append(delta)
+            if len(deltas) == 4:
+                break
+    assert reply.finish_reason == "interrupted"
+    assert reply.text == "".join(deltas) and reply.text.strip()
+    assert (s.messages[-1].content, s.messages[-1].finish_reason) == (reply.text, "interrupted")
+    assert not s.busy
+
+    after = s.ask("Say yes.", max_tokens=8, temperature=0)
+    assert after.text.strip() and after.finish_reason in ("stop", "length")
+
+
+def test_close_stops_a_stream_and_the_server_answers_next(llama_server):
+    s = make_session(llama_server)
+    reply = s.stream("Write a long poem about the sea.", max_tokens=300, temperature=0)
+    deltas = iter(reply)
+    first, second = next(deltas), next(deltas)
+    reply.close()
+    assert reply.finish_reason == "interrupted"
+    assert reply.text == first + second
+    assert s.messages[-1].finish_reason == "interrupted"
+
+    after = s.ask("Say yes.", max_tokens=8, temperature=0)
+    assert after.text.strip() and after.finish_reason in ("stop", "length")
+
+
+def test_list_models_lists_the_alias(llama_server):
+    frame = make_session(llama_server).list_models()
+    assert MODEL in set(frame["id"])
+
+
+def test_export_rows_and_dtypes(llama_server):
+    s = make_session(llama_server, system="Answer briefly.")
+    reply = s.ask("Name a fruit.", max_tokens=8, temperature=0)
+    frame = s.to_dataframe()
+    assert list(frame["role"]) == ["system", "user", "assistant"]
+    assert list(frame["content"]) == ["Answer briefly.", "Name a fruit.", reply.text]
+    assert list(frame["turn"]) == [0, 1, 1]
+    assert frame["model"][2] == MODEL and frame["finish_reason"][2] == reply.finish_reason
+    assert frame["conversation_id"].nunique() == 1
+    dtypes = {name: str(frame[name].dtype) for name in
+              ("role", "content", "turn", "finish_reason", "prompt_tokens", "duration_s")}  # fmt: skip
+    assert dtypes == {
+        "role": "string", "content": "string", "turn": "Int64", "finish_reason": "string",
+        "prompt_tokens": "Int64", "duration_s": "Float64",
+    }  # fmt: skip
+    assert isinstance(frame["created_at"].dtype, pd.DatetimeTZDtype)
+    assert str(frame["created_at"].dt.tz) == "UTC"
+    assert frame["duration_s"][2] > 0
+
+
+@pytest.fixture(scope="module")
+def mapped(llama_server):
+    """Six rows at concurrency 2, and the prompt tokens the server counts for each prompt alone."""
+    s = make_session(llama_server)
+    frame = s.map(COLORS, "{}", concurrency=2, progress=False, max_tokens=12, temperature=0)
+    counted = []
+    for prompt in COLORS:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1}
+        response = httpx.post(f"{llama_server}/chat/completions", json=body, timeout=120)
+        counted.append(response.json()["usage"]["prompt_tokens"])
+    return s, frame, counted
+
+
+def test_map_at_concurrency_2_answers_every_row_with_the_servers_token_counts(mapped):
+    """Streamed, five of these six rows came back empty with finish_reason 'stop': the server
+    cancelled each running stream for the next request. Unstreamed, every row is answered."""
+    s, frame, counted = mapped
+    assert frame["error"].isna().all(), list(frame["error"])
+    assert (frame["reply"].str.strip().str.len() > 0).all(), list(frame["reply"])
+    assert set(frame["finish_reason"]) <= {"stop", "length"}
+    assert list(frame["prompt_tokens"]) == counted
+    assert (frame["completion_tokens"] > 0).all() and (frame["completion_tokens"] <= 12).all()
+    assert s.messages == []
+
+
+def test_usage_totals_the_rows_real_token_counts(mapped):
+    s, frame, counted = mapped
+    row = s.usage().set_index("model").loc[MODEL]
+    assert (row["requests"], row["errors"], row["no_usage"]) == (6, 0, 0)
+    assert row["prompt_tokens"] == sum(counted)
+    assert row["completion_tokens"] == frame["completion_tokens"].sum()
+    assert row["total_tokens"] == sum(counted) + frame["completion_tokens"].sum()
+
+
+def test_streamed_map_rows_are_answered_or_reported_never_silently_empty(llama_server):
+    s = make_session(llama_server)
+    frame = s.map(COLORS, "{}", concurrency=2, stream=True, progress=False, max_tokens=12, temperature=0)
+    for reply, reason, error in zip(frame["reply"], frame["finish_reason"], frame["error"], strict=True):
+        if pd.isna(error):
+            assert reason in ("stop", "length") and reply.strip()
+        else:
+            assert reason == "error" and "no content and no finish reason" in error
+
+
+def test_a_chat_reply_cancelled_before_its_first_token_is_an_error_not_an_empty_answer(llama_server):
+    """The server cancels a stream after a chunk when another request waits. A held by nobody
+    else streams; B (the chat turn) arrives and waits, which cancels A; C then arrives while B
+    reads its long prompt, so B is cancelled after its role chunk: B ends with [DONE] and nothing."""
+    s = make_session(llama_server)
+    s.ask("Hi", max_tokens=2)  # model details fetched: B sends nothing but its chat request
+    long_prompt = " ".join(f"Note {i}: the river is wide." for i in range(60)) + " Summarize the notes."
+    outcome: dict[str, BaseException | str] = {}
+
+    def chat_turn() -> None:
+        try:
+            outcome["text"] = s.ask(long_prompt, max_tokens=16).text
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    endless = {"model": MODEL, "messages": [{"role": "user", "content": "Write a story."}], "stream": True,
+               "max_tokens": 1500, "min_tokens": 1500}  # fmt: skip
+    short = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 4}
+    thread = threading.Thread(target=chat_turn)
+    with httpx.Client(base_url=llama_server, timeout=300) as raw:
+        with raw.stream("POST", "/chat/completions", json=endless) as a:
+            lines = a.iter_lines()
+            for line in lines:
+                if '"content"' in line:  # A is generating
+                    break
+            thread.start()
+            rest = []
+            for line in lines:  # A ends when B waits for the model (the body is then cut off)
+                rest.append(line)
+                if line == "data: [DONE]":
+                    break
+        assert rest[-1] == "data: [DONE]"
+        assert not any('"finish_reason": "' in line for line in rest), "A ended on its own"
+        with raw.stream("POST", "/chat/completions", json=short) as c:
+            c.read()
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+
+    error = outcome.get("error")
+    assert isinstance(error, StreamError), outcome
+    assert "no content and no finish reason" in str(error)
+    last = s.messages[-1]
+    assert (last.role, last.content, last.finish_reason) == ("assistant", "", "error")
+    assert last.error == str(error)
+    after = s.ask("Say yes.", max_tokens=8)
+    assert after.text.strip()
+
+
+# -- the same endings on the loopback fake API (no llama server needed) --------------------------
+
+
+def fake_session(fake_api) -> Session:
+    return Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=10.0)
+
+
+def test_loopback_role_chunk_then_done_is_an_error_in_ask_and_stream(fake_api):
+    s = fake_session(fake_api)
+    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
+    with pytest.raises(StreamError, match=r"no content and no finish reason .* send it again\.$"):
+        s.ask("first")
+    assert (s.messages[-1].content, s.messages[-1].finish_reason) == ("", "error")
+
+    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
+    reply = s.stream("second")
+    with pytest.raises(StreamError, match="no content"):
+        list(reply)
+    assert reply.finish_reason == "error" and reply.error is not None
+
+    s.ask("third")
+    sent = [m["content"] for m in fake_api.chat_requests()[-1]["messages"]]
+    assert sent == ["third"]  # the failed turns, with nothing in them, are not sent again
+
+
+def test_loopback_async_twin_raises_too(fake_api):
+    s = fake_session(fake_api)
+    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
+
+    async def run():
+        with pytest.raises(StreamError, match="no content"):
+            await s.aask("x")
+
+    asyncio.run(run())
+    assert s.messages[-1].finish_reason == "error"
+
+
+def test_loopback_text_then_done_with_no_finish_reason_is_complete(fake_api):
+    """Oxen's documented stream: content chunks, then [DONE], no finish_reason chunk, no usage."""
+    s = fake_session(fake_api)
+    fake_api.enqueue(Script(chunks=["a", " b"], finish_reason=None, usage=None))
+    reply = s.ask("x")
+    assert (reply.text, reply.finish_reason, reply.error) == ("a b", "stop", None)
+
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    fake_api.enqueue(Script(chunks=[], tool_calls=calls, finish_reason=None, usage=None))
+    reply = s.ask("y")
+    assert (reply.tool_calls, reply.error) == (calls, None)
+
+
+def test_loopback_unstreamed_reply_reads_one_body(fake_api):
+    s = fake_session(fake_api)
+    fake_api.enqueue(Script(text="one two", usage={"prompt_tokens": 5, "completion_tokens": 2}))
+    reply = s.stream("x")
+    reply.streamed = False
+    assert list(reply) == ["one two"]
+    assert reply.usage == {"prompt_tokens": 5, "completion_tokens": 2}
+    assert (s.messages[-1].prompt_tokens, s.messages[-1].completion_tokens) == (5, 2)
+    body = fake_api.chat_requests()[-1]
+    assert body["stream"] is False and "stream_options" not in body
+    with pytest.raises(RuntimeError, match="already started"):
+        reply.streamed = True
