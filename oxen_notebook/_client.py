@@ -22,6 +22,7 @@ from ._errors import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    InsufficientCreditsError,
     MissingAPIKeyError,
     status_error,
 )
@@ -221,8 +222,8 @@ class Client:
         return delay
 
     def _retry_delay(self, error: APIError, attempt: int) -> float | None:
-        if attempt >= self.max_retries:
-            return None
+        if attempt >= self.max_retries or isinstance(error, InsufficientCreditsError):
+            return None  # out of credits stays out of credits, whatever the status says
         if isinstance(error, APIStatusError):
             status = error.status or 0
             if status not in _RETRY_STATUSES and status < 500:

@@ -113,3 +113,12 @@ def test_async_in_stream_credits_error(fake_api):
     with pytest.raises(InsufficientCreditsError, match="add credits"):
         asyncio.run(s.aask("hello"))
     assert s.messages[-1].finish_reason == "error"
+
+
+def test_out_of_credits_is_not_retried_whatever_the_status(fake_api):
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, max_retries=2)
+    body = {"error": {"type": "unknown_error", "title": "Error", "detail": "Insufficient credits"}}
+    fake_api.enqueue(Script(status=500, error=body), Script(status=500, error=body), Script(text="never"))
+    with pytest.raises(InsufficientCreditsError):
+        s.ask("hi")
+    assert len(fake_api.chat_requests()) == 1
