@@ -110,7 +110,10 @@ class _Exchange:
 
     @property
     def streamed(self) -> bool:
-        """Whether the request streams; set ``False`` before the reply starts to send it unstreamed."""
+        """Whether the request streams; set ``False`` before the reply starts to send it unstreamed.
+
+        An unstreamed reply has nothing to show until its body arrives, so a sync ``stop()`` from
+        another thread takes effect only then (the async twin's ``stop()`` cancels at once)."""
         return self._streamed
 
     @streamed.setter
