@@ -20,9 +20,11 @@ from ._errors import (
     ParameterError,
     RateLimitError,
     ReplyConsumedError,
+    SchemaError,
     ServerError,
     SessionBusyError,
     StreamError,
+    ToolLoopError,
 )
 from ._events import Event
 from ._models import list_models, model_info
@@ -57,10 +59,12 @@ __all__ = [
     "RateLimitError",
     "Reply",
     "ReplyConsumedError",
+    "SchemaError",
     "ServerError",
     "Session",
     "SessionBusyError",
     "StreamError",
+    "ToolLoopError",
     "default_session",
     "list_models",
     "load_ipython_extension",

@@ -9,6 +9,8 @@ OxenError
 ├── ParameterError            bad input, rejected before any request (also a ValueError)
 ├── SessionBusyError          a reply is still streaming on this session (also a RuntimeError)
 ├── ReplyConsumedError        a reply was iterated a second time (also a RuntimeError)
+├── SchemaError               a reply is not JSON that matches the requested schema (.errors, .text)
+├── ToolLoopError             the model still called tools after max_tool_rounds rounds
 └── APIError                  the API or the connection failed
     ├── APIStatusError        an HTTP error status, or an error event in a stream
     │   ├── BadRequestError           400, 422 (types invalid_params, invalid_file_input)
@@ -48,9 +50,11 @@ __all__ = [
     "ParameterError",
     "RateLimitError",
     "ReplyConsumedError",
+    "SchemaError",
     "ServerError",
     "SessionBusyError",
     "StreamError",
+    "ToolLoopError",
     "parse_error_body",
     "status_error",
 ]
@@ -85,6 +89,20 @@ class SessionBusyError(OxenError, RuntimeError):
 
 class ReplyConsumedError(OxenError, RuntimeError):
     """A reply streams once: read ``reply.text``, or send again."""
+
+
+class SchemaError(OxenError):
+    """A reply is not JSON that matches the requested schema. ``errors`` lists every failure as
+    ``{"loc": "items[0].age", "msg": ..., "input": ..., "type": ...}``; ``text`` is the reply."""
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None, text: str = "") -> None:
+        super().__init__(message)
+        self.errors = list(errors or [])
+        self.text = text
+
+
+class ToolLoopError(OxenError):
+    """The model still called tools after ``max_tool_rounds`` rounds of answers."""
 
 
 class APIError(OxenError):

@@ -38,6 +38,30 @@ SCHEMA = {
         "max_tokens": {"type": "integer", "minimum": 1, "maximum": 16384},
     },
 }
+# A model without structured outputs: served but not listed. Its request schema says which
+# response_format types it takes, and a request with {"type": "json_schema"} gets a 400 naming
+# response_format (before any queued script, which the fallback request then gets).
+NO_JSON_SCHEMA_MODEL = "no-json-schema-model"
+NO_JSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        **SCHEMA["properties"],
+        "response_format": {
+            "type": "object",
+            "properties": {"type": {"type": "string", "enum": ["text", "json_object"]}},
+            "required": ["type"],
+        },
+    },
+}
+JSON_SCHEMA_REFUSAL = {
+    "error": {
+        "type": "invalid_params",
+        "title": "Invalid parameters",
+        "detail": "response_format json_schema is not supported by this model",
+    },
+    "status": "error",
+    "status_message": "invalid_params",
+}
 
 
 @dataclass
@@ -207,7 +231,11 @@ class FakeAPI:
         )
         return False
 
+    def _known(self, model_id: Any) -> bool:
+        return model_id in self.models or model_id == NO_JSON_SCHEMA_MODEL
+
     def _model(self, model_id: str) -> dict[str, Any]:
+        schemas = {"gpt-5-2-chat-latest": SCHEMA, NO_JSON_SCHEMA_MODEL: NO_JSON_SCHEMA}
         return {
             "id": model_id,
             "display_name": model_id.replace("-", " ").title(),
@@ -215,7 +243,7 @@ class FakeAPI:
             "developer": {"name": "Fake"},
             "capabilities": {"input": ["text", "image"], "output": ["text"]},
             "pricing": PRICING.get(model_id, {}),
-            "request_schema": SCHEMA if model_id == "gpt-5-2-chat-latest" else None,
+            "request_schema": schemas.get(model_id),
         }
 
     def _get(self, handler: BaseHTTPRequestHandler) -> None:
@@ -227,7 +255,7 @@ class FakeAPI:
             self._send_json(handler, 200, {"object": "list", "data": [self._model(m) for m in self.models]})
             return
         name = path.rsplit("/models/", 1)[-1] if "/models/" in path else None
-        if name in self.models:
+        if self._known(name):
             self._send_json(handler, 200, self._model(name))
         else:
             self._send_json(
@@ -255,7 +283,7 @@ class FakeAPI:
         if not handler.path.endswith("/chat/completions") or not isinstance(body, dict):
             self._send_json(handler, 400, {"error": {"message": "bad request"}})
             return
-        if body.get("model") not in self.models:
+        if not self._known(body.get("model")):
             self._send_json(
                 handler,
                 404,
@@ -269,6 +297,11 @@ class FakeAPI:
                     "status_message": "resource_not_found",
                 },
             )
+            return
+        response_format = body.get("response_format")
+        wants_schema = isinstance(response_format, dict) and response_format.get("type") == "json_schema"
+        if body["model"] == NO_JSON_SCHEMA_MODEL and wants_schema:
+            self._send_json(handler, 400, JSON_SCHEMA_REFUSAL)
             return
         script = self._next_script(body)
         if script.latency:

@@ -15,6 +15,7 @@ def test_exported_names():
         "AuthenticationError", "InsufficientCreditsError", "NotFoundError", "BadRequestError",
         "RateLimitError", "ServerError", "APIConnectionError", "APITimeoutError", "StreamError",
         "ParameterError", "MissingAPIKeyError", "ReplyConsumedError", "SessionBusyError", "Event",
+        "SchemaError",
     }  # fmt: skip
     for name in oxen_notebook.__all__:
         assert getattr(oxen_notebook, name) is not None
@@ -30,8 +31,9 @@ def test_error_tree():
     assert issubclass(e.ParameterError, ValueError)
 
 
-def test_import_does_not_load_pandas_ipywidgets_or_llama():
-    code = "import sys, oxen_notebook; print(sorted(m for m in ('pandas', 'ipywidgets', 'llama_cpp', 'IPython') if m in sys.modules))"
+def test_import_does_not_load_pandas_ipywidgets_llama_or_pydantic():
+    modules = ("pandas", "ipywidgets", "llama_cpp", "IPython", "pydantic", "jsonschema")
+    code = f"import sys, oxen_notebook; print(sorted(m for m in {modules!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
