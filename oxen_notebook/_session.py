@@ -384,6 +384,7 @@ class Session:
         concurrency: int = 8,
         on_error: str = "record",
         progress: bool | Callable[..., Any] = True,
+        stream: bool = False,
         **params: Any,
     ) -> pd.DataFrame:
         """Send ``template``, filled from each row of ``data`` (a DataFrame, a list of dicts, or a
@@ -391,12 +392,14 @@ class Session:
 
         Returns the data in its order with ``reply``, ``finish_reason``, token, ``latency_s``,
         ``cost_usd``, ``cached`` and ``error`` columns. ``on_error="raise"`` stops at the first
-        failure; Ctrl-C cancels the requests in flight and returns the rows that finished."""
+        failure; Ctrl-C cancels the requests in flight and returns the rows that finished. Rows are
+        sent unstreamed (the body carries the server's token counts); ``stream=True`` streams them."""
         from ._batch import run_map
 
         return run_map(
-            self, data, template, concurrency=concurrency, on_error=on_error, progress=progress, **params
-        )
+            self, data, template, concurrency=concurrency, on_error=on_error, progress=progress,
+            stream=stream, **params,
+        )  # fmt: skip
 
     def compare(
         self,

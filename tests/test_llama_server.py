@@ -4,12 +4,11 @@
 Two facts of that server shape these tests: it ignores ``stream_options.include_usage`` (only an
 unstreamed reply carries ``usage``), and a new request cancels the one streaming, whose stream then
 ends with ``[DONE]`` and no finish reason (with no text at all when it is cancelled before its
-first token). The loopback tests at the end replay those endings on the fake API.
+first token). tests/test_session.py replays those endings on the loopback fake API.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -24,8 +23,6 @@ import pytest
 
 from oxen_notebook import Session, StreamError
 from oxen_notebook._local import model_path
-from tests.conftest import TEST_KEY
-from tests.fake_api import Script
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.local
@@ -254,67 +251,3 @@ def test_a_chat_reply_cancelled_before_its_first_token_is_an_error_not_an_empty_
     assert last.error == str(error)
     after = s.ask("Say yes.", max_tokens=8)
     assert after.text.strip()
-
-
-# -- the same endings on the loopback fake API (no llama server needed) --------------------------
-
-
-def fake_session(fake_api) -> Session:
-    return Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=10.0)
-
-
-def test_loopback_role_chunk_then_done_is_an_error_in_ask_and_stream(fake_api):
-    s = fake_session(fake_api)
-    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
-    with pytest.raises(StreamError, match=r"no content and no finish reason .* send it again\.$"):
-        s.ask("first")
-    assert (s.messages[-1].content, s.messages[-1].finish_reason) == ("", "error")
-
-    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
-    reply = s.stream("second")
-    with pytest.raises(StreamError, match="no content"):
-        list(reply)
-    assert reply.finish_reason == "error" and reply.error is not None
-
-    s.ask("third")
-    sent = [m["content"] for m in fake_api.chat_requests()[-1]["messages"]]
-    assert sent == ["third"]  # the failed turns, with nothing in them, are not sent again
-
-
-def test_loopback_async_twin_raises_too(fake_api):
-    s = fake_session(fake_api)
-    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
-
-    async def run():
-        with pytest.raises(StreamError, match="no content"):
-            await s.aask("x")
-
-    asyncio.run(run())
-    assert s.messages[-1].finish_reason == "error"
-
-
-def test_loopback_text_then_done_with_no_finish_reason_is_complete(fake_api):
-    """Oxen's documented stream: content chunks, then [DONE], no finish_reason chunk, no usage."""
-    s = fake_session(fake_api)
-    fake_api.enqueue(Script(chunks=["a", " b"], finish_reason=None, usage=None))
-    reply = s.ask("x")
-    assert (reply.text, reply.finish_reason, reply.error) == ("a b", "stop", None)
-
-    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-    fake_api.enqueue(Script(chunks=[], tool_calls=calls, finish_reason=None, usage=None))
-    reply = s.ask("y")
-    assert (reply.tool_calls, reply.error) == (calls, None)
-
-
-def test_loopback_unstreamed_reply_reads_one_body(fake_api):
-    s = fake_session(fake_api)
-    fake_api.enqueue(Script(text="one two", usage={"prompt_tokens": 5, "completion_tokens": 2}))
-    reply = s.stream("x")
-    reply.streamed = False
-    assert list(reply) == ["one two"]
-    assert reply.usage == {"prompt_tokens": 5, "completion_tokens": 2}
-    assert (s.messages[-1].prompt_tokens, s.messages[-1].completion_tokens) == (5, 2)
-    body = fake_api.chat_requests()[-1]
-    assert body["stream"] is False and "stream_options" not in body
-    with pytest.raises(RuntimeError, match="already started"):
-        reply.streamed = True

@@ -406,3 +406,67 @@ def test_reply_displays_as_sanitized_html(session, fake_api):
     html = session.ask("x")._repr_html_()
     assert "<strong>bold</strong>" in html
     assert "<script" not in html
+
+
+# -- endings seen on llama-cpp-python's server (tests/test_llama_server.py), replayed here ---------
+
+
+def fake_session(fake_api) -> Session:
+    return Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=10.0)
+
+
+def test_loopback_role_chunk_then_done_is_an_error_in_ask_and_stream(fake_api):
+    s = fake_session(fake_api)
+    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
+    with pytest.raises(StreamError, match=r"no content and no finish reason .* send it again\.$"):
+        s.ask("first")
+    assert (s.messages[-1].content, s.messages[-1].finish_reason) == ("", "error")
+
+    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
+    reply = s.stream("second")
+    with pytest.raises(StreamError, match="no content"):
+        list(reply)
+    assert reply.finish_reason == "error" and reply.error is not None
+
+    s.ask("third")
+    sent = [m["content"] for m in fake_api.chat_requests()[-1]["messages"]]
+    assert sent == ["third"]  # the failed turns, with nothing in them, are not sent again
+
+
+def test_loopback_async_twin_raises_too(fake_api):
+    s = fake_session(fake_api)
+    fake_api.enqueue(Script(chunks=[], finish_reason=None, usage=None))
+
+    async def run():
+        with pytest.raises(StreamError, match="no content"):
+            await s.aask("x")
+
+    asyncio.run(run())
+    assert s.messages[-1].finish_reason == "error"
+
+
+def test_loopback_text_then_done_with_no_finish_reason_is_complete(fake_api):
+    """Oxen's documented stream: content chunks, then [DONE], no finish_reason chunk, no usage."""
+    s = fake_session(fake_api)
+    fake_api.enqueue(Script(chunks=["a", " b"], finish_reason=None, usage=None))
+    reply = s.ask("x")
+    assert (reply.text, reply.finish_reason, reply.error) == ("a b", "stop", None)
+
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    fake_api.enqueue(Script(chunks=[], tool_calls=calls, finish_reason=None, usage=None))
+    reply = s.ask("y")
+    assert (reply.tool_calls, reply.error) == (calls, None)
+
+
+def test_loopback_unstreamed_reply_reads_one_body(fake_api):
+    s = fake_session(fake_api)
+    fake_api.enqueue(Script(text="one two", usage={"prompt_tokens": 5, "completion_tokens": 2}))
+    reply = s.stream("x")
+    reply.streamed = False
+    assert list(reply) == ["one two"]
+    assert reply.usage == {"prompt_tokens": 5, "completion_tokens": 2}
+    assert (s.messages[-1].prompt_tokens, s.messages[-1].completion_tokens) == (5, 2)
+    body = fake_api.chat_requests()[-1]
+    assert body["stream"] is False and "stream_options" not in body
+    with pytest.raises(RuntimeError, match="already started"):
+        reply.streamed = True
