@@ -5,6 +5,10 @@ Tests queue what the next requests get with ``server.enqueue(Script(...))`` or s
 streamed a word at a time (a ``"stream": false`` request gets the same as one ``chat.completion``
 body, with ``usage``). Every request is recorded in ``server.requests``.
 
+``"tool-model"`` (served, not listed) calls tools as a real tool-calling model does (see :func:`tool_model`): the
+prompt directs it, e.g. ``CALL get_weather {"city": "Oslo"} ; CALL get_weather {"city": "Rome"}``,
+and once the tool results come back it answers ``Results: get_weather[call_0_0] = ...``.
+
 Run it alone (for benchmarks or by hand): ``python tests/fake_api.py --port 8765``.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import socket
 import threading
 import time
@@ -88,6 +93,7 @@ class Script:
     comments: bool = False  # ": keep-alive" comments and unknown fields between events
     byte_by_byte: bool = False  # flush every byte separately
     tool_calls: list[dict[str, Any]] | None = None  # full tool calls, streamed in fragments
+    interleave_tools: bool = False  # each call's arguments in 3 fragments, the calls interleaved
     raw: bytes | None = None  # the exact body to send
     batch_write: bool = False  # build the whole body first, write it at once (benchmarks)
 
@@ -114,6 +120,59 @@ def _prompt_text(body: dict[str, Any]) -> str:
 
 def echo(body: dict[str, Any]) -> Script:
     return Script(text=f"Echo: {_prompt_text(body)}")
+
+
+TOOL_MODEL = "tool-model"
+_CALL = re.compile(r"\bCALL\s+([\w-]+)[ \t]*")
+
+
+def tool_rounds(prompt: str) -> tuple[list[list[tuple[str, str]]], bool]:
+    """The rounds of tool calls a prompt directs: ``CALL name {json}`` is a call, ``;`` separates
+    the calls of one round, ``THEN`` separates rounds, and ``LOOP`` anywhere repeats the last round
+    forever. Arguments that are not JSON are sent as written, up to the next ``;``."""
+    rounds = []
+    for part in re.split(r"\bTHEN\b", prompt):
+        calls, pos = [], 0
+        while match := _CALL.search(part, pos):
+            pos = match.end()
+            try:
+                _, end = json.JSONDecoder().raw_decode(part, pos)
+            except ValueError:
+                end = part.find(";", pos) if ";" in part[pos:] else len(part)
+            calls.append((match.group(1), part[pos:end].strip()))
+            pos = end
+        if calls:
+            rounds.append(calls)
+    return rounds, "LOOP" in prompt
+
+
+def tool_model(body: dict[str, Any]) -> Script:
+    """A scripted tool-calling model. Offered ``tools`` and a prompt with ``CALL`` directives
+    (:func:`tool_rounds`), it streams the next round's calls (ids ``call_<round>_<i>``, arguments
+    in fragments, the calls interleaved by index) with ``finish_reason: "tool_calls"``; when the
+    rounds are done and the last messages are tool results, it answers
+    ``Results: name[call_id] = content | ...`` for every result since the prompt. Otherwise it
+    echoes the prompt."""
+    messages = body.get("messages") or []
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    since = messages[last_user + 1 :]
+    rounds, loop = tool_rounds(_prompt_text(body))
+    done = sum(1 for m in since if m.get("role") == "assistant" and m.get("tool_calls"))
+    if body.get("tools") and rounds and (done < len(rounds) or loop):
+        calls = [
+            {"id": f"call_{done}_{i}", "type": "function", "function": {"name": name, "arguments": args}}
+            for i, (name, args) in enumerate(rounds[min(done, len(rounds) - 1)])
+        ]
+        return Script(chunks=[], tool_calls=calls, finish_reason="tool_calls", interleave_tools=True)
+    results = [m for m in since if m.get("role") == "tool"]
+    if not results or messages[-1].get("role") != "tool":
+        return echo(body)
+    names = {c.get("id"): c["function"]["name"] for m in since for c in (m.get("tool_calls") or [])}
+    answers = [
+        f"{names.get(m.get('tool_call_id'), '?')}[{m.get('tool_call_id')}] = {m.get('content')}"
+        for m in results
+    ]
+    return Script(text="Results: " + " | ".join(answers))
 
 
 class _Server(ThreadingHTTPServer):
@@ -188,6 +247,8 @@ class FakeAPI:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
+        if self.handler is None and body.get("model") == TOOL_MODEL:
+            return tool_model(body)
         return (self.handler or echo)(body)
 
     # -- handlers ---------------------------------------------------------------------------------
@@ -232,7 +293,7 @@ class FakeAPI:
         return False
 
     def _known(self, model_id: Any) -> bool:
-        return model_id in self.models or model_id == NO_JSON_SCHEMA_MODEL
+        return model_id in self.models or model_id in (NO_JSON_SCHEMA_MODEL, TOOL_MODEL)
 
     def _model(self, model_id: str) -> dict[str, Any]:
         schemas = {"gpt-5-2-chat-latest": SCHEMA, NO_JSON_SCHEMA_MODEL: NO_JSON_SCHEMA}
@@ -445,19 +506,26 @@ class FakeAPI:
             if script.delay:
                 time.sleep(script.delay)
             emit(event(chunk_payload(model, i, {"content": text})))
-        for index, call in enumerate(script.tool_calls or []):
-            args = call["function"]["arguments"]
-            half = len(args) // 2
-            first = {"index": index, "id": call["id"], "type": "function",
-                     "function": {"name": call["function"]["name"], "arguments": args[:half]}}  # fmt: skip
-            emit(event(chunk_payload(model, 0, {"tool_calls": [first]})))
-            emit(
-                event(
-                    chunk_payload(
-                        model, 0, {"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]}
+        if script.interleave_tools:
+            _interleaved_tool_calls(
+                script.tool_calls or [], lambda delta: emit(event(chunk_payload(model, 0, delta)))
+            )
+        else:
+            for index, call in enumerate(script.tool_calls or []):
+                args = call["function"]["arguments"]
+                half = len(args) // 2
+                first = {"index": index, "id": call["id"], "type": "function",
+                         "function": {"name": call["function"]["name"], "arguments": args[:half]}}  # fmt: skip
+                emit(event(chunk_payload(model, 0, {"tool_calls": [first]})))
+                emit(
+                    event(
+                        chunk_payload(
+                            model,
+                            0,
+                            {"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]},
+                        )
                     )
                 )
-            )
         if script.finish_reason:
             emit(event(chunk_payload(model, 0, {}, script.finish_reason)))
         wants_usage = (body.get("stream_options") or {}).get("include_usage")
@@ -470,6 +538,28 @@ class FakeAPI:
         if pending:
             out.write(b"".join(pending))
             out.flush()
+
+
+def _interleaved_tool_calls(calls: list[dict[str, Any]], send: Callable[[dict[str, Any]], None]) -> None:
+    """As OpenAI streams parallel calls: each call's id and name first (empty arguments), then its
+    arguments in three fragments, the calls taking turns by index; the middle fragments of all the
+    calls share one delta, as some servers send them."""
+    for index, call in enumerate(calls):
+        head = {"index": index, "id": call["id"], "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+        send({"tool_calls": [head]})
+    thirds = []
+    for call in calls:
+        args = call["function"]["arguments"]
+        cut = [len(args) * k // 3 for k in range(4)]
+        thirds.append([args[cut[k] : cut[k + 1]] for k in range(3)])
+    for k in range(3):
+        fragments = [{"index": i, "function": {"arguments": t[k]}} for i, t in enumerate(thirds) if t[k]]
+        if k == 1 and fragments:
+            send({"tool_calls": fragments})
+        elif fragments:
+            for fragment in fragments:
+                send({"tool_calls": [fragment]})
 
 
 def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
