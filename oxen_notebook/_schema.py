@@ -291,7 +291,7 @@ class OutputSchema:
         import jsonschema
 
         kind = spec.get("type")
-        if kind not in ("object", "array") and not (kind is None and "properties" in spec):
+        if kind not in ("object", "array"):
             raise ParameterError(
                 f"schema dict must describe an object or an array (type {kind!r}): {_ACCEPTED}."
             )
@@ -311,10 +311,7 @@ class OutputSchema:
     def _finish(self, schema: dict[str, Any], *, python: bool) -> dict[str, Any]:
         if self._is_list:
             schema = _wrap(schema)
-        schema = _prune(_strict(schema, schema, python=python))
-        if schema.get("type") != "object":
-            raise ParameterError(f"schema={self.spec!r} does not describe an object: {_ACCEPTED}.")
-        return schema
+        return _prune(_strict(schema, schema, python=python))
 
     def __repr__(self) -> str:
         return f"OutputSchema({self._label!r})"
@@ -458,14 +455,25 @@ def _load_json(text: str, label: str) -> Any:
 # -- fallback triggers -------------------------------------------------------------------------
 
 
+def _get(node: Any, key: str) -> Any:
+    return node.get(key) if isinstance(node, dict) else None
+
+
+def _format_types(spec: Any) -> list[Any] | None:
+    kind = _get(_get(spec, "properties"), "type")
+    if isinstance(_get(kind, "enum"), list):
+        return kind["enum"]
+    if isinstance(kind, dict) and "const" in kind:
+        return [kind["const"]]
+    variants = _get(spec, "oneOf") or _get(spec, "anyOf")  # OpenAI's spec: one variant per type
+    found = [_format_types(v) for v in variants] if isinstance(variants, list) else [None]
+    return None if None in found else [t for types_ in found for t in types_ or []]
+
+
 def json_schema_support(request_schema: dict[str, Any] | None) -> bool | None:
     """Whether a model's published request schema allows ``response_format`` type
     ``json_schema``: False when it lists the types without it, None when it does not say."""
-    spec = ((request_schema or {}).get("properties") or {}).get("response_format")
-    kind = ((spec.get("properties") or {}).get("type") if isinstance(spec, dict) else None) or {}
-    allowed = kind.get("enum") or ([kind["const"]] if "const" in kind else None)
-    if allowed is None and isinstance(spec, dict) and isinstance(spec.get("enum"), list):
-        allowed = [f.get("type") for f in spec["enum"] if isinstance(f, dict)]  # whole formats
+    allowed = _format_types(_get(_get(request_schema, "properties"), "response_format"))
     return None if allowed is None else "json_schema" in allowed
 
 

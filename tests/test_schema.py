@@ -525,6 +525,11 @@ def test_other_errors_are_not_a_refusal(fake_api: FakeAPI):
         {"properties": {"response_format": {"properties": {"type": {"enum": ["json_schema"]}}}}}
     )
     assert json_schema_support({"properties": {"response_format": {"type": "object"}}}) is None
+    assert json_schema_support({"properties": {"response_format": "object"}}) is None
+    variants = [{"properties": {"type": {"const": kind}}} for kind in ("text", "json_object", "json_schema")]
+    assert json_schema_support({"properties": {"response_format": {"oneOf": variants}}}) is True
+    assert json_schema_support({"properties": {"response_format": {"anyOf": variants[:2]}}}) is False
+    assert json_schema_support({"properties": {"response_format": {"anyOf": [*variants[:2], {}]}}}) is None
 
 
 # -- a real grammar-enforcing model ------------------------------------------------------------------
