@@ -15,6 +15,7 @@ pydantic (schemas, validation, serializing results) is imported on first use.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import json
 import re
@@ -116,7 +117,8 @@ class Tool:
             ) from None
         except (TypeError, ValueError) as error:
             raise ParameterError(f"tool {name}: its signature cannot be read ({_one_line(error)}).") from None
-        doc_description, arg_docs = parse_docstring(inspect.getdoc(func))
+        documented = func.func if isinstance(func, functools.partial) else func
+        doc_description, arg_docs = parse_docstring(inspect.getdoc(documented))
         validator, positional = _argument_model(name, signature)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a default that is not JSON is left out of the schema
@@ -136,7 +138,10 @@ class Tool:
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function)
+        """The function is a coroutine function (or an object whose ``__call__`` is one)."""
+        function = self.function
+        call = type(function).__call__ if function is not None else None
+        return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(call)
 
     def spec(self) -> dict[str, Any]:
         """The tool as a chat-completions request lists it."""
@@ -220,9 +225,15 @@ def _argument_model(name: str, signature: inspect.Signature) -> tuple[Any, tuple
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.model_json_schema(by_alias=True)
-    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema) as error:
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema):
+        culprit = next((p for p in signature.parameters.values() if not _describable(p.annotation)), None)
+        what = (
+            f"parameter {culprit.name!r} has type {_type_name(culprit.annotation)}, which"
+            if culprit
+            else "a type"
+        )
         raise ParameterError(
-            f"tool {name}: a parameter's type has no JSON Schema ({_one_line(error, 120)}); "
+            f"tool {name}: {what} has no JSON Schema; "
             "use str, int, float, bool, Literal, list, dict, dataclasses or pydantic models."
         ) from None
     except (pydantic.PydanticUserError, TypeError) as error:
@@ -230,6 +241,24 @@ def _argument_model(name: str, signature: inspect.Signature) -> tuple[Any, tuple
             f"tool {name}: {_one_line(error).split(' For further information')[0]}"
         ) from None
     return model, tuple(positional)
+
+
+def _describable(annotation: Any) -> bool:
+    import pydantic
+
+    if annotation is inspect.Parameter.empty:
+        return True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pydantic.TypeAdapter(annotation).json_schema()
+    except Exception:
+        return False
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or repr(annotation)
 
 
 def _validation_text(error: Any) -> str:

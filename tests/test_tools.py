@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import json
 import re
 import subprocess
@@ -195,7 +196,7 @@ def test_what_cannot_be_a_tool_is_refused_in_one_line():
         (lambda city: city, "has no name: use def, or Tool.from_function(f, name=...)."),
         ("get_weather", "a tool is a function or a tool spec dict, not 'get_weather'."),
         (gen, "tool gen: a generator cannot be a tool; return the value instead."),
-        (locked, "tool locked: a parameter's type has no JSON Schema"),
+        (locked, "tool locked: parameter 'lock' has type Event, which has no JSON Schema; use str,"),
     ]
     for func, message in cases:
         with pytest.raises(ParameterError) as info:
@@ -379,6 +380,30 @@ def test_a_coroutine_tool_runs_even_where_an_event_loop_is_running():
         '{"url": "https://x", "loop": true}',
         {"url": "https://x", "loop": True},
     )
+
+
+def test_callable_objects_and_partials_are_tools_too():
+    class Lookup:
+        """Look a word up."""
+
+        __name__ = "lookup"
+
+        async def __call__(self, word: str) -> str:
+            await asyncio.sleep(0)
+            return word.upper()
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    lookup = Tool.from_function(Lookup())
+    add_two = Tool.from_function(functools.partial(add, b=2), name="add_two")
+    assert lookup.is_async and lookup.description == "Look a word up."
+    assert add_two.description == "Add two numbers." and add_two.parameters["properties"]["b"]["default"] == 2
+    with pytest.raises(ParameterError, match="has no name"):
+        Tool.from_function(functools.partial(add, b=2))
+    calls = Toolbox.calls_from([call("lookup", {"word": "ox"}, "1"), call("add_two", {"a": 1}, "2")])
+    assert [r.content for r in Toolbox([lookup, add_two]).run(calls)] == ["OX", "3"]
 
 
 def test_arun_awaits_coroutine_tools_and_async_approvers():
