@@ -32,6 +32,7 @@ from ._records import Message
 from ._registry import default_session, named_session
 from ._reply import AsyncReply, Reply
 from ._session import DEFAULT_MODEL, Session
+from ._turn import AsyncTurn, Turn
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -45,6 +46,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncReply",
+    "AsyncTurn",
     "AuthenticationError",
     "BadRequestError",
     "ChatPanel",
@@ -65,6 +67,7 @@ __all__ = [
     "SessionBusyError",
     "StreamError",
     "ToolLoopError",
+    "Turn",
     "default_session",
     "list_models",
     "load_ipython_extension",

@@ -93,6 +93,7 @@ class ModelCatalog:
     def __init__(self, client_for: Callable[[str], Client]) -> None:
         self._client_for = client_for
         self._infos: dict[str, dict[str, Any] | None] = {}
+        self._no_json_schema: set[str] = set()
         self._lock = threading.Lock()
 
     def info(self, model: str) -> dict[str, Any]:
@@ -126,3 +127,19 @@ class ModelCatalog:
     def pricing(self, model: str) -> Pricing | None:
         """The model's prices, or ``None`` when it publishes none."""
         return pricing_from_info(self.known(model))
+
+    def takes_json_schema(self, model: str, *, published: bool = True) -> bool:
+        """Whether to ask ``model`` for ``response_format`` ``json_schema`` (else ``json_object``):
+        not when it refused it in this session, or (``published``: its details are fetched) when
+        its request schema leaves it out."""
+        from ._schema import json_schema_support
+
+        with self._lock:
+            if model in self._no_json_schema:
+                return False
+        return not published or json_schema_support(self.request_schema(model)) is not False
+
+    def refuses_json_schema(self, model: str) -> None:
+        """Remember, for this session, that ``model`` answered 400 to a ``json_schema`` request."""
+        with self._lock:
+            self._no_json_schema.add(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLUMNS",
+    "JSON_COLUMNS",
     "BatchLog",
     "Message",
     "is_missing",
@@ -45,6 +47,10 @@ class Message:
     (stopped by the user) or ``error`` (the request failed; ``error`` says why) for replies,
     and ``None`` for user and system messages. ``usage_estimated`` is true when the server sent no
     token counts and they were counted here (an estimate; see ``oxen_notebook._tokens``).
+    ``parsed`` is a reply's validated structured output (as JSON), when it was asked for with
+    ``schema=``. A ``tool`` message answers ``tool_call_id``: ``tool_name`` was called with
+    ``tool_arguments`` and ``content`` is what it returned (or ``error`` why it did not). ``note``
+    says what the client did on the user's behalf (a request sent again with another format).
     """
 
     role: str
@@ -69,6 +75,10 @@ class Message:
     tool_call_id: str | None = None
     cached: bool = False
     cost_usd: float | None = None
+    parsed: Any = None
+    tool_name: str | None = None
+    tool_arguments: dict[str, Any] | None = None
+    note: str | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The message as the chat-completions API takes it."""
@@ -100,9 +110,12 @@ class Message:
             values.pop("created_at", None)
         elif values["created_at"].tzinfo is None:
             values["created_at"] = values["created_at"].replace(tzinfo=timezone.utc)
-        for name in ("params", "images", "tool_calls"):
+        for name in ("params", "images", "tool_calls", "tool_arguments"):
             if isinstance(values.get(name), str):
                 values[name] = json.loads(values[name])
+        if isinstance(values.get("parsed"), str):  # a CSV or Parquet copy holds it as JSON text
+            with contextlib.suppress(ValueError):
+                values["parsed"] = json.loads(values["parsed"])
         for name in ("params", "images"):
             if values.get(name) is None:
                 values.pop(name, None)
@@ -145,8 +158,10 @@ _FLOAT_COLUMNS = ["ttft_s", "duration_s", "cost_usd"]
 _BOOL_COLUMNS = ["usage_estimated", "cached"]
 _STRING_COLUMNS = [
     "conversation_id", "message_id", "role", "content", "model", "finish_reason", "error",
-    "source", "tool_call_id",
+    "source", "tool_call_id", "tool_name", "note",
 ]  # fmt: skip
+#: Columns whose cells are lists or dicts: a CSV or Parquet export stores them as JSON text.
+JSON_COLUMNS = ["params", "images", "tool_calls", "parsed", "tool_arguments"]
 
 
 def is_missing(value: Any) -> bool:

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._assembler import Assembler
 from ._cache import ResponseCache, lookup, store
-from ._errors import OxenError, ReplyConsumedError, StreamError
+from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError
 from ._records import Message, new_id
+from ._request import with_fallback
+from ._schema import refuses_json_schema
 from ._sse import SSEDecoder
 
 if TYPE_CHECKING:
@@ -82,6 +84,8 @@ class _Exchange:
         #: The assistant message's id: known from the start, so a checkpoint of the partial reply
         #: and the finished record are the same message.
         self.message_id = new_id()
+        #: What the client did on the user's behalf (e.g. sent the request again), or ``None``.
+        self.note: str | None = None
 
     # -- what users read ----------------------------------------------------------------------
 
@@ -229,6 +233,32 @@ class _Exchange:
             )
         raise exc
 
+    def _send(self) -> httpx.Response:
+        return self._client.send(
+            "POST", "/chat/completions", json=self._wire_body(), headers=self.request.headers,
+            stream=self._streamed, model=self.model,
+        )  # fmt: skip
+
+    async def _asend(self) -> httpx.Response:
+        return await self._client.asend(
+            "POST", "/chat/completions", json=self._wire_body(), headers=self.request.headers,
+            stream=self._streamed, model=self.model,
+        )  # fmt: skip
+
+    def _fall_back(self, error: BadRequestError) -> bool:
+        """After a 400 that refuses ``json_schema``: switch to the request's ``json_object``
+        fallback, once, and say so in the record. Nothing was streamed yet."""
+        request = self.request
+        if request.fallback is None or request.use_fallback or not refuses_json_schema(error):
+            return False
+        request.body = with_fallback(request.body, request.fallback)
+        request.use_fallback = True
+        self.note = (
+            f"{self.model} refused response_format json_schema ({error.detail or error.message}); "
+            "sent again as json_object with the schema in the system message"
+        )
+        return True
+
     def snapshot(self) -> Message:
         """The reply so far as a record marked ``interrupted`` (what a crash now would leave)."""
         user = self.user_message
@@ -281,6 +311,7 @@ class _Exchange:
             source=self.user_message.source,
             tool_calls=self.tool_calls or None,
             cached=self.cached,
+            note=self.note,
         )
         self._remember()
         self._host.end(self)
@@ -326,14 +357,12 @@ class Reply(_Exchange):
                     yield delta
                 self._finish()
                 return
-            response = self._client.send(
-                "POST",
-                "/chat/completions",
-                json=self._wire_body(),
-                headers=self.request.headers,
-                stream=self._streamed,
-                model=self.model,
-            )
+            try:
+                response = self._send()
+            except BadRequestError as exc:
+                if not self._fall_back(exc):
+                    raise
+                response = self._send()
             self._response = response
             chunks: Iterable[bytes] = ()
             if self._stop.is_set():
@@ -424,14 +453,12 @@ class AsyncReply(_Exchange):
                     yield delta
                 self._finish()
                 return
-            response: httpx.Response = await self._client.asend(
-                "POST",
-                "/chat/completions",
-                json=self._wire_body(),
-                headers=self.request.headers,
-                stream=self._streamed,
-                model=self.model,
-            )
+            try:
+                response: httpx.Response = await self._asend()
+            except BadRequestError as exc:
+                if not self._fall_back(exc):
+                    raise
+                response = await self._asend()
             self._response = response
             if not self._streamed:
                 for delta in self._take_body(response.content):

@@ -6,7 +6,7 @@ Built once by :func:`prepare_request` from a prompt and parameters; the Session 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._errors import ParameterError
@@ -14,7 +14,7 @@ from ._images import image_url
 from ._params import check_against_schema, validate_params
 from ._records import Message
 
-__all__ = ["PreparedRequest", "prepare_request"]
+__all__ = ["PreparedRequest", "prepare_request", "with_fallback"]
 
 
 @dataclass
@@ -28,6 +28,32 @@ class PreparedRequest:
     base_url: str
     history: bool = True
     headers: dict[str, str] | None = None
+    #: A follow-up within a turn (tool results, a schema repair): the messages that came after the
+    #: user's. It adds no user message; a history request sends the history, which holds them.
+    follow_up: list[dict[str, Any]] | None = None
+    #: For a schema: ``{"response_format": {"type": "json_object"}, "instruction": text}``, sent
+    #: instead of ``json_schema`` to a model that refuses it (``use_fallback``: known beforehand).
+    fallback: dict[str, Any] | None = None
+    use_fallback: bool = False
+
+    def follow(self, messages: list[dict[str, Any]]) -> PreparedRequest:
+        """The next request of this turn, after ``messages`` (appended to what came before)."""
+        # tool_choice applies to the first request: kept, "required" would call tools forever.
+        body = {k: v for k, v in self.body.items() if k not in ("messages", "tool_choice")}
+        if self.use_fallback and self.fallback:
+            body["response_format"] = self.fallback["response_format"]
+        return replace(self, body=body, follow_up=[*(self.follow_up or []), *messages])
+
+
+def with_fallback(body: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the fallback's response format and its instruction in the system message."""
+    messages = list(body.get("messages") or [])
+    instruction = fallback["instruction"]
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{instruction}"}
+    else:
+        messages.insert(0, {"role": "system", "content": instruction})
+    return {**body, "response_format": fallback["response_format"], "messages": messages}
 
 
 def prepare_request(

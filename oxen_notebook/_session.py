@@ -27,8 +27,9 @@ from ._params import validate_params
 from ._persist import Journal, SavedConversation, read_conversation, write_conversation
 from ._records import BatchLog, Message, messages_from_dataframe, messages_to_dataframe, new_id
 from ._reply import AsyncReply, Reply
-from ._request import PreparedRequest, prepare_request
+from ._request import PreparedRequest, prepare_request, with_fallback
 from ._routing import ClientPool
+from ._turn import AsyncTurn, Turn, TurnOptions, turn_options
 from ._usage import UsageLedger
 
 if TYPE_CHECKING:
@@ -209,14 +210,15 @@ class Session:
 
     def _prepare(
         self, prompt: str, images: list[Any] | None, history: bool, source: str | None,
-        model: str | None, params: dict[str, Any],
-    ) -> PreparedRequest:  # fmt: skip
+        model: str | None, params: dict[str, Any], typed: dict[str, Any],
+    ) -> tuple[PreparedRequest, TurnOptions]:  # fmt: skip
         model = model or self.model
         if not isinstance(prompt, str) or not prompt.strip():
             raise ParameterError("prompt is empty: give the text to send.")
         merged = validate_params({**self.defaults, **params})
+        options = turn_options(merged, **typed)
         schema = self.catalog.request_schema(model) if self.validate_schema else None
-        return prepare_request(
+        request = prepare_request(
             prompt,
             model=model,
             params=merged,
@@ -226,6 +228,16 @@ class Session:
             source=source or self.source,
             schema=schema,
         )
+        request.fallback = options.fallback
+        if options.fallback is not None:
+            takes = self.catalog.takes_json_schema(model, published=self.validate_schema)
+            request.use_fallback = not takes
+        return request, options
+
+    def _plan(self, request: PreparedRequest, options: TurnOptions) -> Any:
+        if not request.history:  # a one-shot turn's records stay with its replies
+            return options.plan(lambda role, content, **fields: Message(role, content, **fields), _set)
+        return options.plan(self.add_message, self._amend)
 
     def stream(
         self,
@@ -235,12 +247,27 @@ class Session:
         history: bool = True,
         source: str | None = None,
         model: str | None = None,
+        schema: Any = None,
+        tools: list[Any] | None = None,
+        approve: Callable[[Any], bool] | None = None,
+        max_repairs: int = 1,
+        max_tool_rounds: int | None = None,
         **params: Any,
-    ) -> Reply:
+    ) -> Reply | Turn:
         """A :class:`Reply` that streams text deltas when iterated. ``history=False`` sends the
-        prompt alone (with the system prompt) and keeps it out of the conversation."""
-        request = self._prepare(prompt, images, history, source, model, params)
-        return Reply(request, self._host, self.clients.for_model(request.model), self.cache)
+        prompt alone (with the system prompt) and keeps it out of the conversation.
+
+        ``schema=`` (a pydantic model, dataclass, TypedDict, ``list[...]`` of those, or a JSON
+        Schema dict) asks for structured output: ``.parsed`` is the validated value, after up to
+        ``max_repairs`` repair turns. ``tools=[function, ...]`` runs the model's tool calls and sends
+        the results back (up to ``max_tool_rounds`` rounds; ``approve(call) -> bool`` first). With
+        either, a :class:`Turn` is returned: it reads like a Reply and may send several requests."""
+        typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
+                 "max_tool_rounds": max_tool_rounds}  # fmt: skip
+        request, options = self._prepare(prompt, images, history, source, model, params, typed)
+        plan = self._plan(request, options)
+        first = self._reply(request)
+        return first if plan is None else Turn(first, self._reply, plan)
 
     def astream(
         self,
@@ -250,17 +277,32 @@ class Session:
         history: bool = True,
         source: str | None = None,
         model: str | None = None,
+        schema: Any = None,
+        tools: list[Any] | None = None,
+        approve: Callable[[Any], Any] | None = None,
+        max_repairs: int = 1,
+        max_tool_rounds: int | None = None,
         **params: Any,
-    ) -> AsyncReply:
+    ) -> AsyncReply | AsyncTurn:
         """The async twin of :meth:`stream`: ``async for delta in session.astream(prompt)``."""
-        request = self._prepare(prompt, images, history, source, model, params)
+        typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
+                 "max_tool_rounds": max_tool_rounds}  # fmt: skip
+        request, options = self._prepare(prompt, images, history, source, model, params, typed)
+        plan = self._plan(request, options)
+        first = self._areply(request)
+        return first if plan is None else AsyncTurn(first, self._areply, plan)
+
+    def _reply(self, request: PreparedRequest) -> Reply:
+        return Reply(request, self._host, self.clients.for_model(request.model), self.cache)
+
+    def _areply(self, request: PreparedRequest) -> AsyncReply:
         return AsyncReply(request, self._host, self.clients.for_model(request.model), self.cache)
 
-    def ask(self, prompt: str, **kwargs: Any) -> Reply:
+    def ask(self, prompt: str, **kwargs: Any) -> Reply | Turn:
         """Send a prompt and wait for the whole reply (``reply.text``, ``.usage``, ``.finish_reason``)."""
         return self.stream(prompt, **kwargs).consume()
 
-    async def aask(self, prompt: str, **kwargs: Any) -> AsyncReply:
+    async def aask(self, prompt: str, **kwargs: Any) -> AsyncReply | AsyncTurn:
         """The async twin of :meth:`ask`."""
         return await self.astream(prompt, **kwargs).aconsume()
 
@@ -279,14 +321,19 @@ class Session:
     def _started(self, reply: Reply | AsyncReply) -> None:
         request = reply.request
         user = request.user
-        if request.history:
+        opens = request.history and request.follow_up is None  # a follow-up continues its turn
+        if opens:
             messages = self.history.open_turn(user, self.max_turns)
+        elif request.history:
+            messages = self.history.for_request(self.max_turns)  # it holds the turn so far
         else:
             system = self.system
             messages = [{"role": "system", "content": system}] if system else []
-            messages.append(user.to_api())
+            messages += [user.to_api(), *(request.follow_up or [])]
         request.body["messages"] = messages
-        if request.history:
+        if request.use_fallback and request.fallback:
+            request.body = with_fallback(request.body, request.fallback)
+        if opens:
             self._write(user)
             self._emit("message", message=user)
         self._emit("start", reply=reply)
@@ -307,6 +354,8 @@ class Session:
             message.cost_usd = self.ledger.record(message, cached=reply.cached)
         except Exception:
             _log.exception("oxen_notebook could not account for a reply")
+        if reply.note is not None and reply.request.use_fallback:
+            self.catalog.refuses_json_schema(reply.model)
         history = reply.request.history
         try:
             if history:
@@ -369,6 +418,11 @@ class Session:
             session.conversation_id = saved.conversation_id
         session.history = History(session.conversation_id, saved.messages)
         return session
+
+    def _amend(self, message: Message, **fields: Any) -> None:
+        """Mark a record already in the history (a reply that failed its schema, its parsed value)."""
+        _set(message, **fields)
+        self._write(message)  # the journal keeps the last state of each message
 
     def _write(self, message: Message) -> None:
         if self._journal is not None:
@@ -435,3 +489,8 @@ class _Host:
     abegin: Callable[[Reply | AsyncReply], Awaitable[None]]
     delta: Callable[[Reply | AsyncReply, str], None]
     end: Callable[[Reply | AsyncReply], None]
+
+
+def _set(message: Message, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(message, name, value)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from .._errors import OxenError
+from .._records import JSON_COLUMNS
 from ._errors import cell_error
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def _export(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
         session.save(path)
     elif suffix in (".csv", ".parquet"):
         frame = session.to_dataframe()
-        for column in ("params", "images", "tool_calls"):
+        for column in JSON_COLUMNS:
             frame[column] = frame[column].map(lambda v: None if v is None else json.dumps(v))
         if suffix == ".csv":
             frame.to_csv(path, index=False)

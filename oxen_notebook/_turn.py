@@ -1,0 +1,366 @@
+"""One prompt that takes as many requests as it needs: ``Turn`` (sync) and ``AsyncTurn``.
+
+A turn starts with one :class:`~oxen_notebook._reply.Reply` and follows it while its plan asks:
+the model called Python tools (they are run, their results recorded and sent back, up to
+``max_tool_rounds``), or a ``schema=`` reply did not validate (the errors go back once per
+``max_repairs``, then :class:`SchemaError`). Iterating yields the text deltas of every request
+in order; ``parsed`` is the validated value when the turn ends. It reads like a Reply (``text``,
+``message``, ``usage``, ``finish_reason``, ``error``) about its last request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._errors import OxenError, ParameterError, ReplyConsumedError, SchemaError, ToolLoopError
+from ._schema import OutputSchema
+from ._tools import Toolbox, ToolCall, ToolLoop, ToolResult, tool_messages
+
+if TYPE_CHECKING:
+    from ._records import Message
+    from ._reply import AsyncReply, Reply
+    from ._request import PreparedRequest
+
+__all__ = ["AsyncTurn", "Turn", "TurnOptions", "turn_options"]
+
+_schemas: dict[Any, OutputSchema] = {}  # specs seen lately: building one costs a pydantic schema
+
+
+def _output_schema(spec: Any) -> OutputSchema:
+    if isinstance(spec, OutputSchema):
+        return spec
+    key: Any = spec
+    try:
+        hash(spec)
+    except TypeError:  # a JSON Schema dict
+        import json
+
+        key = json.dumps(spec, sort_keys=True, default=str)
+    schema = _schemas.get(key)
+    if schema is None:
+        if len(_schemas) >= 64:
+            _schemas.clear()
+        schema = _schemas[key] = OutputSchema.from_spec(spec)
+    return schema
+
+
+class TurnOptions:
+    """What ``schema=`` and ``tools=`` add to a request, and the plan that follows its reply."""
+
+    def __init__(self, schema: OutputSchema | None, tools: ToolLoop | None, max_repairs: int) -> None:
+        self.schema = schema
+        self.tools = tools
+        self.max_repairs = max_repairs
+
+    @property
+    def fallback(self) -> dict[str, Any] | None:
+        """The ``json_object`` request a schema falls back to, for models without ``json_schema``."""
+        if self.schema is None:
+            return None
+        return {"response_format": {"type": "json_object"}, "instruction": self.schema.instruction()}
+
+    def plan(self, record: Callable[..., Message], update: Callable[..., None]) -> _Plan | None:
+        """The plan for one turn, or ``None`` when nothing follows a reply (plain requests)."""
+        if self.schema is None and self.tools is None:
+            return None
+        return _Plan(self.schema, self.tools, self.max_repairs, record, update)
+
+
+def turn_options(
+    params: dict[str, Any],
+    *,
+    schema: Any = None,
+    tools: list[Any] | None = None,
+    approve: Callable[..., Any] | None = None,
+    max_repairs: int = 1,
+    max_tool_rounds: int | None = None,
+) -> TurnOptions:
+    """Read ``schema=`` / ``tools=`` into ``params`` (``response_format``, ``tools``) and options.
+
+    Dict tool specs are sent as they are and not run (their calls are in ``reply.tool_calls``);
+    Python functions are run in a loop. ``approve(call) -> bool`` decides each call first."""
+    from ._tools import MAX_TOOL_ROUNDS, Toolbox
+
+    output = None
+    if schema is not None:
+        if params.get("response_format"):
+            raise ParameterError("give schema= or response_format=, not both.")
+        output = _output_schema(schema)
+        params["response_format"] = output.response_format()
+    loop = None
+    if tools:
+        if not isinstance(tools, (list, tuple)):
+            raise ParameterError("tools must be a list of functions or tool dicts.")
+        toolbox = Toolbox(tools)
+        params["tools"] = toolbox.specs()
+        if toolbox.runnable:
+            rounds = MAX_TOOL_ROUNDS if max_tool_rounds is None else max_tool_rounds
+            loop = ToolLoop(toolbox, approve=approve, max_rounds=rounds)
+    if approve is not None and loop is None:
+        raise ParameterError("approve= decides tool calls: give tools=[python functions] with it.")
+    return TurnOptions(output, loop, max_repairs)
+
+
+class _Plan:
+    """What follows a finished request: the part both turn flavours share (no I/O but the tools)."""
+
+    def __init__(
+        self,
+        schema: OutputSchema | None,
+        tools: ToolLoop | None,
+        max_repairs: int,
+        record: Callable[..., Message],
+        update: Callable[..., None],
+    ) -> None:
+        if not isinstance(max_repairs, int) or isinstance(max_repairs, bool) or max_repairs < 0:
+            raise ParameterError(f"max_repairs={max_repairs!r} is invalid: expected 0 or more.")
+        self.schema = schema
+        self.tools = tools
+        self.max_repairs = max_repairs
+        self.repairs = 0
+        self.parsed: Any = None
+        self.tool_results: list[ToolResult] = []
+        self._record = record
+        self._update = update
+
+    def wants_tools(self, reply: Reply | AsyncReply) -> bool:
+        return self.tools is not None and bool(reply.tool_calls) and self.tools.wants(reply.tool_calls)
+
+    def calls(self, reply: Reply | AsyncReply) -> list[ToolCall]:
+        """The reply's calls. Calls the server sent without ids get ids here, and the record
+        says so, since the results must answer the ids the next request carries."""
+        calls = Toolbox.calls_from(reply.tool_calls)
+        if reply.message is not None and [c.id for c in calls] != [c.get("id") for c in reply.tool_calls]:
+            self._update(reply.message, tool_calls=[call.to_api() for call in calls])
+        return calls
+
+    def past_the_limit(self, reply: Reply | AsyncReply, calls: list[ToolCall], error: ToolLoopError) -> None:
+        """Answer the calls left over when the rounds ran out, so the history stays sendable."""
+        rounds = self.tools.max_rounds if self.tools is not None else 0
+        note = f"not run: max_tool_rounds ({rounds}) reached"
+        self._answer_records(reply, [ToolResult(call, note, error=note) for call in calls])
+
+    def after_tools(self, reply: Reply | AsyncReply, results: list[ToolResult]) -> PreparedRequest:
+        """Record a round's results; the request that sends them back."""
+        self.tool_results.extend(results)
+        self._answer_records(reply, results)
+        assistant = reply.message.to_api() if reply.message else {"role": "assistant", "content": ""}
+        return reply.request.follow([assistant, *tool_messages(results)])
+
+    def _answer_records(self, reply: Reply | AsyncReply, results: list[ToolResult]) -> None:
+        turn = reply.user_message.turn
+        for result in results:
+            self._record(
+                "tool",
+                result.content,
+                turn=turn,
+                tool_call_id=result.call.id,
+                tool_name=result.call.name,
+                tool_arguments=result.call.arguments,
+                duration_s=result.duration_s,
+                error=result.error or ("denied by the user" if result.denied else None),
+            )
+
+    def after_text(self, reply: Reply | AsyncReply) -> PreparedRequest | None:
+        """Validate a schema reply: ``None`` when the turn is done, else the repair request."""
+        if self.schema is None or reply.message is None:
+            return None
+        try:
+            value = self.schema.parse(reply.text)
+        except SchemaError as error:
+            self._update(reply.message, error=str(error))  # the raw reply stays, marked
+            if self.repairs >= self.max_repairs:
+                raise
+            self.repairs += 1
+            prompt = self.schema.repair_prompt(error)
+            self._record("user", prompt, turn=reply.user_message.turn, source="repair")
+            return reply.request.follow([reply.message.to_api(), {"role": "user", "content": prompt}])
+        self.parsed = value
+        self._update(reply.message, parsed=self.schema.dump(value))
+        return None
+
+
+class _TurnState:
+    """Reading a turn: what its last request says."""
+
+    replies: list[Any]
+    error: OxenError | None
+    _plan: _Plan
+
+    @property
+    def reply(self) -> Reply | AsyncReply:
+        """The turn's latest request."""
+        return self.replies[-1]
+
+    @property
+    def parsed(self) -> Any:
+        """The validated structured output (``schema=``), once the turn ended; else ``None``."""
+        return self._plan.parsed
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        """Every tool call this turn ran (or refused), in order."""
+        return list(self._plan.tool_results)
+
+    text = property(lambda self: self.reply.text, doc="The last request's text.")
+    message = property(lambda self: self.reply.message, doc="The last request's record.")
+    user_message = property(lambda self: self.replies[0].user_message, doc="The prompt's record.")
+    model = property(lambda self: self.replies[0].model)
+    request = property(lambda self: self.replies[0].request)
+    usage = property(lambda self: self.reply.usage)
+    tool_calls = property(lambda self: self.reply.tool_calls)
+    finish_reason = property(lambda self: self.reply.finish_reason)
+    finished = property(lambda self: self.reply.finished and self._done)
+    cached = property(lambda self: all(r.cached for r in self.replies))
+    _done = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {len(self.replies)} request(s): {self.reply!r}>"
+
+    def _repr_html_(self) -> str:
+        return self.reply._repr_html_()
+
+
+class Turn(_TurnState):
+    """A prompt's requests, sync. Iterate for text deltas; ``consume()`` runs it to the end."""
+
+    def __init__(self, first: Reply, follow: Callable[[PreparedRequest], Reply], plan: _Plan) -> None:
+        self.replies: list[Reply] = [first]
+        self.error: OxenError | None = None
+        self._follow = follow
+        self._plan = plan
+        self._started = False
+        self._stop = threading.Event()
+
+    def __iter__(self) -> Iterator[str]:
+        if self._started:
+            raise ReplyConsumedError("this turn was already consumed; read turn.text and turn.parsed.")
+        self._started = True
+        return self._run()
+
+    def _run(self) -> Iterator[str]:
+        reply = self.replies[0]
+        try:
+            while True:
+                yield from reply
+                if self._stop.is_set() or reply.finish_reason == "interrupted":
+                    break
+                if self._plan.wants_tools(reply):
+                    assert self._plan.tools is not None
+                    calls = self._plan.calls(reply)
+                    try:
+                        results = self._plan.tools.answer([c.to_api() for c in calls])
+                    except ToolLoopError as error:
+                        self._plan.past_the_limit(reply, calls, error)
+                        raise
+                    follow = self._plan.after_tools(reply, results)
+                else:
+                    follow = self._plan.after_text(reply)
+                if follow is None or self._stop.is_set():
+                    break
+                reply = self._follow(follow)
+                self.replies.append(reply)
+        except OxenError as error:
+            self.error = error
+            raise
+        self._done = True
+
+    def consume(self) -> Turn:
+        """Run every request; return the turn. Raises the turn's error, after recording it."""
+        if not self._started:
+            for _ in self:
+                pass
+        elif self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        """Stop from any thread: the request streaming stops, and no further request is sent."""
+        self._stop.set()
+        self.reply.stop()
+
+    def close(self) -> None:
+        """Close the request that is open now; send no more."""
+        self._stop.set()
+        self.reply.close()
+
+    def __enter__(self) -> Turn:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncTurn(_TurnState):
+    """The async twin of :class:`Turn`: ``async for delta in turn``; ``await turn.aconsume()``."""
+
+    def __init__(
+        self, first: AsyncReply, follow: Callable[[PreparedRequest], AsyncReply], plan: _Plan
+    ) -> None:
+        self.replies: list[AsyncReply] = [first]
+        self.error: OxenError | None = None
+        self._follow = follow
+        self._plan = plan
+        self._started = False
+        self._stop = threading.Event()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._started:
+            raise ReplyConsumedError("this turn was already consumed; read turn.text and turn.parsed.")
+        self._started = True
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[str]:
+        reply = self.replies[0]
+        try:
+            while True:
+                async for delta in reply:
+                    yield delta
+                if self._stop.is_set() or reply.finish_reason == "interrupted":
+                    break
+                if self._plan.wants_tools(reply):
+                    assert self._plan.tools is not None
+                    calls = self._plan.calls(reply)
+                    try:
+                        results = await self._plan.tools.aanswer([c.to_api() for c in calls])
+                    except ToolLoopError as error:
+                        self._plan.past_the_limit(reply, calls, error)
+                        raise
+                    follow = self._plan.after_tools(reply, results)
+                else:
+                    follow = self._plan.after_text(reply)
+                if follow is None or self._stop.is_set():
+                    break
+                reply = self._follow(follow)
+                self.replies.append(reply)
+        except OxenError as error:
+            self.error = error
+            raise
+        self._done = True
+
+    async def aconsume(self) -> AsyncTurn:
+        """Run every request; return the turn. Raises the turn's error, after recording it."""
+        if not self._started:
+            async for _ in self:
+                pass
+        elif self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        """Stop from any thread or task: the request streaming stops, and no further one is sent."""
+        self._stop.set()
+        self.reply.stop()
+
+    async def aclose(self) -> None:
+        """Close the request that is open now; send no more."""
+        self._stop.set()
+        await self.reply.aclose()
+
+    async def __aenter__(self) -> AsyncTurn:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
