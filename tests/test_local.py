@@ -18,7 +18,16 @@ pytest.importorskip(
     reason="the local extra is not installed (pip install -e '.[local]'); CI installs it",
 )
 
-from oxen_notebook import APIStatusError, MissingDependencyError, NotFoundError, Session, _registry
+from pydantic import BaseModel
+
+from oxen_notebook import (
+    APIStatusError,
+    BadRequestError,
+    MissingDependencyError,
+    NotFoundError,
+    Session,
+    _registry,
+)
 from oxen_notebook._client import Client
 from oxen_notebook._local import LOCAL_BASE_URL, is_local_model, local_transports
 from oxen_notebook._local import _model as _local
@@ -551,3 +560,32 @@ def test_json_schema_response_format_constrains_the_reply(client: httpx.Client):
     person = json.loads(reply["message"]["content"])
     assert set(person) == {"name", "age"}
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
+
+
+class _Person(BaseModel):
+    name: str
+    age: int
+
+
+@pytest.mark.local
+def test_schema_works_offline_on_the_local_model():
+    s = Session(model="local", temperature=0, max_tokens=60)
+    turn = s.ask("Ada Lovelace was born in 1815 and died at 36. Extract her name and age.", schema=_Person)
+    assert isinstance(turn.parsed, _Person) and turn.parsed.name.strip()
+    assert s.messages[-1].parsed == turn.parsed.model_dump()
+    prompt = "Extract the people as JSON: Ada Lovelace died at 36; Alan Turing died at 41."
+    listed = s.ask(prompt, schema=list[_Person], history=False, max_tokens=120)
+    assert isinstance(listed.parsed, list) and all(isinstance(p, _Person) for p in listed.parsed)
+
+
+def _double(x: int) -> int:
+    """Twice x."""
+    return 2 * x
+
+
+@pytest.mark.local
+def test_tools_on_the_local_model_are_a_one_line_error():
+    s = Session(model="local", max_tokens=8)
+    with pytest.raises(BadRequestError) as info:
+        s.ask("Double 21.", tools=[_double])
+    assert "\n" not in str(info.value) and "tools" in str(info.value)

@@ -10,10 +10,11 @@ import ast
 import inspect
 from pathlib import Path
 
+import pytest
 import tomllib
 
 import oxen_notebook
-from oxen_notebook import AsyncReply, Reply
+from oxen_notebook import AsyncReply, AsyncTurn, Reply, Session, Turn
 from oxen_notebook._client import Client
 
 PACKAGE = Path(oxen_notebook.__file__).parent
@@ -108,17 +109,26 @@ def _public_methods(cls: type) -> set[str]:
     return {name for name in dir(cls) if not name.startswith("_")}
 
 
-def test_every_sync_method_of_a_reply_has_its_async_twin():
+@pytest.mark.parametrize(("sync_cls", "async_cls"), [(Reply, AsyncReply), (Turn, AsyncTurn)])
+def test_every_sync_method_has_its_async_twin(sync_cls, async_cls):
     twins = {"consume": "aconsume", "close": "aclose", "__iter__": "__aiter__", "__enter__": "__aenter__"}
-    sync = _public_methods(Reply) | {"__iter__", "__enter__"}
+    sync = _public_methods(sync_cls) | {"__iter__", "__enter__"}
     for name in sync:
         twin = twins.get(name, name)
-        assert hasattr(AsyncReply, twin), f"AsyncReply lacks {twin} (the twin of Reply.{name})"
-        if inspect.iscoroutinefunction(getattr(AsyncReply, twin)) or twin in ("__aiter__",):
+        assert hasattr(async_cls, twin), f"{async_cls.__name__} lacks {twin} (the twin of {name})"
+        if inspect.iscoroutinefunction(getattr(async_cls, twin)) or twin in ("__aiter__",):
             continue
-        attr = getattr(Reply, name)
+        attr = getattr(sync_cls, name)
         # A sync method whose twin has the same name must not do I/O (stop, snapshot, properties).
         assert not inspect.isgeneratorfunction(attr), name
+
+
+def test_the_sessions_sync_and_async_entry_points_take_the_same_arguments():
+    for sync, asynchronous in (("stream", "astream"), ("ask", "aask")):
+        a = inspect.signature(getattr(Session, sync)).parameters
+        b = inspect.signature(getattr(Session, asynchronous)).parameters
+        assert a.keys() == b.keys(), sync
+        assert inspect.iscoroutinefunction(getattr(Session, asynchronous)) == (asynchronous == "aask")
 
 
 def test_the_client_has_an_async_twin_for_each_send_path():
