@@ -483,7 +483,7 @@ class Session:
 
 @dataclass(frozen=True)
 class _Host:
-    """The Session's side of the exchange, as :class:`~oxen_notebook._reply.ExchangeHost`."""
+    """The Session's side of the exchange, as :class:`~oxen_notebook._exchange.ExchangeHost`."""
 
     begin: Callable[[Reply | AsyncReply], None]
     abegin: Callable[[Reply | AsyncReply], Awaitable[None]]

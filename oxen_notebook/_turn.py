@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import OxenError, ParameterError, ReplyConsumedError, SchemaError, ToolLoopError
 from ._schema import OutputSchema
-from ._tools import Toolbox, ToolCall, ToolLoop, ToolResult, tool_messages
+from ._toolbox import Toolbox, ToolCall, ToolLoop, ToolResult, tool_messages
 
 if TYPE_CHECKING:
     from ._records import Message
@@ -81,7 +81,7 @@ def turn_options(
 
     Dict tool specs are sent as they are and not run (their calls are in ``reply.tool_calls``);
     Python functions are run in a loop. ``approve(call) -> bool`` decides each call first."""
-    from ._tools import MAX_TOOL_ROUNDS, Toolbox
+    from ._tools import MAX_TOOL_ROUNDS
 
     output = None
     if schema is not None:

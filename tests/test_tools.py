@@ -23,17 +23,8 @@ from oxen_notebook import ParameterError, Session, ToolLoopError
 from oxen_notebook._assembler import Assembler
 from oxen_notebook._docstrings import parse_docstring
 from oxen_notebook._sse import SSEDecoder
-from oxen_notebook._tools import (
-    DENIED,
-    MAX_TOOL_ROUNDS,
-    Tool,
-    Toolbox,
-    ToolCall,
-    ToolLoop,
-    ToolResult,
-    result_content,
-    tool_messages,
-)
+from oxen_notebook._toolbox import Toolbox, ToolCall, ToolLoop, ToolResult, result_content, tool_messages
+from oxen_notebook._tools import DENIED, MAX_TOOL_ROUNDS, Tool
 from tests.conftest import TEST_KEY
 from tests.fake_api import FakeAPI
 

@@ -1,0 +1,323 @@
+"""The state and steps both reply flavours share: :class:`Exchange` (one request, its assembler,
+timing, the cache, the json_object fallback, the record it ends with) and :class:`ExchangeHost`,
+what a reply tells the conversation it belongs to. The I/O loops are ``_reply.py``'s."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._assembler import Assembler
+from ._cache import ResponseCache, lookup, store
+from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError
+from ._records import Message, new_id
+from ._request import with_fallback
+from ._schema import refuses_json_schema
+from ._sse import SSEDecoder
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._client import Client
+    from ._reply import AsyncReply, Reply
+    from ._request import PreparedRequest
+
+__all__ = ["Exchange", "ExchangeHost"]
+
+
+class ExchangeHost(Protocol):
+    """What a reply tells the conversation it belongs to (the Session implements it)."""
+
+    def begin(self, reply: Reply | AsyncReply) -> None: ...
+
+    async def abegin(self, reply: Reply | AsyncReply) -> None: ...
+
+    def delta(self, reply: Reply | AsyncReply, text: str) -> None: ...
+
+    def end(self, reply: Reply | AsyncReply) -> None: ...
+
+
+class Exchange:
+    """The state both reply flavours share: request, assembler, timing, and the finish."""
+
+    def __init__(
+        self,
+        request: PreparedRequest,
+        host: ExchangeHost,
+        client: Client,
+        cache: ResponseCache | None,
+        *,
+        stream: bool = True,
+    ) -> None:
+        self.request = request
+        self.user_message: Message = request.user
+        self.model: str = request.model
+        self.message: Message | None = None
+        self.error: OxenError | None = None
+        self._host = host
+        self._client = client
+        self._cache = cache
+        self._assembler = Assembler()
+        self._decoder = SSEDecoder()
+        self._started = False
+        self._finished = False
+        self._stop = threading.Event()
+        self._streamed = stream
+        self._response: Any = None
+        self._t0 = 0.0
+        self._ttft: float | None = None
+        self.cached = False  # answered from the session's response cache
+        #: The assistant message's id: known from the start, so a checkpoint of the partial reply
+        #: and the finished record are the same message.
+        self.message_id = new_id()
+        #: What the client did on the user's behalf (e.g. sent the request again), or ``None``.
+        self.note: str | None = None
+
+    # -- what users read ----------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The reply's text so far (all of it, once finished)."""
+        return "".join(self._assembler.parts)
+
+    @property
+    def finish_reason(self) -> str | None:
+        if self.message is not None:
+            return self.message.finish_reason
+        return None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        return self._assembler.usage
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [self._assembler.tool_calls[i] for i in sorted(self._assembler.tool_calls)]
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the request streams; set ``False`` before the reply starts to send it unstreamed.
+
+        An unstreamed reply has nothing to show until its body arrives, so a sync ``stop()`` from
+        another thread takes effect only then (the async twin's ``stop()`` cancels at once)."""
+        return self._streamed
+
+    @streamed.setter
+    def streamed(self, value: bool) -> None:
+        if self._started:
+            raise ReplyConsumedError("this reply already started; set streamed before reading it.")
+        self._streamed = bool(value)
+
+    def __repr__(self) -> str:
+        state = self.finish_reason or ("streaming" if self._started else "not started")
+        return f"<{type(self).__name__} {self.model} {state}: {self.text[:60]!r}>"
+
+    def _repr_html_(self) -> str:
+        # Model text is untrusted: shown as sanitized HTML, never as raw Markdown.
+        from ._render import render_markdown
+
+        return render_markdown(self.text)
+
+    # -- shared steps -------------------------------------------------------------------------
+
+    def _check_fresh(self) -> None:
+        if self._started:
+            raise ReplyConsumedError(
+                "this reply was already consumed; read reply.text, or send again with session.stream()."
+            )
+        self._started = True
+
+    def _replay(self) -> list[str] | None:
+        """Answer from the response cache: fill the reply in and return its deltas, or ``None``."""
+        if self._cache is None:
+            return None
+        hit = lookup(self._cache, self.request.base_url, self.request.body)
+        if hit is None:
+            return None
+        self.cached = True
+        text = self._assembler.restore(hit)
+        return [text] if text else []
+
+    def _remember(self) -> None:
+        message = self.message
+        if self._cache is None or message is None or self.cached or self.error is not None:
+            return
+        reply = {
+            "text": message.content,
+            "finish_reason": message.finish_reason,
+            "usage": self.usage,
+            "tool_calls": message.tool_calls,
+        }
+        store(self._cache, self.request.base_url, self.request.body, reply)
+
+    def _take(self, chunk: bytes) -> list[str]:
+        deltas = []
+        for event in self._decoder.feed(chunk):
+            delta = self._assembler.feed(event.data)
+            if delta:
+                if self._ttft is None:
+                    self._ttft = time.perf_counter() - self._t0
+                deltas.append(delta)
+            if self._assembler.done:
+                break
+        return deltas
+
+    def _check_end(self) -> list[str]:
+        """Flush the decoder at the end of the body (a last event may end in a lone CR); return
+        its deltas. A body that ended with neither ``[DONE]`` nor a finish reason was cut off."""
+        deltas = []
+        for event in self._decoder.end():
+            delta = self._assembler.feed(event.data)
+            if delta:
+                deltas.append(delta)
+        if not self._assembler.done and not self._assembler.finish_reason:
+            raise StreamError(
+                "the connection closed before the reply was complete; the partial reply was kept."
+            )
+        return deltas
+
+    def _check_complete(self) -> None:
+        """A reply that ended (even with ``[DONE]``) having sent nothing at all is not an answer:
+        llama-cpp-python's server ends a stream that way when another request cancels it."""
+        if self._assembler.empty:
+            raise StreamError(
+                "the server ended the reply with no content and no finish reason (it may have "
+                "cancelled it for another request); send it again."
+            )
+
+    def _wire_body(self) -> dict[str, Any]:
+        body = self.request.body
+        if self._streamed:
+            return body
+        # stream_options is only valid on a streamed request.
+        return {**{k: v for k, v in body.items() if k != "stream_options"}, "stream": False}
+
+    def _take_body(self, body: bytes) -> list[str]:
+        """Fold an unstreamed ``chat.completion`` body in; return its text as one delta."""
+        delta = self._assembler.feed_completion(body)
+        if delta and self._ttft is None:
+            self._ttft = time.perf_counter() - self._t0
+        return [delta] if delta else []
+
+    def _broken(self, exc: BaseException) -> OxenError:
+        import httpx
+
+        if isinstance(exc, OxenError):
+            return exc
+        if isinstance(exc, httpx.TimeoutException):
+            return StreamError(
+                "the stream stalled past the read timeout; the partial reply was kept "
+                "(raise Session(timeout=...) for slow models)."
+            )
+        if isinstance(exc, httpx.HTTPError):
+            return StreamError(
+                f"the connection broke mid-reply ({type(exc).__name__}); the partial reply was kept."
+            )
+        raise exc
+
+    def _send(self) -> httpx.Response:
+        return self._client.send(
+            "POST", "/chat/completions", json=self._wire_body(), headers=self.request.headers,
+            stream=self._streamed, model=self.model,
+        )  # fmt: skip
+
+    async def _asend(self) -> httpx.Response:
+        return await self._client.asend(
+            "POST", "/chat/completions", json=self._wire_body(), headers=self.request.headers,
+            stream=self._streamed, model=self.model,
+        )  # fmt: skip
+
+    def _fall_back(self, error: BadRequestError) -> bool:
+        """After a 400 that refuses ``json_schema``: switch to the request's ``json_object``
+        fallback, once, and say so in the record. Nothing was streamed yet."""
+        request = self.request
+        if request.fallback is None or request.use_fallback or not refuses_json_schema(error):
+            return False
+        request.body = with_fallback(request.body, request.fallback)
+        request.use_fallback = True
+        self.note = (
+            f"{self.model} refused response_format json_schema ({error.detail or error.message}); "
+            "sent again as json_object with the schema in the system message"
+        )
+        return True
+
+    def snapshot(self) -> Message:
+        """The reply so far as a record marked ``interrupted`` (what a crash now would leave)."""
+        user = self.user_message
+        return Message(
+            message_id=self.message_id,
+            role="assistant",
+            content=self.text,
+            conversation_id=user.conversation_id,
+            turn=user.turn,
+            model=self.model,
+            params=dict(user.params),
+            finish_reason="interrupted",
+            error="the reply was cut off: the process ended while it streamed",
+            source=user.source,
+        )
+
+    def _finish(self, reason: str | None = None, error: OxenError | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.error = error
+        duration = (time.perf_counter() - self._t0) if self._t0 else None  # before any counting
+        assembler = self._assembler
+        if reason is None:
+            reason = "error" if error else (assembler.finish_reason or "stop")
+        usage = assembler.usage or {}
+        estimated = False
+        if reason not in ("error", "interrupted"):  # a complete reply the server sent no counts for
+            from ._tokens import fill_usage  # the tokenizer loads on the first count, not at import
+
+            body = self.request.body
+            usage, estimated = fill_usage(
+                assembler.usage, body.get("messages") or [], self.text,
+                tool_calls=self.tool_calls, tools=body.get("tools"),
+            )  # fmt: skip
+        self.message = Message(
+            message_id=self.message_id,
+            role="assistant",
+            content=self.text,
+            model=self.model,
+            params=dict(self.user_message.params),
+            finish_reason=reason,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            total_tokens=usage.get("total_tokens"),
+            usage_estimated=estimated,
+            ttft_s=self._ttft,
+            duration_s=duration,
+            error=str(error) if error else None,
+            source=self.user_message.source,
+            tool_calls=self.tool_calls or None,
+            cached=self.cached,
+            note=self.note,
+        )
+        self._remember()
+        self._host.end(self)
+
+    def stop(self) -> None:
+        """Stop streaming from any thread; the partial reply is kept as ``interrupted``."""
+        self._stop.set()
+        response = self._response
+        stream = response.extensions.get("network_stream") if response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            # Closing the response from here would not wake a reader blocked in recv(); this does.
+            import socket
+
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _close_response(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response.close()
