@@ -3,11 +3,15 @@
 Both are thin views on a :class:`~oxen_notebook.Session`: the cell magic turns a cell into
 ``session.stream(prompt, ...)`` and streams the reply into the output area through
 :class:`~oxen_notebook._streaming.StreamingMarkdown` (finished blocks sent once, a throttled live tail,
-an exact final render); in a terminal it prints the deltas. Failures are one line, no traceback.
+an exact final render); in a terminal it prints the deltas. ``--schema`` and ``--tools`` make it a
+``Turn``: names come from the notebook (``_typed``), tool calls are drawn as lines between the
+requests' text (``_views.TurnLog``), and the parsed object replaces its JSON (``_objects``).
+Failures are one line, no traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
 import keyword
@@ -25,20 +29,39 @@ from .._frontend import in_notebook
 from .._records import message_facts
 from .._registry import all_sessions, existing_session, named_session
 from .._render import render_code
+from .._turn import Turn
 from ._errors import OxenInterrupted, cell_error
 from ._interpolate import interpolate
-from ._views import HTMLView, TextView
+from ._objects import object_bundle, object_text
+from ._typed import Approver, resolve_schema, resolve_tools
+from ._views import TurnLog, TurnView, turn_facts
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .._reply import Reply
+    from .._schema import OutputSchema
     from .._session import Session
 
 __all__ = ["FORMATS", "OxenMagics", "load_ipython_extension", "strip_fences", "unload_ipython_extension"]
 
 FORMATS = ("markdown", "text", "code", "json")
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
+
+
+def _at_least(minimum: int) -> Any:
+    """An argparse ``type`` for a whole number of at least ``minimum``."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small (at least {minimum})")
+        return value
+
+    return count
 
 
 # -- the magics ------------------------------------------------------------------------------------
@@ -127,6 +150,27 @@ class OxenMagics(Magics):
     @argument(
         "--compare", metavar="MODELS", help="Send to each of these comma-separated models, side by side."
     )
+    @argument(
+        "--schema",
+        metavar="NAME",
+        help="Parse the reply into this notebook type: a pydantic model, dataclass, TypedDict or JSON "
+        "Schema dict (list[NAME] for several). Shown as a table; -o gets the object.",
+    )
+    @argument(
+        "--max-repairs", type=_at_least(0), metavar="N", help="With --schema: repair turns (default 1)."
+    )
+    @argument(
+        "--tools",
+        metavar="F,G",
+        help="Let the model call these notebook functions (comma-separated); each call is shown.",
+    )
+    @argument("--approve", action="store_true", help="With --tools: ask y/N before each call runs.")
+    @argument(
+        "--max-tool-rounds",
+        type=_at_least(1),
+        metavar="N",
+        help="With --tools: rounds of calls before the cell fails (default 8).",
+    )
     @line_cell_magic
     def oxen(self, line: str, cell: str | None = None) -> Any:
         """Chat with an Oxen.ai model.
@@ -134,6 +178,15 @@ class OxenMagics(Magics):
         Cell magic: the cell is the prompt; ``{name}``, ``{obj.attr}``, ``{obj[key]}``, ``{In[3]}``
         come from the notebook's variables (``{{`` for a literal brace). The reply streams in as
         rendered Markdown, with a footer (model, tokens, seconds).
+
+        ``--schema Person`` (a pydantic model, dataclass, TypedDict or JSON Schema dict in the
+        notebook; ``--schema 'list[Person]'`` for several): the JSON streams in, then a table of
+        the validated object replaces it and ``-o VAR`` gets the object; a reply that still does
+        not validate after ``--max-repairs`` repair turns fails the cell in one line.
+        ``--tools get_weather,get_time`` (notebook functions): the model may call them; each call
+        is shown as ``→ get_weather(city="Oslo") = {...}`` before the answer streams in, and the
+        footer sums the turn (requests, tool calls, tokens, seconds). ``--approve`` asks
+        ``run get_weather(city="Oslo")? [y/N]`` before each call; anything but y or yes denies it.
 
         Line magic: ``%oxen models [filter]``, ``model [NAME]``, ``history``, ``undo``, ``reset``,
         ``export PATH`` (.csv, .json, .parquet), ``chat``, ``login``, ``config``.
@@ -153,6 +206,7 @@ class OxenMagics(Magics):
         output = args.output
         if output and (not output.isidentifier() or keyword.iskeyword(output)):
             raise UsageError(f"-o {output!r}: give a variable name, such as -o answer.")
+        typed = self._typed(args)
         session = self.session(args.session)
         prompt = cell if args.no_interpolate else interpolate(cell, self.shell.user_ns)
         if not prompt.strip():
@@ -178,11 +232,42 @@ class OxenMagics(Magics):
                 history=not args.no_history,
                 source="magic",
                 model=args.model,
+                **typed,
                 **{name: value for name, value in params.items() if value is not None},
             )
         except OxenError as exc:
             raise cell_error(exc) from None
-        self._run(reply, fmt, output)
+        approver = typed.get("approve")
+        if approver is not None:
+            approver.turn = reply
+        self._run(reply, fmt, output, session=session, schema=typed.get("schema"), approver=approver)
+
+    def _typed(self, args: Any) -> dict[str, Any]:
+        """``schema=``, ``tools=`` and their options from ``--schema``/``--tools``, resolved in the
+        notebook's namespace before anything is sent."""
+        typed: dict[str, Any] = {}
+        namespace = self.shell.user_ns
+        needs = {"--max-repairs": (args.max_repairs is not None, args.schema, "--schema"),
+                 "--approve": (args.approve, args.tools, "--tools"),
+                 "--max-tool-rounds": (args.max_tool_rounds is not None, args.tools, "--tools")}  # fmt: skip
+        for option, (given, needed, name) in needs.items():
+            if given and not needed:
+                raise UsageError(f"{option} goes with {name}, which is not given.")
+        if (args.schema or args.tools) and args.compare:
+            raise UsageError("--compare sends plain prompts: drop --schema/--tools, or --compare.")
+        if args.schema:
+            if args.format in ("code", "json"):  # a configured default format gives way
+                raise UsageError(f"--schema shows the parsed object: drop -f {args.format}.")
+            typed["schema"] = resolve_schema(args.schema, namespace)
+            if args.max_repairs is not None:
+                typed["max_repairs"] = args.max_repairs
+        if args.tools:
+            typed["tools"] = resolve_tools(args.tools, namespace)
+            if args.approve:
+                typed["approve"] = Approver()
+            if args.max_tool_rounds is not None:
+                typed["max_tool_rounds"] = args.max_tool_rounds
+        return typed
 
     def _compare(self, session: Session, args: Any, prompt: str, params: dict, output: str | None) -> None:
         models = [m.strip() for m in args.compare.split(",") if m.strip()]
@@ -197,42 +282,86 @@ class OxenMagics(Magics):
         if output:
             self.shell.user_ns[output] = frame
 
-    def _run(self, reply: Reply, fmt: str, output: str | None) -> None:
+    def _run(
+        self,
+        reply: Reply | Turn,
+        fmt: str,
+        output: str | None,
+        *,
+        session: Session,
+        schema: OutputSchema | None = None,
+        approver: Approver | None = None,
+    ) -> None:
         metadata = {"oxen": {"model": reply.model, "message_id": None}}
-        view: HTMLView | TextView
-        view = HTMLView(metadata) if self._html() and fmt != "text" else TextView()
+        turn = reply if isinstance(reply, Turn) else None
+        # A turn's outputs share the cell with tool lines and what tools print: never cleared.
+        view = TurnView(metadata, rich=self._html() and fmt != "text", shared=turn is not None)
+        log = TurnLog(turn, view) if turn is not None else None
         error: OxenError | None = None
         interrupted = False
-        fed = 0
+        if log is not None:
+            session.on("start", log)
         try:
             for delta in reply:
                 view.feed(delta)
-                fed += len(delta)
         except KeyboardInterrupt:
             reply.close()  # closes the HTTP response now; history keeps the text as interrupted
             interrupted = True
         except OxenError as exc:
             error = exc
-        if len(reply.text) > fed:  # text that arrived but was not shown before the stop
-            view.feed(reply.text[fed:])
+        finally:
+            if log is not None:
+                session.on("start", log, remove=True)
+        view.catch_up(reply.text)  # text that arrived but was not shown before the stop
+        if log is not None:
+            log.flush()  # a round no request followed (a stop at the approval prompt)
+        stopped = approver is not None and approver.interrupted
         message = reply.message
         metadata["oxen"]["message_id"] = message.message_id if message else None
-        value, note = self._show(reply, fmt, view, complete=not interrupted and error is None)
-        if output:
+        complete = not interrupted and not stopped and error is None
+        if schema is not None:
+            value, note = self._show_parsed(reply, schema, view, complete=complete)
+        else:
+            value, note = self._show(reply, fmt, view, complete=complete)
+        if approver is not None and approver.unavailable:
+            note = approver.unavailable
+        if output and (schema is None or value is not None):
             self.shell.user_ns[output] = value
-        if reply.text or error is None:
-            self._footer(reply, metadata, note)
+        if reply.text or error is None or (turn is not None and len(turn.replies) > 1):
+            parts = turn_facts(turn, log.repairs) if turn is not None and log is not None else None
+            self._footer(reply, metadata, note, parts)
         if interrupted:
             raise OxenInterrupted(
                 f"the reply was stopped; its {len(reply.text)} characters are kept in history as interrupted."
             )
+        if stopped:
+            raise OxenInterrupted(
+                "stopped at the approval prompt: the calls were denied and nothing more was sent."
+            )
         if error is not None:
             raise cell_error(error) from None
 
-    def _show(self, reply: Reply, fmt: str, view: HTMLView | TextView, *, complete: bool) -> tuple[Any, str]:
+    def _show_parsed(
+        self, turn: Reply | Turn, schema: OutputSchema, view: TurnView, *, complete: bool
+    ) -> tuple[Any, str]:
+        """The validated object instead of its JSON: a table (pretty JSON in a terminal). A turn
+        that did not validate keeps its raw text on screen and gives no value."""
+        parsed = turn.parsed if complete and isinstance(turn, Turn) else None
+        if parsed is None:
+            view.close()
+            return None, ""
+        plain = schema.dump(parsed)
+        if view.rich:
+            view.replace(object_bundle(plain))
+        else:
+            view.close()
+            print(object_text(plain))
+        return parsed, ""
+
+    def _show(self, reply: Reply | Turn, fmt: str, view: TurnView, *, complete: bool) -> tuple[Any, str]:
         """Finish the output in its format; return the value for ``-o`` and a note, if any."""
         text = reply.text
-        html_view = isinstance(view, HTMLView)
+        html_view = view.rich
         if fmt == "code" and text:
             language, code = strip_fences(text)
             if html_view:
@@ -257,13 +386,14 @@ class OxenMagics(Magics):
         view.close()
         return text, ""
 
-    def _footer(self, reply: Reply, metadata: dict[str, Any], note: str) -> None:
+    def _footer(
+        self, reply: Reply | Turn, metadata: dict[str, Any], note: str, parts: list[str] | None = None
+    ) -> None:
         message = reply.message
-        parts = [reply.model]
-        if message is not None:
-            parts = message_facts(message, reply.model)
-            if message.finish_reason not in (None, "stop"):
-                parts.append(message.finish_reason)
+        if parts is None:
+            parts = message_facts(message, reply.model) if message is not None else [reply.model]
+        if message is not None and message.finish_reason not in (None, "stop"):
+            parts.append(message.finish_reason)
         line = " · ".join(parts) + (f" — {note}" if note else "")
         if self._html():
             from IPython.display import display

@@ -1,26 +1,35 @@
 """Where a streamed reply goes: display outputs (one display id per ``StreamingMarkdown`` slot)
-or stdout."""
+or stdout; a turn's requests in segments with a line per tool call between them; a parsed
+object as a table."""
 
 from __future__ import annotations
 
+import html
+import json
 import sys
 import uuid
 from typing import Any
 
 from .._streaming import StreamingMarkdown, Update
 
-__all__ = ["HTMLView", "TextView"]
+__all__ = ["HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "result_line", "turn_facts"]
 
 
 class HTMLView:
-    """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``."""
+    """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``.
 
-    def __init__(self, metadata: dict[str, Any]) -> None:
+    ``shared``: other outputs share the cell (tool lines, what a tool printed), so :meth:`replace`
+    rewrites this view's own outputs in place instead of clearing the cell."""
+
+    rich = True
+
+    def __init__(self, metadata: dict[str, Any], *, shared: bool = False) -> None:
         from IPython.display import display, update_display
 
         self._display = display
         self._update = update_display
         self.metadata = metadata
+        self.shared = shared
         # 60 ms between updates leaves room in any second for the final render and the footer.
         self.stream = StreamingMarkdown(interval=0.06)
         self.ids: list[str] = []
@@ -35,6 +44,13 @@ class HTMLView:
         """Show ``bundle`` instead of everything streamed so far."""
         from IPython.display import clear_output
 
+        if self.shared and self.ids:
+            first, *rest = self.ids
+            self._update(bundle, raw=True, metadata=self.metadata, display_id=first)
+            for display_id in rest:  # emptied, not removed: only clear_output removes, and it clears all
+                self._update({"text/html": "", "text/plain": ""}, raw=True, display_id=display_id)
+            self.ids = [first]
+            return
         if self.ids:
             clear_output(wait=True)
         self.ids = [self._new_id()]
@@ -59,6 +75,8 @@ class HTMLView:
 class TextView:
     """Prints deltas to stdout as they come (terminal IPython, and the ``text`` format)."""
 
+    rich = False
+
     def __init__(self) -> None:
         self.ended_with_newline = True
 
@@ -71,3 +89,158 @@ class TextView:
         if not self.ended_with_newline:
             sys.stdout.write("\n")
         sys.stdout.flush()
+
+
+class TurnView:
+    """A cell's output: each request's text in a segment of its own (a view made at its first
+    delta), with a line per tool call, or a note per repair, between them. The last segment is the
+    answer, which ``close()`` finishes and ``replace()`` swaps for a rendered view.
+
+    ``rich``: HTML display outputs (else stdout); ``shared``: other outputs share the cell (see
+    :class:`HTMLView`), which is so for a turn, whose tools may print."""
+
+    def __init__(self, metadata: dict[str, Any], *, rich: bool, shared: bool = False) -> None:
+        self.metadata = metadata
+        self.rich = rich
+        self.shared = shared
+        self.segment: HTMLView | TextView | None = None
+        self.fed = 0  # characters of the current request shown
+
+    def feed(self, delta: str) -> None:
+        if self.segment is None:
+            self.segment = HTMLView(self.metadata, shared=self.shared) if self.rich else TextView()
+        self.segment.feed(delta)
+        self.fed += len(delta)
+
+    def catch_up(self, text: str) -> None:
+        """Show what of the current request's ``text`` arrived but was not shown (a stop)."""
+        if len(text) > self.fed:
+            self.feed(text[self.fed :])
+
+    def next_request(self) -> None:
+        """The turn sent another request: its text goes below what is shown."""
+        self._end_segment()
+        self.fed = 0
+
+    def line(self, text: str, metadata: dict[str, Any] | None = None) -> None:
+        """One line below the text so far (a tool call and its result, a repair)."""
+        self._end_segment()
+        if not self.rich:
+            print(text)
+            return
+        from IPython.display import display
+
+        div = f'<div style="font-family:monospace;font-size:85%;opacity:0.8">{html.escape(text)}</div>'
+        display({"text/html": div, "text/plain": text}, raw=True, metadata=metadata or {})
+
+    def close(self) -> None:
+        if self.segment is not None:
+            self.segment.close()
+
+    def replace(self, bundle: dict[str, Any]) -> None:
+        """Show ``bundle`` instead of the current request's text (rich views only)."""
+        if self.segment is None:
+            self.segment = HTMLView(self.metadata, shared=self.shared)
+        assert isinstance(self.segment, HTMLView)
+        self.segment.replace(bundle)
+
+    def _end_segment(self) -> None:
+        if self.segment is not None:
+            self.segment.close()
+            self.segment = None
+
+
+# -- lines and objects ---------------------------------------------------------------------------
+
+
+def _short(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def call_text(call: Any, limit: int | None = None) -> str:
+    """``get_weather(city="Oslo")``: a tool call as the user reads it (``call.name``,
+    ``call.arguments``; the raw arguments when they did not parse)."""
+    if getattr(call, "parse_error", None):
+        args = str(call.raw_arguments)
+    else:
+        args = ", ".join(f"{name}={_json(value)}" for name, value in call.arguments.items())
+    if limit is not None:
+        args = _short(args, limit)
+    return f"{call.name}({args})"
+
+
+def result_line(result: Any) -> str:
+    """``→ get_weather(city="Oslo") = {"temp": 4}``, ``… failed: <error>`` or ``… denied``."""
+    head = f"→ {call_text(result.call, limit=80)}"
+    if result.denied:
+        return f"{head} denied"
+    if result.error:
+        return f"{head} failed: {_short(result.error, 160)}"
+    return f"{head} = {_short(result.content, 160)}"
+
+
+class TurnLog:
+    """Draws a turn's progress from the Session's ``start`` events (subscribe it with
+    ``session.on("start", log)``): when the turn sends another request, the tool calls answered
+    since go into the view, one line each, or, when there were none, the repair note."""
+
+    def __init__(self, turn: Any, view: TurnView) -> None:
+        self.turn = turn
+        self.view = view
+        self.shown = 0  # tool results drawn
+        self.repairs = 0
+        self._seen: list[Any] = []
+
+    def __call__(self, event: Any) -> None:
+        replies = self.turn.replies
+        at = next((i for i, reply in enumerate(replies) if reply is event.reply), 0)
+        if at == 0 or any(reply is event.reply for reply in self._seen):
+            return  # another session user's reply, the turn's first, or one seen (a resend)
+        self._seen.append(event.reply)
+        self.view.next_request()
+        if not self.flush():
+            self.repairs += 1
+            failed = replies[at - 1].message
+            reason = failed.error if failed is not None and failed.error else "the reply did not validate"
+            self.view.line(f"↻ {_short(reason, 200)}; asking again")
+
+    def flush(self) -> int:
+        """Draw the tool results not drawn yet; return how many."""
+        results = self.turn.tool_results[self.shown :]
+        for result in results:
+            self.view.line(result_line(result), {"oxen": {"tool_call_id": result.call.id}})
+        self.shown += len(results)
+        return len(results)
+
+
+def turn_facts(turn: Any, repairs: int = 0) -> list[str]:
+    """``[model, "3 requests", "2 tool calls", "N tokens", "S.s s"]`` (the parts that apply): a
+    turn's footer, summed over its requests. Seconds are the requests' and the tools' own (not the
+    time an ``--approve`` prompt waited). One plain request reads as ``message_facts`` does."""
+    messages = [reply.message for reply in turn.replies if reply.message is not None]
+    last = turn.message
+    parts = [(last.model if last is not None else None) or turn.model]
+    if len(turn.replies) > 1:
+        parts.append(f"{len(turn.replies)} requests")
+    results = turn.tool_results
+    if results:
+        failed = sum(1 for r in results if r.error)
+        denied = sum(1 for r in results if r.denied)
+        extra = [f"{failed} failed"] * bool(failed) + [f"{denied} denied"] * bool(denied)
+        calls = f"{len(results)} tool call{'s' * (len(results) != 1)}"
+        parts.append(calls + (f" ({', '.join(extra)})" if extra else ""))
+    if repairs:
+        parts.append(f"{repairs} repair{'s' * (repairs != 1)}")
+    counted = [m for m in messages if m.total_tokens is not None]
+    if counted:
+        estimated = "~" if any(m.usage_estimated for m in counted) else ""
+        parts.append(f"{estimated}{sum(m.total_tokens for m in counted)} tokens")
+    seconds = [m.duration_s for m in messages] + [r.duration_s for r in results]
+    if any(s is not None for s in seconds):
+        parts.append(f"{sum(s for s in seconds if s is not None):.1f} s")
+    return parts
