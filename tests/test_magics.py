@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from pydantic import BaseModel
 
 import oxen_notebook
 from oxen_notebook import Session, _registry
@@ -446,3 +448,334 @@ def test_reload_ext_keeps_the_default_and_named_sessions(ip, fake_api):
     sent = fake_api.chat_requests()[-1]["messages"]
     assert [m["content"] for m in sent] == ["remember me", "Echo: remember me", "still here?"]
     assert len(side.messages) == 2
+
+
+# -- typed results: --schema, --tools, --approve -------------------------------------------------
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+@dataclass
+class City:
+    name: str
+    country: str
+    tags: list[str]
+
+
+class NotAModel:
+    pass
+
+
+WEATHER_CALLS: list[str] = []
+
+
+def get_weather(city: str) -> dict:
+    """Current weather for a city."""
+    WEATHER_CALLS.append(city)
+    return {"temp": {"Oslo": 4, "Rome": 18}[city], "note": "<b>cold</b>" if city == "Oslo" else "warm"}
+
+
+def explode(city: str) -> str:
+    """Always fails."""
+    raise ValueError(f"no weather in <{city}>")
+
+
+@pytest.fixture
+def typed_ns(ip: InteractiveShell) -> InteractiveShell:
+    WEATHER_CALLS.clear()
+    ip.user_ns.update(
+        Person=Person,
+        City=City,
+        NotAModel=NotAModel,
+        People=list[Person],
+        get_weather=get_weather,
+        explode=explode,
+        count=3,
+        spec={
+            "title": "Pet",
+            "type": "object",
+            "properties": {"kind": {"type": "string"}},
+            "required": ["kind"],
+        },
+    )
+    return ip
+
+
+def html_of(captured: Any) -> list[str]:
+    return [o["data"].get("text/html", "") for o in shown(captured)]
+
+
+TWO_CITIES = 'CALL get_weather {"city": "Oslo"} ; CALL get_weather {"city": "Rome"}'
+
+
+def test_schema_by_name_gives_the_object_and_a_table_replaces_the_json(typed_ns, fake_api):
+    fake_api.enqueue(Script(chunks=['{"name": "Ada <b>Lovelace</b>", ', '"age": 36}']))
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "--schema Person -o ada", "Ada Lovelace, born 1815, died at 36.")
+    ada = typed_ns.user_ns["ada"]
+    assert isinstance(ada, Person) and ada == Person(name="Ada <b>Lovelace</b>", age=36)
+    sent = last_request(fake_api)["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Person"
+    table, footer = shown(captured)  # the JSON's output now shows the table; then the footer
+    html = table["data"]["text/html"]
+    assert html.startswith('<table class="oxen-object">') and '{"name"' not in html
+    assert ">name</th>" in html and ">age</th>" in html and ">36</td>" in html
+    assert "Ada &lt;b&gt;Lovelace&lt;/b&gt;" in html and "<b>" not in html
+    assert json.loads(table["data"]["text/plain"]) == {"name": "Ada <b>Lovelace</b>", "age": 36}
+    message = oxen_notebook.default_session().messages[-1]
+    assert table["metadata"]["oxen"]["message_id"] == message.message_id
+    assert message.parsed == {"name": "Ada <b>Lovelace</b>", "age": 36}
+    assert footer["data"]["text/plain"].startswith("gpt-5-2-chat-latest · ")
+    assert "requests" not in footer["data"]["text/plain"]  # one request reads like a plain reply
+
+
+def test_a_dataclass_schema_shows_nested_values_as_compact_json(typed_ns, fake_api):
+    fake_api.enqueue(Script(text='{"name": "Oslo", "country": "Norway", "tags": ["fjord", "<cold>"]}'))
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "--schema City -o oslo", "Oslo")
+    assert typed_ns.user_ns["oslo"] == City("Oslo", "Norway", ["fjord", "<cold>"])
+    html = html_of(captured)[0]
+    assert ">Norway</td>" in html
+    assert "[&quot;fjord&quot;, &quot;&lt;cold&gt;&quot;]</td>" in html  # compact JSON, escaped
+
+
+def test_a_json_schema_dict_by_name(typed_ns, fake_api):
+    fake_api.enqueue(Script(text='{"kind": "cat"}'))
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "--schema spec -o pet", "a pet")
+    assert typed_ns.user_ns["pet"] == {"kind": "cat"}
+    assert last_request(fake_api)["response_format"]["json_schema"]["name"] == "Pet"
+    assert ">cat</td>" in html_of(captured)[0]
+
+
+@pytest.mark.parametrize("name", ["'list[Person]'", "People"])
+def test_a_list_schema_is_a_dataframe_table(typed_ns, fake_api, name):
+    fake_api.enqueue(Script(text='{"items": [{"name": "Ada", "age": 36}, {"name": "<i>Bo</i>", "age": 7}]}'))
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", f"--schema {name} -o people", "two people")
+    assert typed_ns.user_ns["people"] == [Person(name="Ada", age=36), Person(name="<i>Bo</i>", age=7)]
+    table, _ = shown(captured)
+    html = table["data"]["text/html"]
+    assert html.startswith('<table class="dataframe">')
+    assert "<th>name</th>" in html and "<th>age</th>" in html
+    assert "<td>Ada</td>" in html and "<td>36</td>" in html and "<td>7</td>" in html
+    assert "&lt;i&gt;Bo&lt;/i&gt;" in html and "<i>" not in html
+    assert "items" not in html
+
+
+def test_a_schema_error_keeps_the_raw_text_and_fails_in_one_line(typed_ns, fake_api):
+    typed_ns.user_ns["ada"] = "before"
+    fake_api.enqueue(Script(text='{"name": "Ada"}'), Script(text='{"nom": "<Ada>"}'))
+    with capture_output() as captured:
+        result = typed_ns.run_cell("%%oxen --schema Person -o ada\nAda")
+    error = result.error_in_exec
+    assert isinstance(error, OxenCellError) and error.name == "SchemaError"
+    rendered = error._render_traceback_()
+    assert len(rendered) == 1 and "\n" not in rendered[0] and "does not match Person" in rendered[0]
+    first, note, second, footer = shown(captured)
+    assert first["data"]["text/html"] == render_markdown('{"name": "Ada"}')
+    assert (
+        note["data"]["text/plain"] == "↻ the reply does not match Person: age: Field required; asking again"
+    )
+    assert second["data"]["text/html"] == render_markdown('{"nom": "<Ada>"}')  # raw, escaped by the renderer
+    assert "2 requests · 1 repair · " in footer["data"]["text/plain"]
+    assert typed_ns.user_ns["ada"] == "before"  # -o is only for a validated object
+    assert "Traceback" not in captured.stdout + captured.stderr
+
+
+def test_max_repairs_passes_through(typed_ns, fake_api):
+    fake_api.enqueue(Script(text='{"name": "Ada"}'))
+    with pytest.raises(OxenCellError, match="does not match Person"), capture_output():
+        typed_ns.run_cell_magic("oxen", "--schema Person --max-repairs 0", "Ada")
+    assert len(fake_api.chat_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("--schema Nobody", "'Nobody'"),
+        ("--schema count", "count is an int, not a pydantic model"),
+        ("--schema NotAModel", "NotAModel cannot be a schema: expected a pydantic model"),
+        ("--schema 'list[spec]'", "spec is a dict; list[...] takes"),
+        ("--schema 'Person()'", "Person()"),
+        ("--tools nothing_here", "'nothing_here'"),
+        ("--tools get_weather,count", "count is an int, not a function"),
+        ("--tools Person", "Person is a class, not a function"),
+        ("--tools ,", "needs function names"),
+        ("--approve", "--approve goes with --tools"),
+        ("--max-tool-rounds 2", "--max-tool-rounds goes with --tools"),
+        ("--max-repairs 2", "--max-repairs goes with --schema"),
+        ("--tools get_weather --max-tool-rounds 0", "at least 1"),
+        ("--schema Person --max-repairs -1", "at least 0"),
+        ("--schema Person -f json", "drop -f json"),
+        ("--schema Person --compare a,b", "--compare"),
+    ],
+)
+def test_bad_names_and_option_mixes_are_one_line_usage_errors(typed_ns, fake_api, line, expected):
+    with pytest.raises(UsageError) as info:
+        typed_ns.run_cell_magic("oxen", line, "hello")
+    message = str(info.value).strip()
+    assert "\n" not in message and expected in message
+    assert fake_api.chat_requests() == []
+
+
+def test_tools_by_name_run_in_a_loop_with_a_line_per_call(typed_ns, fake_api):
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "-m tool-model --tools get_weather,explode -o answer", TWO_CITIES)
+    assert WEATHER_CALLS == ["Oslo", "Rome"]
+    first, second = fake_api.chat_requests()
+    assert [t["function"]["name"] for t in first["tools"]] == ["get_weather", "explode"]
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool", "tool"]
+    oslo, rome, answer, footer = shown(captured)
+    assert oslo["data"]["text/plain"] == '→ get_weather(city="Oslo") = {"temp": 4, "note": "<b>cold</b>"}'
+    assert "&lt;b&gt;cold&lt;/b&gt;" in oslo["data"]["text/html"] and "<b>" not in oslo["data"]["text/html"]
+    assert oslo["metadata"] == {"oxen": {"tool_call_id": "call_0_0"}}
+    assert rome["data"]["text/plain"] == '→ get_weather(city="Rome") = {"temp": 18, "note": "warm"}'
+    text = typed_ns.user_ns["answer"]
+    assert text.startswith("Results: get_weather[call_0_0] = ") and answer["data"][
+        "text/html"
+    ] == render_markdown(text)
+    facts = footer["data"]["text/plain"]
+    assert facts.startswith("tool-model · 2 requests · 2 tool calls · ") and facts.endswith(" s")
+    turn_tokens = sum(
+        m.total_tokens for m in oxen_notebook.default_session().messages if m.role == "assistant"
+    )
+    assert f" · {turn_tokens} tokens · " in facts  # summed over the turn's requests
+
+
+def test_a_failing_tool_is_a_line_with_its_error(typed_ns, fake_api):
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "-m tool-model --tools explode", 'CALL explode {"city": "Oslo"}')
+    line = shown(captured)[0]
+    assert line["data"]["text/plain"] == '→ explode(city="Oslo") failed: ValueError: no weather in <Oslo>'
+    assert "&lt;Oslo&gt;" in line["data"]["text/html"]
+    assert "1 tool call (1 failed)" in shown(captured)[-1]["data"]["text/plain"]
+
+
+def test_max_tool_rounds_passes_through_and_fails_in_one_line(typed_ns, fake_api):
+    with capture_output() as captured:
+        result = typed_ns.run_cell(
+            '%%oxen -m tool-model --tools get_weather --max-tool-rounds 1\nCALL get_weather {"city": "Oslo"} LOOP'
+        )
+    error = result.error_in_exec
+    assert (
+        isinstance(error, OxenCellError) and error.name == "ToolLoopError" and "after 1 rounds" in str(error)
+    )
+    assert len(fake_api.chat_requests()) == 2
+    outputs = shown(captured)
+    assert (
+        outputs[0]["data"]["text/plain"] == '→ get_weather(city="Oslo") = {"temp": 4, "note": "<b>cold</b>"}'
+    )
+    assert "2 requests · 1 tool call" in outputs[-1]["data"]["text/plain"]
+
+
+def test_approve_asks_before_each_call(typed_ns, fake_api, monkeypatch):
+    answers = iter(["y", "n"])
+    prompts: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": prompts.append(prompt) or next(answers))
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "-m tool-model --tools get_weather --approve", TWO_CITIES)
+    assert prompts == ['run get_weather(city="Oslo")? [y/N] ', 'run get_weather(city="Rome")? [y/N] ']
+    assert WEATHER_CALLS == ["Oslo"]
+    oslo, rome, answer, footer = shown(captured)
+    assert oslo["data"]["text/plain"].startswith('→ get_weather(city="Oslo") = {"temp": 4')
+    assert rome["data"]["text/plain"] == '→ get_weather(city="Rome") denied'
+    assert "call_0_1] = denied by the user" in answer["data"]["text/html"]
+    assert "2 tool calls (1 denied)" in footer["data"]["text/plain"]
+    tools = [m for m in oxen_notebook.default_session().messages if m.role == "tool"]
+    assert [m.error for m in tools] == [None, "denied by the user"]
+
+
+@pytest.mark.parametrize("answer", ["", "no", "Y es", "maybe"])
+def test_approve_runs_only_on_y_or_yes(typed_ns, fake_api, monkeypatch, answer):
+    monkeypatch.setattr("builtins.input", lambda prompt="": answer)
+    with capture_output():
+        typed_ns.run_cell_magic("oxen", "-m tool-model --tools get_weather --approve", TWO_CITIES)
+    assert WEATHER_CALLS == []
+    monkeypatch.setattr("builtins.input", lambda prompt="": " YES ")
+    with capture_output():
+        typed_ns.run_cell_magic("oxen", "-m tool-model --tools get_weather --approve", TWO_CITIES)
+    assert WEATHER_CALLS == ["Oslo", "Rome"]
+
+
+def test_interrupting_the_approval_prompt_denies_and_stops_the_turn(typed_ns, fake_api, monkeypatch):
+    def interrupted(prompt=""):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("builtins.input", interrupted)
+    with pytest.raises(OxenInterrupted, match="approval prompt"), capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "-m tool-model --tools get_weather --approve", TWO_CITIES)
+    assert WEATHER_CALLS == [] and len(fake_api.chat_requests()) == 1  # nothing sent after the round
+    assert [o["data"]["text/plain"] for o in shown(captured)[:2]] == [
+        '→ get_weather(city="Oslo") denied',
+        '→ get_weather(city="Rome") denied',
+    ]
+    session = oxen_notebook.default_session()
+    assert [m.role for m in session.messages] == ["user", "assistant", "tool", "tool"]  # sendable
+    with capture_output():
+        typed_ns.run_cell_magic("oxen", "", "thanks")
+    assert last_request(fake_api)["messages"][-1] == {"role": "user", "content": "thanks"}
+
+
+def test_approve_without_a_way_to_answer_denies_and_says_why(typed_ns, fake_api, monkeypatch):
+    def no_stdin(prompt=""):
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", no_stdin)
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "-m tool-model --tools get_weather --approve", TWO_CITIES)
+    assert WEATHER_CALLS == []
+    assert (
+        "cannot answer input(), so --approve denied every call" in shown(captured)[-1]["data"]["text/plain"]
+    )
+
+
+def test_terminal_shows_lines_and_pretty_json(typed_ns, fake_api):
+    magics(typed_ns).display = "text"
+    fake_api.enqueue(Script(text='{"name": "Ada", "age": 36}'))
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "--schema Person -o ada", "Ada")
+        typed_ns.run_cell_magic(
+            "oxen", "-m tool-model --tools get_weather", 'CALL get_weather {"city": "Rome"}'
+        )
+    assert captured.outputs == []
+    lines = captured.stdout.splitlines()
+    assert lines[:5] == ['{"name": "Ada", "age": 36}', "{", '  "name": "Ada",', '  "age": 36', "}"]
+    assert lines[5].startswith("[gpt-5-2-chat-latest · ")
+    assert lines[6] == '→ get_weather(city="Rome") = {"temp": 18, "note": "warm"}'
+    assert lines[7].startswith("Results: get_weather[call_0_0] = ")
+    assert lines[8].startswith("[tool-model · 2 requests · 1 tool call · ")
+    assert typed_ns.user_ns["ada"] == Person(name="Ada", age=36)
+
+
+def test_schema_and_tools_together_keep_the_lines_and_show_the_table(typed_ns, fake_api):
+    def lookup(name: str) -> dict:
+        """The age of a person."""
+        print(f"looking up {name}")
+        return {"age": 36}
+
+    typed_ns.user_ns["lookup"] = lookup
+    fake_api.handler = lambda body: (
+        Script(text='{"name": "Ada", "age": 36}')
+        if body["messages"][-1]["role"] == "tool"
+        else Script(chunks=[], finish_reason="tool_calls", tool_calls=[
+            {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"name": "Ada"}'}}
+        ])
+    )  # fmt: skip
+    with capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "--schema Person --tools lookup -o ada", "How old was Ada?")
+    assert typed_ns.user_ns["ada"] == Person(name="Ada", age=36)
+    assert "looking up Ada" in captured.stdout  # what the tool printed stays
+    line, table, footer = shown(captured)
+    assert line["data"]["text/plain"] == '→ lookup(name="Ada") = {"age": 36}'
+    assert table["data"]["text/html"].startswith('<table class="oxen-object">')
+    assert "2 requests · 1 tool call · " in footer["data"]["text/plain"]
+
+
+def test_help_documents_the_typed_options(ip):
+    doc = ip.find_cell_magic("oxen").__doc__
+    for option in ("--schema", "--tools", "--approve", "--max-repairs", "--max-tool-rounds", "list[NAME]"):
+        assert option in doc

@@ -20,6 +20,11 @@ _LIST = re.compile(r"^list\[\s*(\w+)\s*\]$")
 _KINDS = "a pydantic model, dataclass, TypedDict or JSON Schema dict"
 
 
+def _a(value: Any) -> str:
+    kind = "class" if isinstance(value, type) else type(value).__name__
+    return f"{'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}"
+
+
 def resolve_schema(name: str, namespace: Mapping[str, Any]) -> OutputSchema:
     """``--schema Person`` or ``--schema 'list[Person]'``: the notebook's ``Person`` as the turn's
     schema (built here, so a type that cannot be one fails before anything is sent)."""
@@ -30,19 +35,19 @@ def resolve_schema(name: str, namespace: Mapping[str, Any]) -> OutputSchema:
     if key not in namespace:
         raise UsageError(f"--schema {name}: nothing named {key!r} in the notebook; define {_KINDS} first.")
     value = namespace[key]
-    kind = type(value).__name__
     if match and not isinstance(value, type):
         raise UsageError(
-            f"--schema {name}: {key} is a {kind}; list[...] takes a model, dataclass or TypedDict."
+            f"--schema {name}: {key} is {_a(value)}; list[...] takes a model, dataclass or TypedDict."
         )
     if not isinstance(value, (type, dict)) and typing.get_origin(value) is not list:
-        raise UsageError(f"--schema {name}: {key} is a {kind}, not {_KINDS}.")
+        raise UsageError(f"--schema {name}: {key} is {_a(value)}, not {_KINDS}.")
     try:
         return OutputSchema.from_spec(list[value] if match else value)  # type: ignore[valid-type]
     except ParameterError as exc:
         if isinstance(value, dict):
             raise UsageError(f"--schema {name}: {exc}") from None
-        raise UsageError(f"--schema {name}: {key} is not {_KINDS} ({exc})") from None
+        reason = str(exc).split(": ", 1)[-1]  # after "schema=<repr> is not supported"
+        raise UsageError(f"--schema {name}: {key} cannot be a schema: {reason}") from None
 
 
 def resolve_tools(names: str, namespace: Mapping[str, Any]) -> list[Any]:
@@ -56,7 +61,7 @@ def resolve_tools(names: str, namespace: Mapping[str, Any]) -> list[Any]:
             raise UsageError(f"--tools: no function named {name!r} in the notebook; define it first.")
         value = namespace[name]
         if not callable(value) or isinstance(value, type):
-            raise UsageError(f"--tools: {name} is a {type(value).__name__}, not a function.")
+            raise UsageError(f"--tools: {name} is {_a(value)}, not a function.")
         tools.append(value)
     return tools
 
