@@ -160,3 +160,51 @@ def test_notebook_runs_headless(api: FakeAPI, tmp_path: Path) -> None:
     assert json_output["data"]["application/json"] == {"a": [1, 2]}
     assert "assistant" in nb.cells[3].outputs[0]["data"]["text/plain"]
     assert nb.cells[4].outputs[0]["text"] == "Echo: Explain entropy **briefly**.\n"
+
+
+def test_schema_cell_gives_the_kernel_the_object_and_shows_a_table(api: FakeAPI, kernel: Kernel) -> None:
+    defined = kernel.run(
+        "from pydantic import BaseModel\nclass Person(BaseModel):\n    name: str\n    age: int"
+    )
+    assert defined.reply["status"] == "ok"
+    api.enqueue(Script(chunks=['{"name": "Ada ', '<b>Lovelace</b>", ', '"age": 36}']))
+    run = kernel.run("%%oxen --new --schema Person -o ada\nAda Lovelace, born 1815, died at 36.")
+    assert run.reply["status"] == "ok", run.errors()
+    assert kernel.value("[type(ada).__name__, ada.name, ada.age]") == ["Person", "Ada <b>Lovelace</b>", 36]
+    assert api.chat_requests()[-1]["response_format"]["json_schema"]["name"] == "Person"
+    table, footer = [o for o in run.outputs() if o["type"] == "display_data"]
+    html = table["data"]["text/html"]
+    assert html.startswith('<table class="oxen-object">') and '{"name"' not in html
+    assert "Ada &lt;b&gt;Lovelace&lt;/b&gt;" in html and ">36</td>" in html
+    assert "tokens" in footer["data"]["text/plain"]
+    assert table["metadata"]["oxen"]["message_id"] == footer["metadata"]["oxen"]["message_id"]
+
+
+def test_approve_asks_through_the_frontend(api: FakeAPI, kernel: Kernel) -> None:
+    import threading
+
+    defined = kernel.run(
+        "ran = []\ndef get_weather(city: str) -> dict:\n"
+        '    """Current weather for a city."""\n    ran.append(city)\n    return {"temp": 4}'
+    )
+    assert defined.reply["status"] == "ok"
+    prompts: list[str] = []
+    stdin = kernel.kc.stdin_channel  # made here; the thread below only reads and writes it
+
+    def answer() -> None:  # the frontend: the input requests answered y, then n
+        for reply in ("y", "n"):
+            msg = stdin.get_msg(timeout=30)  # the channel's own sync read: no event loop per thread
+            prompts.append(msg["content"]["prompt"])
+            kernel.kc.input(reply)
+
+    frontend = threading.Thread(target=answer, daemon=True)
+    frontend.start()
+    cell = '%%oxen -m tool-model --tools get_weather --approve\nCALL get_weather {"city": "Oslo"} ; CALL get_weather {"city": "Rome"}'
+    run = kernel.run(cell)
+    frontend.join(5)
+    assert run.reply["status"] == "ok", run.errors()
+    assert prompts == ['run get_weather(city="Oslo")? [y/N] ', 'run get_weather(city="Rome")? [y/N] ']
+    assert kernel.value("ran") == ["Oslo"]
+    lines = [o["data"].get("text/plain", "") for o in run.outputs() if o["type"] == "display_data"]
+    assert lines[:2] == ['→ get_weather(city="Oslo") = {"temp": 4}', '→ get_weather(city="Rome") denied']
+    assert "2 tool calls (1 denied)" in lines[-1]
