@@ -208,3 +208,37 @@ def test_approve_asks_through_the_frontend(api: FakeAPI, kernel: Kernel) -> None
     lines = [o["data"].get("text/plain", "") for o in run.outputs() if o["type"] == "display_data"]
     assert lines[:2] == ['→ get_weather(city="Oslo") = {"temp": 4}', '→ get_weather(city="Rome") denied']
     assert "2 tool calls (1 denied)" in lines[-1]
+
+
+def test_approve_under_nbclient_denies_every_call_and_says_why(api: FakeAPI, tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "%load_ext oxen_notebook\nran = []\ndef delete_rows(table: str) -> str:\n"
+            '    """Delete the rows."""\n    ran.append(table)\n    return "deleted"'
+        ),
+        nbformat.v4.new_code_cell(
+            '%%oxen -m tool-model --tools delete_rows --approve\nCALL delete_rows {"table": "orders"}'
+        ),
+        nbformat.v4.new_code_cell("print(ran)"),
+    ]
+    env = checkout_env(api.base_url, KEY, str(tmp_path))
+    client = NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        client.execute()  # nbclient's kernels cannot answer input(): allow_stdin is off
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    texts = [
+        o["data"].get("text/plain", "") for o in nb.cells[1].outputs if o["output_type"] == "display_data"
+    ]
+    assert texts[0] == '→ delete_rows(table="orders") denied'
+    assert "cannot answer input(), so --approve denied every call" in texts[-1]
+    assert nb.cells[2].outputs[0]["text"] == "[]\n"
