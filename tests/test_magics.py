@@ -779,3 +779,26 @@ def test_help_documents_the_typed_options(ip):
     doc = ip.find_cell_magic("oxen").__doc__
     for option in ("--schema", "--tools", "--approve", "--max-repairs", "--max-tool-rounds", "list[NAME]"):
         assert option in doc
+
+
+def test_interrupting_a_schema_reply_keeps_its_text_and_gives_no_object(typed_ns, fake_api):
+    typed_ns.user_ns["ada"] = "before"
+    chunks = ['{"name": ', '"Ada", ', '"age": ', "36", "}"]
+    fake_api.enqueue(Script(chunks=chunks, delay=0.01))
+    session = oxen_notebook.default_session()
+    seen: list[str] = []
+
+    def stop_after_two(event: Any) -> None:
+        seen.append(event.delta)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    session.on("delta", stop_after_two)
+    with pytest.raises(OxenInterrupted, match="kept in history"), capture_output() as captured:
+        typed_ns.run_cell_magic("oxen", "--schema Person -o ada", "Ada")
+    assert typed_ns.user_ns["ada"] == "before"
+    last = session.messages[-1]
+    assert last.finish_reason == "interrupted" and last.content == '{"name": "Ada", '
+    *text, footer = shown(captured)
+    assert "".join(o["data"]["text/html"] for o in text) == render_markdown(last.content)
+    assert "interrupted" in footer["data"]["text/plain"]

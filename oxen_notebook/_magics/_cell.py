@@ -330,6 +330,8 @@ class OxenMagics(Magics):
         if reply.text or error is None or (turn is not None and len(turn.replies) > 1):
             parts = turn_facts(turn, log.repairs) if turn is not None and log is not None else None
             self._footer(reply, metadata, note, parts)
+        if interrupted and reply.finish_reason == "tool_calls":  # the request had ended: a tool ran
+            raise OxenInterrupted("stopped while the tools ran: their calls are in history without results.")
         if interrupted:
             raise OxenInterrupted(
                 f"the reply was stopped; its {len(reply.text)} characters are kept in history as interrupted."
