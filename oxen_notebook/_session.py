@@ -439,6 +439,7 @@ class Session:
         on_error: str = "record",
         progress: bool | Callable[..., Any] = True,
         stream: bool = False,
+        schema: Any = None,
         **params: Any,
     ) -> pd.DataFrame:
         """Send ``template``, filled from each row of ``data`` (a DataFrame, a list of dicts, or a
@@ -447,12 +448,14 @@ class Session:
         Returns the data in its order with ``reply``, ``finish_reason``, token, ``latency_s``,
         ``cost_usd``, ``cached`` and ``error`` columns. ``on_error="raise"`` stops at the first
         failure; Ctrl-C cancels the requests in flight and returns the rows that finished. Rows are
-        sent unstreamed (the body carries the server's token counts); ``stream=True`` streams them."""
+        sent unstreamed (the body carries the server's token counts); ``stream=True`` streams them.
+        ``schema=`` (as in :meth:`stream`) adds one typed column per field and ``parsed`` after the
+        data's columns; a row that does not validate after its repair has NA there and its error."""
         from ._batch import run_map
 
         return run_map(
             self, data, template, concurrency=concurrency, on_error=on_error, progress=progress,
-            stream=stream, **params,
+            stream=stream, schema=schema, **params,
         )  # fmt: skip
 
     def compare(
@@ -462,14 +465,18 @@ class Session:
         models: list[str] | None = None,
         params: list[dict[str, Any]] | None = None,
         show: bool = True,
+        schema: Any = None,
         **variables: Any,
     ) -> pd.DataFrame:
         """Send one prompt (``template`` filled with ``variables``) to several ``models`` and/or
         parameter sets (``params=[{"temperature": 0}, {"temperature": 1}]``) at once; return one
-        row per variant and, with ``show``, display the replies side by side."""
+        row per variant and, with ``show``, display the replies side by side. ``schema=`` adds
+        the same typed columns as in :meth:`map`, per variant."""
         from ._batch import run_compare
 
-        return run_compare(self, template, models=models, params=params, show=show, **variables)
+        return run_compare(
+            self, template, models=models, params=params, show=show, schema=schema, **variables
+        )
 
     def usage(self) -> pd.DataFrame:
         """Requests, cache hits, tokens and estimated cost per model so far (every entry point).

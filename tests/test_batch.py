@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import pytest
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
-from oxen_notebook import BadRequestError, ParameterError, Session, _registry
-from oxen_notebook._batch import compare_html
+from oxen_notebook import BadRequestError, ParameterError, SchemaError, Session, _registry
+from oxen_notebook._batch import MAP_COLUMNS, compare_html
 from oxen_notebook._batch._progress import BatchProgress, _WidgetBar
 from tests.conftest import TEST_KEY
 from tests.fake_api import Script, _prompt_text
@@ -21,6 +27,11 @@ from tests.fake_api import Script, _prompt_text
 
 def make_session(fake_api, **kwargs) -> Session:
     return Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=10.0, **kwargs)
+
+
+def priced_session(fake_api) -> Session:
+    """On a model the fake catalogue prices, so that every request has a cost."""
+    return Session(model="gpt-5-2-chat-latest", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=10.0)
 
 
 def echo_after(latency: float):
@@ -442,3 +453,322 @@ def test_map_in_a_real_kernel_survives_an_interrupt(fake_api, tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+# -- schema= ------------------------------------------------------------------------------------
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+    height_m: float
+    alive: bool
+    field: Literal["math", "computing", "navy"]
+
+
+@dataclass
+class PersonDC:
+    name: str
+    age: int
+    height_m: float
+    alive: bool
+    field: Literal["math", "computing", "navy"]
+
+
+class PersonTD(TypedDict):
+    name: str
+    age: int
+    height_m: float
+    alive: bool
+    field: Literal["math", "computing", "navy"]
+
+
+PERSON_DICT = {
+    "type": "object",
+    "title": "Person",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer"},
+        "height_m": {"type": "number"},
+        "alive": {"type": "boolean"},
+        "field": {"enum": ["math", "computing", "navy"]},
+    },
+    "required": ["name", "age", "height_m", "alive", "field"],
+}
+PEOPLE = {
+    "Ada": {"name": "Ada Lovelace", "age": 36, "height_m": 1.65, "alive": False, "field": "math"},
+    "Alan": {"name": "Alan Turing", "age": 41, "height_m": 1.78, "alive": False, "field": "computing"},
+    "Grace": {"name": "Grace Hopper", "age": 85, "height_m": 1.68, "alive": False, "field": "navy"},
+}
+TYPED = {"name": "string", "age": "Int64", "height_m": "Float64", "alive": "boolean", "field": "category"}
+
+
+def _row_prompt(body) -> str:
+    """The row's own prompt: the first user message (a repair request ends with another one)."""
+    return next(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
+def _is_repair(body) -> bool:
+    return sum(m["role"] == "user" for m in body["messages"]) > 1
+
+
+def people_handler(answers=None):
+    """Answer each row with its person as JSON, unless ``answers[first word]`` says otherwise:
+    ``(first reply, repair reply)``."""
+
+    def handler(body):
+        key = _row_prompt(body).split(": ")[-1].split(",")[0]
+        good = json.dumps(PEOPLE.get(key, {}))
+        first, repair = (answers or {}).get(key, (good, good))
+        return Script(text=repair if _is_repair(body) else first)
+
+    return handler
+
+
+def bios() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"bio": ["Ada, mathematician", "Alan, logician", "Grace, admiral"]}, index=[10, 20, 30]
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [(Person, Person), (PersonDC, PersonDC), (PersonTD, dict), (PERSON_DICT, dict)],
+    ids=["pydantic", "dataclass", "TypedDict", "JSON Schema"],
+)
+def test_map_with_a_schema_adds_typed_columns_after_the_data(fake_api, spec, kind):
+    fake_api.handler = people_handler()
+    s = make_session(fake_api)
+    out = s.map(bios(), "Extract the person from: {bio}", schema=spec, progress=False)
+
+    assert list(out.columns) == ["bio", *TYPED, "parsed", *MAP_COLUMNS]
+    assert {name: str(out[name].dtype) for name in TYPED} == TYPED
+    assert list(out.index) == [10, 20, 30]
+    assert list(out["name"]) == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    assert list(out["age"]) == [36, 41, 85]
+    assert list(out["height_m"]) == [1.65, 1.78, 1.68]
+    assert not out["alive"].any()
+    assert list(out["field"]) == ["math", "computing", "navy"]
+    assert all(isinstance(value, kind) for value in out["parsed"])
+    assert out["error"].isna().all() and list(out["reply"]) == [json.dumps(p) for p in PEOPLE.values()]
+    for body in fake_api.chat_requests():
+        assert body["response_format"]["type"] == "json_schema" and body["stream"] is False
+    log = s.to_dataframe(batch=True)
+    assert list(log["parsed"][1::2]) == list(PEOPLE.values())
+
+
+def test_rows_that_do_not_validate_have_na_fields_their_error_and_their_raw_reply(fake_api):
+    answers = {
+        "Alan": ('{"name": "Alan Turing", "age": "forty-one"}', '{"name": "Alan Turing"}'),
+        "Grace": ("Sorry, I cannot help.", "Still no."),
+    }
+    fake_api.handler = people_handler(answers)
+    s = priced_session(fake_api)
+    out = s.map(bios(), "Extract the person from: {bio}", schema=Person, progress=False)
+
+    assert (
+        out.loc[10, "name"] == "Ada Lovelace" and out.loc[10, "age"] == 36 and pd.isna(out.loc[10, "error"])
+    )
+    for row in (20, 30):
+        assert all(pd.isna(out.loc[row, name]) for name in [*TYPED, "parsed"])
+        assert out.loc[row, "finish_reason"] == "stop"
+    assert out.loc[20, "reply"] == '{"name": "Alan Turing"}'  # the repair's reply, as the model wrote it
+    assert out.loc[30, "reply"] == "Still no."
+    assert out.loc[20, "error"].startswith("the reply does not match Person: age: Field required")
+    assert out.loc[30, "error"].startswith("the reply is not valid JSON for Person")
+    assert out["error"].str.contains("\n").eq(False).all()
+    assert str(out["age"].dtype) == "Int64" and str(out["field"].dtype) == "category"
+
+    log = s.to_dataframe(batch=True)
+    assert list(log.groupby("row").size()) == [2, 4, 4]  # the repair prompt and its reply too
+    alan = log[log["row"] == 1]
+    assert list(alan["role"]) == ["user", "assistant", "user", "assistant"]
+    assert list(alan["source"]) == ["batch", "batch", "repair", "batch"]
+    assert alan["content"].iloc[2].startswith("Your reply did not match the JSON Schema:")
+    assert alan["error"].iloc[1].startswith("the reply does not match Person: age:")
+    replies = log[log["role"] == "assistant"].groupby("row")
+    assert list(out["prompt_tokens"]) == list(replies["prompt_tokens"].sum())
+    assert list(out["completion_tokens"]) == list(replies["completion_tokens"].sum())
+    assert list(out["cost_usd"]) == pytest.approx(list(replies["cost_usd"].sum()))
+    prices = (1.25e-06, 1e-05)  # gpt-5-2-chat-latest in the fake catalogue
+    expected = out["prompt_tokens"] * prices[0] + out["completion_tokens"] * prices[1]
+    assert list(out["cost_usd"]) == pytest.approx(list(expected))
+    assert out.loc[20, "cost_usd"] > alan["cost_usd"].iloc[1] > 0  # both requests, not the first
+    assert s.usage()["requests"].sum() == len(fake_api.chat_requests()) == 5
+
+
+def test_a_row_fixed_by_its_repair_is_typed_and_counts_both_requests(fake_api):
+    answers = {"Alan": ('{"name": "Alan Turing", "age": 41}', json.dumps(PEOPLE["Alan"]))}
+    fake_api.handler = people_handler(answers)
+    s = priced_session(fake_api)
+    out = s.map(bios(), "Extract the person from: {bio}", schema=Person, progress=False)
+
+    assert out["error"].isna().all()
+    assert list(out["age"]) == [36, 41, 85] and out.loc[20, "parsed"] == Person(**PEOPLE["Alan"])
+    assert out.loc[20, "reply"] == json.dumps(PEOPLE["Alan"])
+    requests = fake_api.chat_requests()
+    repair = next(b for b in requests if _is_repair(b))
+    assert [m["role"] for m in repair["messages"]] == ["user", "assistant", "user"]
+    assert repair["messages"][1]["content"] == '{"name": "Alan Turing", "age": 41}'
+    assert "height_m: Field required" in repair["messages"][2]["content"]
+    assert repair["stream"] is False and repair["response_format"]["type"] == "json_schema"
+    log = s.to_dataframe(batch=True)
+    alan = log[(log["row"] == 1) & (log["role"] == "assistant")]
+    assert len(alan) == 2 and alan["error"].notna().tolist() == [True, False]
+    assert out.loc[20, "prompt_tokens"] == alan["prompt_tokens"].sum()
+    assert out.loc[20, "completion_tokens"] == alan["completion_tokens"].sum()
+    assert out.loc[20, "cost_usd"] == pytest.approx(alan["cost_usd"].sum())
+    assert out.loc[20, "latency_s"] == pytest.approx(alan["duration_s"].sum())
+    assert out.loc[20, "cost_usd"] > out.loc[10, "cost_usd"]
+
+
+def test_streamed_schema_rows_stream_their_repairs_too(fake_api):
+    fake_api.handler = people_handler({"Ada": ("{}", json.dumps(PEOPLE["Ada"]))})
+    s = make_session(fake_api)
+    out = s.map(bios()[:1], "Extract the person from: {bio}", schema=Person, stream=True, progress=False)
+    assert out["age"].tolist() == [36]
+    assert [b["stream"] for b in fake_api.chat_requests()] == [True, True]
+
+
+def test_max_repairs_zero_sends_no_repair(fake_api):
+    fake_api.handler = people_handler({"Alan": ("{}", json.dumps(PEOPLE["Alan"]))})
+    s = make_session(fake_api)
+    out = s.map(bios(), "Extract: {bio}", schema=Person, max_repairs=0, progress=False)
+    assert len(fake_api.chat_requests()) == 3
+    assert out["age"].isna().tolist() == [False, True, False]
+    with pytest.raises(ParameterError, match="max_repairs=-1"):
+        s.map(bios(), "Extract: {bio}", schema=Person, max_repairs=-1, progress=False)
+
+
+def test_on_error_raise_raises_the_schema_error(fake_api):
+    fake_api.handler = people_handler({"Ada": ('{"name": 1}', '{"name": 2}')})
+    s = make_session(fake_api)
+    with pytest.raises(SchemaError) as info:
+        s.map(bios(), "Extract: {bio}", schema=Person, on_error="raise", concurrency=1, progress=False)
+    assert str(info.value).startswith("the reply does not match Person: name: Input should be a valid string")
+    assert info.value.text == '{"name": 2}'
+    log = s.to_dataframe(batch=True)
+    assert list(log["row"]) == [0, 0, 0, 0]  # the failed row's requests, the repair included
+    assert len(fake_api.chat_requests()) == 2  # stopped there: no other row was sent
+
+
+def test_cached_rows_are_validated_the_same_way(fake_api, tmp_path):
+    fake_api.handler = people_handler({"Alan": ("{}", "{}"), "Grace": ("{}", json.dumps(PEOPLE["Grace"]))})
+    first = make_session(fake_api, cache=tmp_path / "cache.sqlite", temperature=0)
+    out = first.map(bios(), "Extract: {bio}", schema=Person, progress=False)
+    assert len(fake_api.chat_requests()) == 5 and not out["cached"].any()
+
+    again = make_session(fake_api, cache=tmp_path / "cache.sqlite", temperature=0)
+    hit = again.map(bios(), "Extract: {bio}", schema=Person, progress=False)
+    assert len(fake_api.chat_requests()) == 5  # all from the cache, the repairs too
+    assert hit["cached"].all() and (hit["cost_usd"] == 0).all()
+    assert hit["age"].isna().tolist() == [False, True, False]
+    assert list(hit["age"].dropna()) == [36, 85] and str(hit["age"].dtype) == "Int64"
+    assert hit.loc[20, "error"] == out.loc[20, "error"]
+    assert hit.loc[30, "parsed"] == Person(**PEOPLE["Grace"])
+    pd.testing.assert_frame_equal(
+        hit.drop(columns=["latency_s", "cost_usd", "cached"]),
+        out.drop(columns=["latency_s", "cost_usd", "cached"]),
+    )
+
+
+def test_a_list_schema_keeps_one_row_per_data_row_with_the_items_in_parsed(fake_api):
+    fake_api.handler = lambda body: Script(
+        text=json.dumps({"items": [PEOPLE[w] for w in _row_prompt(body).split() if w in PEOPLE]})
+    )
+    s = make_session(fake_api)
+    out = s.map(["Ada and Alan", "Grace", "nobody"], "People in: {text}", schema=list[Person], progress=False)
+    assert list(out.columns) == ["text", "parsed", *MAP_COLUMNS]
+    assert [len(items) for items in out["parsed"]] == [2, 1, 0]
+    assert out["parsed"][0] == [Person(**PEOPLE["Ada"]), Person(**PEOPLE["Alan"])]
+    items = out.explode("parsed").dropna(subset=["parsed"])
+    assert [p.name for p in items["parsed"]] == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+
+
+def test_names_that_clash_are_refused_before_anything_is_sent(fake_api):
+    s = make_session(fake_api)
+    data = pd.DataFrame({"name": ["Ada"], "bio": ["Ada, mathematician"]})
+    with pytest.raises(ParameterError, match="field 'name' clashes with the data's column 'name'"):
+        s.map(data, "Extract: {bio}", schema=Person, progress=False)
+
+    class Log(BaseModel):
+        error: str
+
+    with pytest.raises(
+        ParameterError, match=r"field 'error' clashes with the result's column 'error'.*alias"
+    ):
+        s.map(["x"], "{text}", schema=Log, progress=False)
+    with pytest.raises(ParameterError, match="column 'parsed'"):
+        s.map([{"parsed": 1}], "{parsed}", schema=Person, progress=False)
+    with pytest.raises(ParameterError, match="'model' clashes"):
+
+        class Car(BaseModel):
+            model: str
+
+        s.compare("x", models=["test-model"], schema=Car, show=False)
+    with pytest.raises(ParameterError, match="not both"):
+        s.map(["x"], "{text}", schema=Person, response_format={"type": "json_object"}, progress=False)
+    with pytest.raises(ParameterError, match="schema=42"):
+        s.map(["x"], "{text}", schema=42, progress=False)
+    assert fake_api.chat_requests() == []
+
+
+def test_an_aliased_field_is_written_by_its_alias_and_read_by_its_name(fake_api):
+    class Log(BaseModel):
+        message: str = PydanticField(alias="error")
+        code: int
+
+    fake_api.handler = lambda body: Script(text='{"error": "disk full", "code": 28}')
+    out = make_session(fake_api).map(["log line"], "{text}", schema=Log, progress=False)
+    assert out["message"].tolist() == ["disk full"] and out["code"].tolist() == [28]
+    assert out["error"].isna().all()
+    sent = fake_api.chat_requests()[0]["response_format"]["json_schema"]["schema"]
+    assert list(sent["properties"]) == ["error", "code"]
+
+
+def test_compare_with_a_schema_has_the_typed_columns_per_variant(fake_api):
+    def handler(body):
+        if body["model"] == "cheap-model":
+            return Script(text='{"name": "Ada"}' if not _is_repair(body) else "no idea")
+        return Script(text=json.dumps(PEOPLE["Ada"]))
+
+    fake_api.handler = handler
+    s = make_session(fake_api)
+    cmp = s.compare("Extract: {bio}", models=["test-model", "cheap-model"], schema=Person, show=False,
+                    bio="Ada, mathematician")  # fmt: skip
+    assert list(cmp.columns) == ["variant", "model", "params", *TYPED, "parsed", *MAP_COLUMNS]
+    assert {name: str(cmp[name].dtype) for name in TYPED} == TYPED
+    assert cmp["name"].tolist()[0] == "Ada Lovelace" and pd.isna(cmp["name"][1])
+    assert cmp["age"].tolist()[0] == 36 and pd.isna(cmp["age"][1])
+    assert cmp["error"][1].startswith("the reply is not valid JSON for Person") and pd.isna(cmp["error"][0])
+    assert cmp["reply"][1] == "no idea"
+    assert cmp["prompt_tokens"][1] > cmp["prompt_tokens"][0]  # the repair request counts too
+    assert len(s.to_dataframe(batch=True)) == 6
+    markup = compare_html(cmp)
+    assert "Ada Lovelace" in markup and "<code" in markup  # the JSON shown as code
+
+
+@pytest.mark.local
+def test_the_local_model_extracts_rows_into_typed_columns_offline():
+    class Figure(BaseModel):
+        name: str
+        age: int
+
+    s = Session(model="local")
+    data = pd.DataFrame(
+        {
+            "bio": [
+                "Ada Lovelace is 36 years old.",
+                "Alan Turing is 41 years old.",
+                "Grace Hopper is 85 years old.",
+            ]
+        }
+    )
+    out = s.map(data, "Extract the person as JSON: {bio}", schema=Figure, temperature=0, max_tokens=60,
+                concurrency=2, progress=False)  # fmt: skip
+    assert out["error"].isna().all(), list(out["error"])
+    assert (str(out["name"].dtype), str(out["age"].dtype)) == ("string", "Int64")
+    assert out["name"].tolist() == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    assert out["age"].notna().all() and out["age"].between(1, 120).all()  # a 135M model reads ages loosely
+    assert [p.age for p in out["parsed"]] == out["age"].tolist()
+    assert (out["cost_usd"] == 0).all() and (out["completion_tokens"] > 0).all()

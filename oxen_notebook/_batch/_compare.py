@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ParameterError
 from .._frontend import ipython_shell
 from .._records import is_missing
-from ._map import BatchSession, Job, execute, result_columns
+from ._map import MAP_COLUMNS, BatchSession, Job, execute, result_columns
 from ._templates import check_template
+from ._typed import PARSED, BatchSchema
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["compare_html", "run_compare"]
+
+_VARIANT_COLUMNS = ["variant", "model", "params"]
 
 
 def _label(model: str, params: dict[str, Any]) -> str:
@@ -29,9 +32,11 @@ def run_compare(
     models: list[str] | None = None,
     params: list[dict[str, Any]] | None = None,
     show: bool = True,
+    schema: Any = None,
+    max_repairs: int = 1,
     **variables: Any,
 ) -> pd.DataFrame:
-    """See :meth:`Session.compare`."""
+    """See :meth:`Session.compare`. ``schema=`` adds the same typed columns as in ``map``."""
     import pandas as pd
 
     if not models and not params:
@@ -39,6 +44,10 @@ def run_compare(
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
     check_template(template, set(variables), False)
+    typed = None
+    if schema is not None:
+        typed = BatchSchema(schema, max_repairs)
+        typed.check_names((), [*_VARIANT_COLUMNS, *MAP_COLUMNS])
     prompt = template.format(**variables)
     jobs, labels, used = [], [], []
     for model in models or [None]:
@@ -48,11 +57,11 @@ def run_compare(
             jobs.append(Job(prompt, chosen, settings))
             labels.append(_label(chosen, settings))
             used.append(settings)
-    runner = execute(session, jobs, len(jobs), "record", False)
+    runner = execute(session, jobs, len(jobs), "record", False, schema=typed)
     frame = pd.DataFrame(
         {"variant": labels, "model": [j.model for j in jobs], "params": [repr(p) for p in used]}
     )
-    frame = result_columns(frame, runner.outcomes)
+    frame = result_columns(frame, runner.outcomes, typed)
     frame = frame.astype({"variant": "string", "model": "string", "params": "string"})
     frame.attrs["batch_id"] = runner.batch_id
     if show:
@@ -81,10 +90,13 @@ def _na(value: Any) -> Any:
 def compare_html(frame: pd.DataFrame) -> str:
     """The side-by-side table of a :meth:`Session.compare` result: replies rendered and sanitized."""
     rows = frame.to_dict(orient="records")
+    typed = PARSED in frame.columns  # a schema's replies are JSON: shown as code
     head = "".join(f"<th>{html.escape(str(r['variant']))}</th>" for r in rows)
     cells: dict[str, list[str]] = {"reply": [], "latency": [], "tokens": [], "cost": []}
     for r in rows:
         reply, error = _na(r["reply"]), _na(r["error"])
+        if reply and typed and "```" not in reply:
+            reply = f"```json\n{reply}\n```"
         body = _render(reply) if reply else ""
         if error:
             body += f'<p style="color:#b00020">{html.escape(str(error))}</p>'

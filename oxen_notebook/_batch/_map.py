@@ -4,10 +4,15 @@ Rows run as ``history=False`` replies on the async path (``Session.astream``), o
 event loop in a daemon thread. Rows are sent unstreamed (``"stream": false``) unless ``stream=True``:
 nobody watches them stream, and a whole ``chat.completion`` body carries ``usage`` even on servers
 that ignore ``stream_options`` (llama-cpp-python's), and cannot be cut short by a server that
-cancels a running stream when another request arrives (that one too). The caller's thread only waits and draws progress, so ``map`` is a
-plain blocking call in a Jupyter cell (whose own loop is already running) without nesting loops,
-and a kernel interrupt (``KeyboardInterrupt`` in the waiting thread) cancels the requests in
-flight and returns the rows that finished. The client's shared 429 pause holds every worker.
+cancels a running stream when another request arrives (that one too). The caller's thread only
+waits and draws progress, so ``map`` is a plain blocking call in a Jupyter cell (whose own loop is
+already running) without nesting loops, and a kernel interrupt (``KeyboardInterrupt`` in the
+waiting thread) cancels the requests in flight and returns the rows that finished. The client's
+shared 429 pause holds every worker.
+
+With ``schema=`` a row is an ``AsyncTurn``: its reply, and a repair request when the reply does not
+validate. Every request of the row is in the batch log, and the row's tokens, latency and cost are
+their sums; the typed columns are ``_typed.py``'s.
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import OxenError, ParameterError, StreamError
 from .._params import validate_params
 from .._records import Message, new_id
+from .._turn import AsyncTurn
 from ._progress import BatchProgress, make_progress
 from ._templates import check_template, fill, table
+from ._typed import BatchSchema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +56,7 @@ class BatchSession(Protocol):
 
     def client(self, model: str | None = None) -> Client: ...
 
-    def astream(self, prompt: str, **kwargs: Any) -> AsyncReply: ...
+    def astream(self, prompt: str, **kwargs: Any) -> AsyncReply | AsyncTurn: ...
 
 
 MAP_COLUMNS = [
@@ -86,19 +93,70 @@ class Job:
 @dataclass
 class _Outcome:
     user: Message | None = None
-    message: Message | None = None
+    message: Message | None = None  # the last reply (a schema row's repair, if it had one)
     error: str | None = None
     state: str = "not sent"  # done, failed, interrupted, not sent
+    records: list[Message] = field(default_factory=list)  # every message of the row, in order
+    replies: list[Message] = field(default_factory=list)  # every reply: the row's totals
+    parsed: Any = None  # the validated value (schema=)
+
+
+class _Streamed(list["AsyncReply"]):
+    """A turn's list of requests that sets each one's ``streamed`` as the turn adds it (a repair
+    joins the list before it starts), so every request of a row is sent the same way."""
+
+    def __init__(self, replies: list[AsyncReply], stream: bool) -> None:
+        super().__init__(replies)
+        self._stream = stream
+        for reply in replies:
+            reply.streamed = stream
+
+    def append(self, reply: AsyncReply) -> None:
+        reply.streamed = self._stream
+        super().append(reply)
+
+
+def _send_as(current: AsyncReply | AsyncTurn, stream: bool) -> None:
+    if isinstance(current, AsyncTurn):
+        current.replies = _Streamed(current.replies, stream)
+    else:
+        current.streamed = stream
+
+
+def _row_messages(current: AsyncReply | AsyncTurn) -> tuple[list[Message], list[Message]]:
+    """Every message of a row in order (the prompt, each reply, each repair prompt between), and
+    the replies alone. A one-shot turn keeps no records of its repair prompts: they are rebuilt
+    from what each follow-up request sent after the previous reply."""
+    user = current.user_message
+    records, replies = [user], []
+    for i, reply in enumerate(current.replies if isinstance(current, AsyncTurn) else [current]):
+        if reply.message is None:
+            continue
+        if i:
+            asked = (reply.request.follow_up or [])[-1:]
+            records += [Message(role=m["role"], content=m.get("content") or "", model=reply.model,
+                                source="repair", turn=user.turn)
+                        for m in asked if m.get("role") == "user"]  # fmt: skip
+        records.append(reply.message)
+        replies.append(reply.message)
+    return records, replies
 
 
 class _Runner:
     """Runs the jobs with at most ``concurrency`` in flight; ``outcomes`` keeps their order."""
 
     def __init__(
-        self, session: BatchSession, jobs: list[Job], concurrency: int, on_error: str, stream: bool = False
+        self,
+        session: BatchSession,
+        jobs: list[Job],
+        concurrency: int,
+        on_error: str,
+        stream: bool = False,
+        schema: BatchSchema | None = None,
     ) -> None:
         self.session = session
         self.stream = stream
+        self.typed = schema.request if schema is not None else {}
         self.jobs = jobs
         self.concurrency = concurrency
         self.on_error = on_error
@@ -151,7 +209,7 @@ class _Runner:
             self._next += 1
             outcome = self.outcomes[index]
             outcome.state = "running"
-            reply: list[AsyncReply] = []
+            reply: list[AsyncReply | AsyncTurn] = []
             try:
                 await self._row(index, reply)
             except asyncio.CancelledError:
@@ -166,7 +224,7 @@ class _Runner:
                     self.first_error = error or ParameterError(outcome.error or "the row failed.")
                     self._stop()
 
-    async def _row(self, index: int, reply: list[AsyncReply]) -> None:
+    async def _row(self, index: int, reply: list[AsyncReply | AsyncTurn]) -> None:
         job = self.jobs[index]
         if job.error is not None:
             return
@@ -175,12 +233,12 @@ class _Runner:
         while True:
             try:
                 current = self.session.astream(
-                    job.prompt, history=False, source="batch", model=job.model, **job.params
+                    job.prompt, history=False, source="batch", model=job.model, **self.typed, **job.params
                 )
             except OxenError as exc:
                 job.error = str(exc)
                 return
-            current.streamed = self.stream
+            _send_as(current, self.stream)
             reply.append(current)
             try:
                 await current.aconsume()
@@ -192,16 +250,17 @@ class _Runner:
                     attempt += 1
                     await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
                     continue
-            except OxenError:
+            except OxenError:  # recorded on the reply (a SchemaError on the turn)
                 pass
             return
 
-    def _settle(self, index: int, replies: list[AsyncReply], *, cancelled: bool) -> None:
+    def _settle(self, index: int, replies: list[AsyncReply | AsyncTurn], *, cancelled: bool) -> None:
         outcome = self.outcomes[index]
         reply = replies[-1] if replies else None
         if reply is not None:
             outcome.user = reply.user_message
             outcome.message = reply.message
+            outcome.records, outcome.replies = _row_messages(reply)
         message = outcome.message
         if cancelled:
             outcome.state = "interrupted"
@@ -212,8 +271,12 @@ class _Runner:
         elif message.finish_reason in ("error", "interrupted"):
             outcome.state = "failed" if message.finish_reason == "error" else "interrupted"
             outcome.error = message.error or _CUT_SHORT
+        elif reply is not None and reply.error is not None:  # complete, but it did not validate
+            outcome.state = "failed"
+            outcome.error = str(reply.error)
         else:
             outcome.state = "done"
+            outcome.parsed = reply.parsed if isinstance(reply, AsyncTurn) else None
 
 
 def _wait(runner: _Runner, progress: bool | Callable[[BatchProgress], Any]) -> None:
@@ -256,12 +319,7 @@ def _prefetch(session: BatchSession, models: set[str]) -> None:
 
 def _log_batch(session: BatchSession, runner: _Runner) -> str:
     batch_id = new_id()
-    entries = [
-        (row, message)
-        for row, outcome in enumerate(runner.outcomes)
-        for message in (outcome.user, outcome.message)
-        if message is not None
-    ]
+    entries = [(row, message) for row, outcome in enumerate(runner.outcomes) for message in outcome.records]
     session.batch_log.add(batch_id, entries)
     return batch_id
 
@@ -273,6 +331,7 @@ def execute(
     on_error: str,
     progress: bool | Callable[[BatchProgress], Any],
     stream: bool = False,
+    schema: BatchSchema | None = None,
 ) -> _Runner:
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ParameterError(f"concurrency={concurrency!r} is invalid: expected a positive integer.")
@@ -282,8 +341,10 @@ def execute(
         raise ParameterError(f"stream={stream!r} is invalid: expected True or False.")
     for job in jobs:
         validate_params(job.params)
+        if schema is not None and job.params.get("response_format"):
+            raise ParameterError("give schema= or response_format=, not both.")
     _prefetch(session, {job.model or session.model for job in jobs if job.error is None})
-    runner = _Runner(session, jobs, concurrency, on_error, stream)
+    runner = _Runner(session, jobs, concurrency, on_error, stream, schema)
     if jobs:
         try:
             _wait(runner, progress)
@@ -297,7 +358,16 @@ def execute(
 # -- map ----------------------------------------------------------------------------------------
 
 
-def result_columns(frame: pd.DataFrame, outcomes: list[_Outcome]) -> pd.DataFrame:
+def _total(values: list[Any]) -> Any:
+    """The sum of what is known (a failed request has no tokens or cost), or ``None``."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def result_columns(
+    frame: pd.DataFrame, outcomes: list[_Outcome], schema: BatchSchema | None = None
+) -> pd.DataFrame:
+    """``frame`` with the schema's columns (if any), then :data:`MAP_COLUMNS`, one row per outcome."""
     import pandas as pd
 
     values: dict[str, list[Any]] = {name: [] for name in MAP_COLUMNS}
@@ -309,14 +379,19 @@ def result_columns(frame: pd.DataFrame, outcomes: list[_Outcome]) -> pd.DataFram
             message = Message(role="assistant", content="", finish_reason=outcome.state)
             message.finish_reason = "interrupted" if outcome.state == "interrupted" else "error"
         done = outcome.state == "done"
+        replies = outcome.replies
         values["reply"].append(message.content if message.content or done else None)
         values["finish_reason"].append(message.finish_reason)
-        values["prompt_tokens"].append(message.prompt_tokens)
-        values["completion_tokens"].append(message.completion_tokens)
-        values["latency_s"].append(message.duration_s)
-        values["cost_usd"].append(message.cost_usd)
-        values["cached"].append(message.cached)
+        values["prompt_tokens"].append(_total([m.prompt_tokens for m in replies]))
+        values["completion_tokens"].append(_total([m.completion_tokens for m in replies]))
+        values["latency_s"].append(_total([m.duration_s for m in replies]))
+        values["cost_usd"].append(_total([m.cost_usd for m in replies]))
+        values["cached"].append(bool(replies) and all(m.cached for m in replies))
         values["error"].append(None if done else outcome.error)
+    if schema is not None:
+        parsed = [outcome.parsed if outcome.state == "done" else None for outcome in outcomes]
+        for name, column in schema.frame_columns(parsed, frame.index).items():
+            frame[name] = column
     dtypes = {"reply": "string", "finish_reason": "string", "prompt_tokens": "Int64",
               "completion_tokens": "Int64", "latency_s": "Float64", "cost_usd": "Float64",
               "cached": "boolean", "error": "string"}  # fmt: skip
@@ -334,13 +409,20 @@ def run_map(
     on_error: str = "record",
     progress: bool | Callable[[BatchProgress], Any] = True,
     stream: bool = False,
+    schema: Any = None,
+    max_repairs: int = 1,
     **params: Any,
 ) -> pd.DataFrame:
     """See :meth:`Session.map`. ``stream=True`` streams each row (SSE) instead of reading one
-    ``chat.completion`` body per row."""
+    ``chat.completion`` body per row. ``schema=`` adds a column per field, and ``parsed``, after
+    the data's (``_typed.py``); ``max_repairs`` is each row's, as in :meth:`Session.astream`."""
     frame, rows, strings = table(data)
     positional = check_template(template, {str(c) for c in frame.columns} | {"text"} if strings
                                  else {str(c) for c in frame.columns}, strings)  # fmt: skip
+    typed = None
+    if schema is not None:
+        typed = BatchSchema(schema, max_repairs)
+        typed.check_names(frame.columns, MAP_COLUMNS)
     model = params.pop("model", None)
     jobs = []
     for row in rows:
@@ -348,8 +430,8 @@ def run_map(
             jobs.append(Job(fill(template, row, positional), model, dict(params)))
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
             jobs.append(Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}"))
-    runner = execute(session, jobs, concurrency, on_error, progress, stream)
-    out = result_columns(frame, runner.outcomes)
+    runner = execute(session, jobs, concurrency, on_error, progress, stream, typed)
+    out = result_columns(frame, runner.outcomes, typed)
     out.attrs["batch_id"] = runner.batch_id
     out.attrs["interrupted"] = runner.interrupted
     return out
