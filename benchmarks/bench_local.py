@@ -28,7 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from oxen_notebook import Session, _local
+from oxen_notebook import Session
+from oxen_notebook._local import _model as _local
 
 PROMPT = "Write a short story about a robot who learns to paint."
 SEED = 7

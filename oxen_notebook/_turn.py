@@ -136,10 +136,14 @@ class _Plan:
             self._update(reply.message, tool_calls=[call.to_api() for call in calls])
         return calls
 
-    def past_the_limit(self, reply: Reply | AsyncReply, calls: list[ToolCall], error: ToolLoopError) -> None:
-        """Answer the calls left over when the rounds ran out, so the history stays sendable."""
-        rounds = self.tools.max_rounds if self.tools is not None else 0
-        note = f"not run: max_tool_rounds ({rounds}) reached"
+    def unanswered(self, reply: Reply | AsyncReply, calls: list[ToolCall], error: BaseException) -> None:
+        """Answer the calls a round did not run (the rounds ran out, or it was interrupted), so
+        the history stays sendable: every call needs an answer in the next request."""
+        if isinstance(error, ToolLoopError):
+            rounds = self.tools.max_rounds if self.tools is not None else 0
+            note = f"not run: max_tool_rounds ({rounds}) reached"
+        else:
+            note = "not run: interrupted"
         self._answer_records(reply, [ToolResult(call, note, error=note) for call in calls])
 
     def after_tools(self, reply: Reply | AsyncReply, results: list[ToolResult]) -> PreparedRequest:
@@ -252,8 +256,8 @@ class Turn(_TurnState):
                     calls = self._plan.calls(reply)
                     try:
                         results = self._plan.tools.answer([c.to_api() for c in calls])
-                    except ToolLoopError as error:
-                        self._plan.past_the_limit(reply, calls, error)
+                    except BaseException as error:  # the rounds ran out, or Ctrl-C while tools ran
+                        self._plan.unanswered(reply, calls, error)
                         raise
                     follow = self._plan.after_tools(reply, results)
                 else:
@@ -325,8 +329,8 @@ class AsyncTurn(_TurnState):
                     calls = self._plan.calls(reply)
                     try:
                         results = await self._plan.tools.aanswer([c.to_api() for c in calls])
-                    except ToolLoopError as error:
-                        self._plan.past_the_limit(reply, calls, error)
+                    except BaseException as error:  # the rounds ran out, or Ctrl-C while tools ran
+                        self._plan.unanswered(reply, calls, error)
                         raise
                     follow = self._plan.after_tools(reply, results)
                 else:

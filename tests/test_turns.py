@@ -268,3 +268,18 @@ def test_tool_choice_applies_to_the_first_request_only(fake_api):
     s.ask('CALL get_weather {"city": "Oslo"}', tools=[get_weather], tool_choice="required")
     first, second = fake_api.chat_requests()
     assert first["tool_choice"] == "required" and "tool_choice" not in second
+
+
+def interrupted(city: str) -> str:
+    """Ctrl-C while it runs."""
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_a_tool_runs_answers_the_calls_so_the_history_stays_sendable(fake_api):
+    s = tool_session(fake_api)
+    with pytest.raises(KeyboardInterrupt):
+        s.ask('CALL interrupted {"city": "Oslo"}', tools=[interrupted])
+    assert (s.messages[-1].role, s.messages[-1].content) == ("tool", "not run: interrupted")
+    s.ask("go on")
+    sent = fake_api.chat_requests()[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]

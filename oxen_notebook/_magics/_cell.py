@@ -331,7 +331,9 @@ class OxenMagics(Magics):
             parts = turn_facts(turn, log.repairs) if turn is not None and log is not None else None
             self._footer(reply, metadata, note, parts)
         if interrupted and reply.finish_reason == "tool_calls":  # the request had ended: a tool ran
-            raise OxenInterrupted("stopped while the tools ran: their calls are in history without results.")
+            raise OxenInterrupted(
+                "stopped while the tools ran: their calls are answered 'not run: interrupted' in history."
+            )
         if interrupted:
             raise OxenInterrupted(
                 f"the reply was stopped; its {len(reply.text)} characters are kept in history as interrupted."
