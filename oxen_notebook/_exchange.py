@@ -14,7 +14,6 @@ from ._cache import ResponseCache, lookup, store
 from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError
 from ._records import Message, new_id
 from ._request import with_fallback
-from ._schema import refuses_json_schema
 from ._sse import SSEDecoder
 
 if TYPE_CHECKING:
@@ -236,6 +235,8 @@ class Exchange:
     def _fall_back(self, error: BadRequestError) -> bool:
         """After a 400 that refuses ``json_schema``: switch to the request's ``json_object``
         fallback, once, and say so in the record. Nothing was streamed yet."""
+        from ._schema import refuses_json_schema
+
         request = self.request
         if request.fallback is None or request.use_fallback or not refuses_json_schema(error):
             return False

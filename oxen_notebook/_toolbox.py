@@ -13,7 +13,6 @@ become a result whose ``content`` tells the model what happened, so it can corre
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import json
@@ -240,6 +239,8 @@ class Toolbox:
                 if not verdict:
                     plan = ToolResult(plan.call, DENIED, denied=True)
             plans.append(plan)
+
+        import asyncio  # only async turns need it: import oxen_notebook stays light
 
         limit = asyncio.Semaphore(self.max_workers)
 

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import OxenError, ParameterError, ReplyConsumedError, SchemaError, ToolLoopError
-from ._schema import OutputSchema
-from ._toolbox import Toolbox, ToolCall, ToolLoop, ToolResult, tool_messages
 
 if TYPE_CHECKING:
     from ._records import Message
     from ._reply import AsyncReply, Reply
     from ._request import PreparedRequest
+    from ._schema import OutputSchema
+    from ._toolbox import ToolCall, ToolLoop, ToolResult
 
 __all__ = ["AsyncTurn", "Turn", "TurnOptions", "turn_options"]
 
@@ -29,6 +29,8 @@ _schemas: dict[Any, OutputSchema] = {}  # specs seen lately: building one costs 
 
 
 def _output_schema(spec: Any) -> OutputSchema:
+    from ._schema import OutputSchema  # pydantic-backed: loaded when a schema is first asked for
+
     if isinstance(spec, OutputSchema):
         return spec
     key: Any = spec
@@ -81,6 +83,7 @@ def turn_options(
 
     Dict tool specs are sent as they are and not run (their calls are in ``reply.tool_calls``);
     Python functions are run in a loop. ``approve(call) -> bool`` decides each call first."""
+    from ._toolbox import Toolbox, ToolLoop
     from ._tools import MAX_TOOL_ROUNDS
 
     output = None
@@ -131,6 +134,8 @@ class _Plan:
     def calls(self, reply: Reply | AsyncReply) -> list[ToolCall]:
         """The reply's calls. Calls the server sent without ids get ids here, and the record
         says so, since the results must answer the ids the next request carries."""
+        from ._toolbox import Toolbox
+
         calls = Toolbox.calls_from(reply.tool_calls)
         if reply.message is not None and [c.id for c in calls] != [c.get("id") for c in reply.tool_calls]:
             self._update(reply.message, tool_calls=[call.to_api() for call in calls])
@@ -144,6 +149,8 @@ class _Plan:
             note = f"not run: max_tool_rounds ({rounds}) reached"
         else:
             note = "not run: interrupted"
+        from ._toolbox import ToolResult
+
         self._answer_records(reply, [ToolResult(call, note, error=note) for call in calls])
 
     def after_tools(self, reply: Reply | AsyncReply, results: list[ToolResult]) -> PreparedRequest:
@@ -151,7 +158,7 @@ class _Plan:
         self.tool_results.extend(results)
         self._answer_records(reply, results)
         assistant = reply.message.to_api() if reply.message else {"role": "assistant", "content": ""}
-        return reply.request.follow([assistant, *tool_messages(results)])
+        return reply.request.follow([assistant, *(result.to_api() for result in results)])
 
     def _answer_records(self, reply: Reply | AsyncReply, results: list[ToolResult]) -> None:
         turn = reply.user_message.turn
