@@ -239,6 +239,90 @@ def test_oxen_cell_exchange_appears_in_panel(
     shot("magic-exchange-in-panel")
 
 
+# -- a real keyboard -----------------------------------------------------------------------------
+
+TYPED = [f"message number {i} alpha beta gamma delta" for i in range(20)]
+KEY_DELAY = 10  # ms between keys: a fast typist
+
+
+def wait_for_requests(api: FakeAPI, count: int) -> list[str]:
+    """The user messages the fake API received, once there are ``count`` (or after 20 s)."""
+    deadline = time.monotonic() + STREAMING_TIMEOUT / 1000
+    while len(api.chat_requests()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return [r["messages"][-1]["content"] for r in api.chat_requests()]
+
+
+@pytest.mark.parametrize("ui", ["lab", "notebook"])
+def test_typed_messages_arrive_whole_and_in_order(
+    page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path, ui: str
+) -> None:
+    """Typing at 10 ms a key and pressing Enter at once sends the whole text (ipywidgets sends
+    the Enter event at once but throttles the box's value updates)."""
+    name = jupyter.notebook(f"keyboard-{ui}.ipynb", PANEL_CELL)
+    open_notebook(page, jupyter, name, ui=ui)
+    panel = open_panel(page)
+    box = page.locator(MESSAGE_BOX).first
+    for count, text in enumerate(TYPED, start=1):
+        # As a person would: the next message once the reply is shown and the box unlocked.
+        expect(box).to_be_enabled(timeout=STREAMING_TIMEOUT)
+        box.click()
+        page.keyboard.type(text, delay=KEY_DELAY)
+        page.keyboard.press("Enter")
+        sent = wait_for_requests(api, count)
+        assert sent == TYPED[:count]
+        expect(transcript(page)).to_contain_text(f"Echo: {text}", timeout=STREAMING_TIMEOUT)
+    expect(panel.locator(".oxen-statusline")).to_contain_text("tokens")
+    expect(box).to_have_value("")
+    assert transcript(page).locator(".oxen-user p").all_inner_texts() == TYPED
+    Shots(page, tmp_path)("twenty-messages")
+
+
+def test_blur_keeps_the_text_and_enter_or_send_sends_all_of_it(
+    page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path
+) -> None:
+    name = jupyter.notebook("blur.ipynb", PANEL_CELL)
+    open_notebook(page, jupyter, name)
+    panel = open_panel(page)
+    box = page.locator(MESSAGE_BOX).first
+    elsewhere = panel.locator(".oxen-statusline")
+
+    # Clicking elsewhere commits the text to the kernel but sends nothing; typing on and Enter
+    # sends all of it.
+    box.click()
+    page.keyboard.type("typed, then a click elsewhere", delay=KEY_DELAY)
+    elsewhere.click()
+    box.click()
+    page.keyboard.press("End")
+    page.keyboard.type(", then more and Enter", delay=KEY_DELAY)
+    page.keyboard.press("Enter")
+    first = "typed, then a click elsewhere, then more and Enter"
+    assert wait_for_requests(api, 1) == [first]
+    expect(transcript(page)).to_contain_text(f"Echo: {first}", timeout=STREAMING_TIMEOUT)
+
+    # Send sends the box's whole text.
+    expect(box).to_be_enabled(timeout=STREAMING_TIMEOUT)
+    box.click()
+    page.keyboard.type("typed, then the Send button", delay=KEY_DELAY)
+    panel.locator("button", has_text="Send").click()
+    assert wait_for_requests(api, 2) == [first, "typed, then the Send button"]
+    expect(transcript(page)).to_contain_text("Echo: typed, then the Send button", timeout=STREAMING_TIMEOUT)
+
+    # Enter that changes nothing (the text was committed by a blur) sends the text too.
+    expect(box).to_be_enabled(timeout=STREAMING_TIMEOUT)
+    box.click()
+    page.keyboard.type("typed, a click elsewhere, back and Enter", delay=KEY_DELAY)
+    elsewhere.click()
+    box.click()
+    page.keyboard.press("Enter")
+    sent = wait_for_requests(api, 3)
+    assert sent == [first, "typed, then the Send button", "typed, a click elsewhere, back and Enter"]
+    expect(transcript(page)).to_contain_text(f"Echo: {sent[-1]}", timeout=STREAMING_TIMEOUT)
+    expect(box).to_have_value("")
+    assert transcript(page).locator(".oxen-user p").all_inner_texts() == sent
+    Shots(page, tmp_path)("blur-send-enter")
+
+
 # -- untrusted output ---------------------------------------------------------------------------
 
 XSS = [

@@ -3,6 +3,16 @@
 The panel is a view: it turns clicks into ``Session`` calls and draws what the Session's events
 say, so exchanges made by ``%%oxen`` cells, ``session.ask()`` or another panel show up here too.
 Replies stream in a background thread, so Stop works at once and other cells run meanwhile.
+
+Enter in the message box: the front end sends the ``submit`` event at once, while the box's
+value goes as a state update that ipywidgets throttles (one per widget in flight), so the kernel
+can see ``submit`` before the last keystrokes. The box therefore syncs its value only when the
+text is committed (``continuous_update=False``: on Enter or blur), and the browser commits it on
+Enter right after the key's ``submit`` event. So ``submit`` only arms the box, and the value update
+that follows sends it: the whole text, every time. A blur's value update, with no ``submit``
+before it, sends nothing. When Enter changed nothing (the value was already synced, or the box is
+empty) no update follows, and the text the kernel has is the box's: it is sent after
+:data:`ENTER_WAIT` seconds.
 """
 
 from __future__ import annotations
@@ -10,6 +20,8 @@ from __future__ import annotations
 import base64
 import html
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +43,28 @@ if TYPE_CHECKING:
 __all__ = ["ChatPanel"]
 
 _BUSY_NOTE = "A reply is still streaming: wait for it, or press Stop."
+#: Seconds that Enter waits for the box's value before it sends the text the kernel has. A value
+#: update normally follows ``submit`` at once; it can trail by a round trip when an earlier update
+#: of the box is still in flight. Only an Enter that changed nothing waits this long.
+ENTER_WAIT = 0.5
 
 
 def _note(text: str, kind: str = "note") -> str:
     return f'<span class="oxen-{kind}">{html.escape(text)}</span>' if text else ""
+
+
+class _MessageBox(widgets.Text):
+    """The panel's message box: a ``Text`` that calls ``on_value()`` after each value update that
+    comes from the front end (not after the kernel's own changes, nor only when it differs)."""
+
+    def __init__(self, on_value: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_value = on_value
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        super().set_state(sync_data)
+        if "value" in sync_data:
+            self._on_value()
 
 
 class ChatPanel:
@@ -59,6 +89,7 @@ class ChatPanel:
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self._reply: Any = None  # the reply this panel sent, while it streams
+        self._enter: threading.Timer | None = None  # Enter pressed, its value not yet here
         self._streaming: Any = None  # any history reply streaming on the session
         self._closed = False
 
@@ -90,8 +121,11 @@ class ChatPanel:
             layout=widgets.Layout(width="100%"),
         )
         self._transcript = Transcript(height)
-        self._input = widgets.Text(
-            placeholder="Message — Enter sends", layout=widgets.Layout(width="auto", flex="1 1 auto")
+        self._input = _MessageBox(
+            self._on_input_value,
+            placeholder="Message — Enter sends",
+            continuous_update=False,
+            layout=widgets.Layout(width="auto", flex="1 1 auto"),
         )
         self._send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
         self._stop_button = widgets.Button(
@@ -160,6 +194,7 @@ class ChatPanel:
 
     def send(self, text: str | None = None) -> bool:
         """Send ``text`` (default: the input box) in the background; False if it was refused."""
+        self._take_enter()
         text = self._input.value if text is None else text
         if self._closed:
             return False
@@ -180,10 +215,18 @@ class ChatPanel:
             reply.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until this panel's request is done; False if ``timeout`` passed first."""
+        """Block until this panel's request is done; False if ``timeout`` passed first.
+
+        A message that Enter is about to send (see :data:`ENTER_WAIT`) counts as a request."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        enter = self._enter
+        if enter is not None:
+            enter.join(timeout)
+            if enter.is_alive():
+                return False
         worker = self._worker
         if worker is not None:
-            worker.join(timeout)
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             return not worker.is_alive()
         return True
 
@@ -233,6 +276,7 @@ class ChatPanel:
             if self._closed:
                 return
             self._closed = True
+            self._take_enter()
             for event in EVENTS:
                 self.session.on(event, self._on_event, remove=True)
             self._transcript.close()
@@ -327,8 +371,35 @@ class ChatPanel:
             self._transcript.show_all(self.session.messages)
 
     def _on_input_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
-        if content.get("event") == "submit":
+        if content.get("event") != "submit":
+            return
+        with self._lock:
+            if self._enter is not None or self._closed:
+                return  # a second Enter before the first one's value: one message
+            timer = threading.Timer(ENTER_WAIT, self._on_enter_wait)
+            timer.name, timer.daemon = "oxen-panel-enter", True
+            timer.start()  # it waits for this lock before it acts
+            self._enter = timer
+
+    def _on_input_value(self) -> None:
+        if self._take_enter():  # the value Enter committed: send it
             self.send()
+        # otherwise a blur (or Send's click) committed it: nothing to do
+
+    def _on_enter_wait(self) -> None:
+        if self._take_enter(threading.current_thread()):  # Enter changed nothing: send what is here
+            self.send()
+
+    def _take_enter(self, timer: threading.Thread | None = None) -> bool:
+        """Disarm a pending Enter (only ``timer``, if given); whether there was one."""
+        with self._lock:
+            enter = self._enter
+            if enter is None or (timer is not None and enter is not timer):
+                return False
+            self._enter = None
+        if enter is not threading.current_thread():
+            enter.cancel()
+        return True
 
     def _on_system(self, change: dict[str, Any]) -> None:
         if not self.streaming:
