@@ -15,7 +15,7 @@ def test_a_streaming_reply_is_checkpointed_and_loads_once(fake_api, tmp_path):
     journal = tmp_path / "chat.jsonl"
     chunks = [f"w{i} " for i in range(300)]
     # Long enough for several checkpoints whatever the machine's speed.
-    fake_api.enqueue(Script(chunks=chunks, delay=CHECKPOINT_SECONDS * 4 / len(chunks)))
+    fake_api.enqueue(Script(chunks=chunks, delay=CHECKPOINT_SECONDS * 2.6 / len(chunks)))
     s = Session(model="test-model", base_url=fake_api.base_url, api_key=fake_api.api_key, journal=journal)
     reply = s.ask("story")
     records = [json.loads(line) for line in journal.read_text().splitlines()]
@@ -35,7 +35,7 @@ def test_a_streaming_reply_is_checkpointed_and_loads_once(fake_api, tmp_path):
 def test_load_keeps_the_last_checkpoint_and_drops_a_torn_last_line(fake_api, tmp_path):
     journal = tmp_path / "chat.jsonl"
     chunks = [f"w{i} " for i in range(300)]
-    fake_api.enqueue(Script(chunks=chunks, delay=CHECKPOINT_SECONDS * 4 / len(chunks)))
+    fake_api.enqueue(Script(chunks=chunks, delay=CHECKPOINT_SECONDS * 2.6 / len(chunks)))
     s = Session(model="test-model", base_url=fake_api.base_url, api_key=fake_api.api_key, journal=journal)
     s.ask("story")
     lines = journal.read_text().splitlines()
