@@ -8,6 +8,7 @@ and no messages to the widgets of older messages when a new one is added.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
@@ -21,12 +22,13 @@ import comm
 import pandas as pd
 import pytest
 from comm.base_comm import BaseComm
+from pydantic import BaseModel
 
 from benchmarks.bench_panel import reply_deltas
-from oxen_notebook import ChatPanel, Session
+from oxen_notebook import ChatPanel, ParameterError, Session
 from oxen_notebook._panel import CSS
 from tests.conftest import TEST_KEY
-from tests.fake_api import FakeAPI, Script
+from tests.fake_api import TOOL_MODEL, FakeAPI, Script
 
 XSS_PAYLOADS = [
     "<script>window.__xss = 1</script>",
@@ -91,8 +93,8 @@ def panels(session: Session):
     """Makes panels on the test session and closes them after the test."""
     made: list[ChatPanel] = []
 
-    def make(s: Session | None = None) -> ChatPanel:
-        panel = ChatPanel(s or session)
+    def make(s: Session | None = None, **options: Any) -> ChatPanel:
+        panel = ChatPanel(s or session, **options)
         made.append(panel)
         return panel
 
@@ -119,6 +121,8 @@ def shown_html(panel: ChatPanel) -> list[str]:
     for item in panel._transcript.messages.items:
         if hasattr(item, "value"):
             out.append(item.value)
+        elif {"oxen-approval", "oxen-tool"} & set(item._dom_classes):  # a call asked about, its record
+            out.append(item.children[0].value)
         else:
             header, slots = item.children
             parts = [w.value for group in slots.children for w in group.children]
@@ -146,7 +150,10 @@ def test_send_streams_reply_into_transcript(fake_api: FakeAPI, panels, session: 
     panel = panels()
     fake_api.enqueue(Script(chunks=["Hello ", "**world**", "\n\nA second ", "paragraph."], delay=0.01))
     assert panel.send("Say hello")
-    assert panel._input.disabled and panel._stop_button.layout.display is None
+    # While it streams the box and Send stay enabled (a disabled box loses the focus), Stop shows,
+    # and the buttons that change the history are off.
+    assert not panel._input.disabled and not panel._send_button.disabled
+    assert panel._stop_button.layout.display is None and panel._undo_button.disabled
     assert panel.wait(5)
     html = shown_html(panel)
     assert len(html) == 2
@@ -154,7 +161,7 @@ def test_send_streams_reply_into_transcript(fake_api: FakeAPI, panels, session: 
     assert "<strong>world</strong>" in html[1]
     assert "<p>A second paragraph.</p>" in html[1]
     assert re.search(r"test-model · \d+ tokens · \d+\.\d s", panel._status.value)
-    assert not panel._input.disabled and panel._stop_button.layout.display == "none"
+    assert not panel._undo_button.disabled and panel._stop_button.layout.display == "none"
     frame = session.to_dataframe()
     assert frame["role"].tolist() == ["user", "assistant"]
     assert frame["source"].tolist() == ["panel", "panel"]
@@ -240,7 +247,7 @@ def test_stop_closes_the_stream_at_once_and_keeps_the_partial_reply(fake_api: Fa
     assert "stopped" in panel._status.value
     assert "w3" in text_of(shown_html(panel)[-1])
     wait_for(lambda: fake_api.closed_early == 1)
-    assert panel._stop_button.layout.display == "none" and not panel._input.disabled
+    assert panel._stop_button.layout.display == "none" and not panel._undo_button.disabled
 
 
 def test_failed_reply_shows_the_error_inline(fake_api: FakeAPI, panels, session) -> None:
@@ -346,11 +353,14 @@ def test_reply_streamed_by_another_thread_locks_and_fills_the_panel(fake_api, pa
     worker = threading.Thread(target=session.ask, args=("background",))
     worker.start()
     wait_for(lambda: panel._transcript.live is not None)
-    assert panel._input.disabled and panel._stop_button.layout.display is None
-    assert panel.send("me too") is False
+    assert panel._undo_button.disabled and panel._stop_button.layout.display is None
+    assert not panel._input.disabled
+    panel._input.value = "me too"
+    assert panel.send() is False
+    assert panel._input.value == "me too"  # refused, and kept in the box
     worker.join(5)
     assert "from elsewhere" in text_of(shown_html(panel)[-1])
-    assert not panel._input.disabled
+    assert not panel._undo_button.disabled and panel._stop_button.layout.display == "none"
 
 
 def test_two_panels_stay_in_sync(fake_api: FakeAPI, panels, session: Session) -> None:
@@ -358,7 +368,7 @@ def test_two_panels_stay_in_sync(fake_api: FakeAPI, panels, session: Session) ->
     fake_api.enqueue(Script(chunks=["Hi ", "there"], delay=0.02))
     a.send("hello")
     wait_for(lambda: b._transcript.live is not None)
-    assert b._input.disabled and b.send("interleave?") is False
+    assert b._undo_button.disabled and not b._input.disabled and b.send("interleave?") is False
     a.wait(5)
     assert shown_html(a) == shown_html(b)
     assert len(shown_html(b)) == 2 and "Hi there" in shown_html(b)[1]
@@ -464,3 +474,198 @@ def test_opening_on_a_500_message_session_takes_under_a_second(fake_api, panels,
     assert len(shown) == 500 and "Question 0 " in shown[0]
     assert panel._transcript.messages.items[-1] is newest  # drawn views are reused, not rebuilt
     assert panel._transcript.earlier.layout.display == "none"
+
+
+# -- tools, approval, schemas ---------------------------------------------------------------------
+
+RAN: list[str] = []
+TWO_CALLS = 'Warmer? CALL get_weather {"city": "Oslo"} ; CALL get_weather {"city": "Rome"}'
+
+
+def get_weather(city: str) -> dict:
+    """Current weather for a city.
+
+    Args:
+        city: The city's name.
+    """
+    RAN.append(city)
+    return {"city": city, "temp": {"Oslo": 4, "Rome": 18}.get(city, 0)}
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+@pytest.fixture
+def tool_session(fake_api: FakeAPI) -> Session:
+    RAN.clear()
+    return Session(model=TOOL_MODEL, base_url=fake_api.base_url, api_key=TEST_KEY, timeout=10.0)
+
+
+def steps(panel: ChatPanel) -> list[str]:
+    """The tool steps' summaries, as text."""
+    return [plain(m) for h in shown_html(panel) for m in re.findall(r"<summary>.*?</summary>", h)]
+
+
+def plain(fragment: str) -> str:
+    return html.unescape(text_of(fragment))
+
+
+def pending(panel: ChatPanel, city: str) -> Any:
+    """The call waiting for approval, once it is the one for ``city``."""
+    return wait_for(lambda: (a := panel._gate.pending) is not None and a.call.arguments["city"] == city and a)
+
+
+def test_tool_calls_and_results_show_as_collapsed_steps(fake_api, panels, tool_session) -> None:
+    panel = panels(tool_session, tools=[get_weather])
+    assert panel.send(TWO_CALLS)
+    assert panel.wait(10)
+    assert RAN == ["Oslo", "Rome"]
+    first, second = fake_api.chat_requests()
+    assert first["tools"][0]["function"]["name"] == "get_weather" and second["tools"] == first["tools"]
+    shown = shown_html(panel)
+    assert [re.sub(r" · [\d.]+ s$", "", step) for step in steps(panel)] == [
+        '→ get_weather(city="Oslo")',
+        '→ get_weather(city="Rome")',
+    ]
+    assert sum("<details>" in h for h in shown) == 2
+    assert '"temp": 18' in plain("".join(shown))
+    assert 'calls get_weather(city="Oslo"), get_weather(city="Rome")' in plain(shown[1])
+    assert text_of(shown[-1]).count("Results: get_weather[call_0_0]") == 1
+    assert "2 requests · 2 tool calls" in panel._status.value
+    assert [m.role for m in tool_session.messages] == ["user", "assistant", "tool", "tool", "assistant"]
+
+
+def test_a_cell_turn_with_tools_shows_the_same_steps(fake_api, panels, tool_session) -> None:
+    panel = panels(tool_session)  # no tools of its own: the steps come from the Session's events
+    tool_session.ask(TWO_CALLS, tools=[get_weather])
+    assert [step.split(" · ")[0] for step in steps(panel)] == [
+        '→ get_weather(city="Oslo")',
+        '→ get_weather(city="Rome")',
+    ]
+    again = panels(tool_session)  # drawn from history the same way
+    assert [step.split(" · ")[0] for step in steps(again)] == [step.split(" · ")[0] for step in steps(panel)]
+
+
+def test_approve_ask_waits_for_each_click(fake_api, panels, tool_session) -> None:
+    panel = panels(tool_session, tools=[get_weather], approve="ask")
+    assert panel.send(TWO_CALLS)
+    oslo = pending(panel, "Oslo")
+    assert oslo.widget in panel._transcript.messages.items
+    assert [b.description for b in oslo.buttons.children] == ["Approve", "Deny"]
+    assert RAN == [] and len(fake_api.chat_requests()) == 1 and panel.streaming
+    assert panel.send("meanwhile") is False and "waits for your approval" in panel._note.value
+    oslo.approve_button.click()
+    rome = pending(panel, "Rome")
+    assert RAN == []  # a round's calls are all decided before any runs
+    assert oslo.widget.children == (oslo.label,) and "approved" in oslo.label.value
+    rome.deny_button.click()
+    assert panel.wait(10)
+    assert RAN == ["Oslo"]
+    final = tool_session.messages[-1].content
+    assert "call_0_0] = {" in final and "call_0_1] = denied by the user" in final
+    assert [step.split(" · ", 1)[1] for step in steps(panel)][1] == "denied"
+    assert [m.error for m in tool_session.messages if m.role == "tool"] == [None, "denied by the user"]
+    # The approval steps became the records' views: no extra widgets.
+    assert oslo.widget in panel._transcript.messages.items and rome.widget in panel._transcript.messages.items
+    assert len(panel._transcript.messages.items) == 5
+    assert "1 denied" in panel._status.value and panel._stop_button.layout.display == "none"
+
+
+def test_stop_while_waiting_for_approval_denies_the_call_and_unlocks(fake_api, panels, tool_session) -> None:
+    panel = panels(tool_session, tools=[get_weather], approve="ask")
+    assert panel.send(TWO_CALLS)
+    oslo = pending(panel, "Oslo")
+    worker = panel._worker
+    panel._stop_button.click()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert RAN == [] and len(fake_api.chat_requests()) == 1  # nothing run, nothing more sent
+    tools = [m for m in tool_session.messages if m.role == "tool"]
+    assert [(m.tool_arguments, m.error) for m in tools] == [
+        ({"city": "Oslo"}, "denied by the user"),
+        ({"city": "Rome"}, "denied by the user"),  # asked after Stop: denied without asking
+    ]
+    assert steps(panel)[0] == '→ get_weather(city="Oslo") · denied'  # the approval step, now its record
+    items = panel._transcript.messages.items
+    assert len(items) == 4 and items[2] is oslo.widget  # Rome was never asked: its step is new
+    assert (
+        items[2]._dom_classes == ("oxen-msg", "oxen-tool") and 'class="oxen-msg oxen-tool"' in items[3].value
+    )
+    assert not panel.streaming and panel._stop_button.layout.display == "none"
+    assert not panel._undo_button.disabled
+    assert "stopped at the approval" in panel._status.value
+    tool_session.ask("and now?")  # the history is sendable: every call has its answer
+    sent = fake_api.chat_requests()[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "tool", "user"]
+
+
+def test_closing_the_panel_while_it_waits_denies_the_call(fake_api, tool_session) -> None:
+    panel = ChatPanel(tool_session, tools=[get_weather], approve="ask")
+    panel.send('CALL get_weather {"city": "Oslo"}')
+    pending(panel, "Oslo")
+    worker = panel._worker
+    panel.close()
+    worker.join(10)
+    assert not worker.is_alive() and RAN == []
+    assert [m.error for m in tool_session.messages if m.role == "tool"] == ["denied by the user"]
+
+
+def test_an_approve_function_is_passed_through(fake_api, panels, tool_session) -> None:
+    asked = []
+    panel = panels(tool_session, tools=[get_weather], approve=lambda call: asked.append(call.name) or False)
+    panel.send('CALL get_weather {"city": "Oslo"}')
+    assert panel.wait(10)
+    assert asked == ["get_weather"] and RAN == []
+    assert panel._gate.pending is None and "denied by the user" in tool_session.messages[-1].content
+
+
+def test_panel_options_are_checked_at_once(session) -> None:
+    with pytest.raises(ParameterError, match="approve"):
+        ChatPanel(session, tools=[get_weather], approve="yes")
+    with pytest.raises(ParameterError, match="tools="):
+        ChatPanel(session, approve="ask")
+    with pytest.raises(ParameterError, match="list"):
+        ChatPanel(session, tools=get_weather)
+    from oxen_notebook._panel._steps import DENIED
+    from oxen_notebook._tools import DENIED as TOOLS_DENIED
+
+    assert DENIED == TOOLS_DENIED
+
+
+def test_schema_shows_the_parsed_object_as_a_table_under_the_json(fake_api, panels, session, wire) -> None:
+    panel = panels(schema=Person)
+    fake_api.enqueue(Script(chunks=['{"name": "<script>alert(1)</script>", ', '"age": 36}']))
+    assert panel.send("Who?")
+    assert panel.wait(10)
+    assert fake_api.chat_requests()[-1]["response_format"]["type"] == "json_schema"
+    last = shown_html(panel)[-1]
+    assert '"age": 36' in plain(last)  # the JSON stays
+    assert "<th>name</th><td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in last
+    assert "<th>age</th><td>36</td>" in last
+    assert last.index("oxen-parsed") > last.index("36}")
+    assert [bad for v in html_values(wire) if v != CSS for bad in dangerous_markup(v)] == []
+    reopened = panels()  # drawn from history: the table is there too
+    assert "<th>age</th><td>36</td>" in shown_html(reopened)[-1]
+
+
+def test_a_repaired_schema_reply_shows_the_error_then_the_table(fake_api, panels, session) -> None:
+    panel = panels(schema=Person)
+    fake_api.enqueue(Script(text='{"name": "Ada", "age": "old"}'), Script(text='{"name": "Ada", "age": 36}'))
+    panel.send("Ada, 36")
+    assert panel.wait(10)
+    shown = shown_html(panel)
+    assert len(shown) == 4  # prompt, failed reply, the repair prompt, the reply
+    assert 'class="oxen-error"' in shown[1] and "age" in text_of(shown[1])
+    assert "<th>age</th><td>36</td>" in shown[3] and "oxen-parsed" not in shown[1]
+
+
+def test_tool_names_and_arguments_are_escaped(fake_api, panels, tool_session, wire) -> None:
+    panel = panels(tool_session, tools=[get_weather])
+    panel.send('CALL get_weather {"city": "<img src=x onerror=alert(1)>"} ; CALL <b>x</b> {"a": 1}')
+    assert panel.wait(10)
+    assert RAN == ["<img src=x onerror=alert(1)>"]
+    values = [v for v in html_values(wire) if v != CSS]
+    assert [bad for v in values for bad in dangerous_markup(v)] == []
+    assert "&lt;img src=x onerror=alert(1)&gt;" in "".join(values)

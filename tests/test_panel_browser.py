@@ -112,17 +112,22 @@ def run_cell(page: Page, index: int) -> None:
     page.keyboard.press("Control+Enter")
 
 
-def open_panel(page: Page) -> Any:
+def open_panel(page: Page, model: str = "test-model") -> Any:
     run_cell(page, 0)
     panel = page.locator(".oxen-panel").first
     panel.wait_for(timeout=60_000)
-    expect(panel.locator(".oxen-statusline")).to_contain_text("test-model", timeout=30_000)
+    expect(panel.locator(".oxen-statusline")).to_contain_text(model, timeout=30_000)
     return panel
+
+
+def wait_idle(page: Page) -> None:
+    """Until no reply streams: Stop shows only then (the message box stays enabled)."""
+    expect(page.locator(".oxen-panel button", has_text="Stop").first).to_be_hidden(timeout=STREAMING_TIMEOUT)
 
 
 def say(page: Page, text: str) -> None:
     box = page.locator(MESSAGE_BOX).first
-    expect(box).to_be_enabled(timeout=STREAMING_TIMEOUT)
+    wait_idle(page)
     box.click()
     box.fill(text)
     box.press("Enter")
@@ -184,7 +189,6 @@ def test_panel_in_jupyterlab(page: Page, jupyter: Jupyter, api: FakeAPI, tmp_pat
     time.sleep(0.5)
     assert transcript(page).inner_text() == frozen
     expect(panel.locator("button", has_text="Stop")).to_be_hidden()
-    expect(page.locator(MESSAGE_BOX).first).to_be_enabled()
     shot("stopped")
 
     # An exchange made by a cell appears in the panel.
@@ -264,8 +268,8 @@ def test_typed_messages_arrive_whole_and_in_order(
     panel = open_panel(page)
     box = page.locator(MESSAGE_BOX).first
     for count, text in enumerate(TYPED, start=1):
-        # As a person would: the next message once the reply is shown and the box unlocked.
-        expect(box).to_be_enabled(timeout=STREAMING_TIMEOUT)
+        # As a person would: the next message once the reply is shown and done.
+        wait_idle(page)
         box.click()
         page.keyboard.type(text, delay=KEY_DELAY)
         page.keyboard.press("Enter")
@@ -301,7 +305,7 @@ def test_blur_keeps_the_text_and_enter_or_send_sends_all_of_it(
     expect(transcript(page)).to_contain_text(f"Echo: {first}", timeout=STREAMING_TIMEOUT)
 
     # Send sends the box's whole text.
-    expect(box).to_be_enabled(timeout=STREAMING_TIMEOUT)
+    wait_idle(page)
     box.click()
     page.keyboard.type("typed, then the Send button", delay=KEY_DELAY)
     panel.locator("button", has_text="Send").click()
@@ -309,7 +313,7 @@ def test_blur_keeps_the_text_and_enter_or_send_sends_all_of_it(
     expect(transcript(page)).to_contain_text("Echo: typed, then the Send button", timeout=STREAMING_TIMEOUT)
 
     # Enter that changes nothing (the text was committed by a blur) sends the text too.
-    expect(box).to_be_enabled(timeout=STREAMING_TIMEOUT)
+    wait_idle(page)
     box.click()
     page.keyboard.type("typed, a click elsewhere, back and Enter", delay=KEY_DELAY)
     elsewhere.click()
@@ -321,6 +325,141 @@ def test_blur_keeps_the_text_and_enter_or_send_sends_all_of_it(
     expect(box).to_have_value("")
     assert transcript(page).locator(".oxen-user p").all_inner_texts() == sent
     Shots(page, tmp_path)("blur-send-enter")
+
+
+def notebook_of(jupyter: Jupyter, name: str, *cells: tuple[str, str]) -> str:
+    """A notebook of ``(kind, source)`` cells (``code`` or ``markdown``) in the server's root."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell}
+    nb.cells = [make[kind](source) for kind, source in cells]
+    nbformat.write(nb, jupyter.root / name)
+    return name
+
+
+def cell_types(page: Page) -> list[str]:
+    """The notebook's cells as the page shows them: ``code``, ``markdown`` or ``raw``, in order."""
+    return page.locator(".jp-Notebook .jp-Cell").evaluate_all(
+        "cells => cells.map(c => c.classList.contains('jp-MarkdownCell') ? 'markdown'"
+        " : c.classList.contains('jp-CodeCell') ? 'code' : 'raw')"
+    )
+
+
+@pytest.mark.parametrize("ui", ["lab", "notebook"])
+def test_typing_while_a_reply_streams_stays_in_the_box(
+    page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path, ui: str
+) -> None:
+    """Keys typed while a reply streams go into the message box, not to the notebook's command
+    mode (where ``d d`` deletes a cell and ``m`` makes it Markdown), and Enter sends them later."""
+    cells = [("code", PANEL_CELL), ("markdown", "## Notes"), ("code", "x = 1")]
+    name = notebook_of(jupyter, f"typing-{ui}.ipynb", *cells)
+    shot = Shots(page, tmp_path)
+    open_notebook(page, jupyter, name, ui=ui)
+    panel = open_panel(page)
+    assert cell_types(page) == ["code", "markdown", "code"]
+    stop = panel.locator("button", has_text="Stop")
+    box = page.locator(MESSAGE_BOX).first
+
+    api.enqueue(Script(chunks=[f"tick{i} " for i in range(100)], delay=0.05))
+    box.click()
+    page.keyboard.type("count slowly", delay=KEY_DELAY)
+    page.keyboard.press("Enter")
+    expect(transcript(page)).to_contain_text("tick3", timeout=STREAMING_TIMEOUT)
+    page.keyboard.type("d d m hello", delay=KEY_DELAY)  # no click first: the keys go where the focus is
+    expect(stop).to_be_visible()  # the reply was still streaming while the keys went in
+    shot("typed-while-streaming")
+    assert cell_types(page) == ["code", "markdown", "code"]
+    expect(box).to_have_value("d d m hello")
+    expect(box).to_be_focused()
+
+    expect(stop).to_be_hidden(timeout=STREAMING_TIMEOUT)
+    expect(transcript(page)).to_contain_text("tick99")
+    page.keyboard.press("Enter")
+    assert wait_for_requests(api, 2) == ["count slowly", "d d m hello"]
+    expect(transcript(page)).to_contain_text("Echo: d d m hello", timeout=STREAMING_TIMEOUT)
+    expect(box).to_have_value("")
+    assert cell_types(page) == ["code", "markdown", "code"]
+    assert transcript(page).locator(".oxen-user p").all_inner_texts() == ["count slowly", "d d m hello"]
+    shot("sent-after-the-reply")
+
+
+# -- tools and approval --------------------------------------------------------------------------
+
+TOOL_PANEL_CELL = '''\
+import oxen_notebook
+from oxen_notebook import ChatPanel
+
+ran = []
+
+
+def get_weather(city: str) -> dict:
+    """Current weather for a city.
+
+    Args:
+        city: The city's name.
+    """
+    ran.append(city)
+    return {"city": city, "temp": {"Oslo": 4, "Rome": 18}[city]}
+
+
+session = oxen_notebook.default_session(model="tool-model")
+panel = ChatPanel(session, tools=[get_weather], approve="ask")
+panel'''
+
+
+def test_approve_and_deny_tool_calls_in_jupyterlab(
+    page: Page, jupyter: Jupyter, api: FakeAPI, tmp_path: Path
+) -> None:
+    name = jupyter.notebook("tools.ipynb", TOOL_PANEL_CELL, 'print("ran", ran)')
+    shot = Shots(page, tmp_path)
+    open_notebook(page, jupyter, name)
+    panel = open_panel(page, model="tool-model")
+    say(page, 'Warmer? CALL get_weather {"city": "Oslo"} ; CALL get_weather {"city": "Rome"}')
+
+    asked = transcript(page).locator(".oxen-approval")
+    expect(asked.first).to_contain_text('→ get_weather(city="Oslo")', timeout=STREAMING_TIMEOUT)
+    expect(asked).to_have_count(1)  # the next call is asked once this one is decided
+    expect(panel.locator(".oxen-statusline")).to_contain_text("Approve or Deny")
+    # The reply waits in its thread; the kernel is free meanwhile.
+    run_cell(page, 1)
+    expect(page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea-output")).to_have_text("ran []")
+    assert len(api.chat_requests()) == 1
+    shot("waiting-for-approval")
+    asked.first.locator("button", has_text="Approve").click()
+
+    expect(asked.nth(1)).to_contain_text('→ get_weather(city="Rome")', timeout=STREAMING_TIMEOUT)
+    expect(asked.first).to_contain_text("approved")
+    expect(asked.first.locator("button")).to_have_count(0)
+    asked.nth(1).locator("button", has_text="Deny").click()
+
+    expect(transcript(page)).to_contain_text("Results: get_weather[call_0_0] = ", timeout=STREAMING_TIMEOUT)
+    final = transcript(page).locator(".oxen-assistant").last
+    expect(final).to_contain_text('"temp": 4')
+    expect(final).to_contain_text("get_weather[call_0_1] = denied by the user")
+    wait_idle(page)
+    expect(panel.locator(".oxen-statusline")).to_contain_text("2 requests · 2 tool calls (1 denied)")
+    summaries = transcript(page).locator("details summary")
+    expect(summaries).to_have_count(2)
+    expect(summaries.first).to_contain_text('→ get_weather(city="Oslo") · ')
+    expect(summaries.nth(1)).to_have_text('→ get_weather(city="Rome") · denied')
+    result = transcript(page).locator("details pre").first
+    expect(result).to_be_hidden()  # collapsed until clicked
+    summaries.first.click()
+    expect(result).to_be_visible()
+    expect(result).to_contain_text('"temp": 4')
+    expect(panel.locator("button", has_text="Approve")).to_have_count(0)
+    shot("approved-and-denied")
+
+    run_cell(page, 1)  # the tool ran once, for the approved call
+    expect(page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea-output")).to_have_text("ran ['Oslo']")
+    second = api.chat_requests()[1]["messages"]
+    assert [m["role"] for m in second] == ["user", "assistant", "tool", "tool"]
+    assert json.loads(second[2]["content"]) == {"city": "Oslo", "temp": 4}
+    assert second[3]["content"] == "denied by the user"
+    assert len(api.chat_requests()) == 2
+    assert page.dialogs == []  # type: ignore[attr-defined]
 
 
 # -- untrusted output ---------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from oxen_notebook import ChatPanel, Session
-from oxen_notebook._panel._panel import ENTER_WAIT
-from tests.fake_api import FakeAPI
+from oxen_notebook._panel._input import ENTER_WAIT
+from tests.fake_api import FakeAPI, Script
 
 
 def frontend(box: Any, data: dict[str, Any]) -> None:
@@ -116,6 +116,25 @@ def test_the_kernels_own_changes_are_not_the_committed_text(fake_api: FakeAPI, p
     commit(panel, "typed in the browser")
     assert panel.wait(5)
     assert sent(fake_api) == ["typed in the browser"]
+
+
+def test_enter_while_a_reply_streams_keeps_the_text_for_later(fake_api: FakeAPI, panel: ChatPanel) -> None:
+    # The box stays enabled while a reply streams (a disabled box loses the focus, and the keys
+    # typed next go to the notebook): Enter then refuses, and the text stays for the next Enter.
+    fake_api.enqueue(Script(chunks=[f"tick{i} " for i in range(40)], delay=0.02))
+    assert panel.send("count slowly")
+    enter(panel)  # as a browser sends them: the key, then the value it committed
+    commit(panel, "typed while it streams")
+    assert "still streaming" in panel._note.value
+    assert not panel._input.disabled
+    assert panel.wait(5)
+    assert sent(fake_api) == ["count slowly"]
+    assert "still streaming" in panel._note.value
+    assert panel._input.value == "typed while it streams"
+    enter(panel)  # the value was committed already: Enter changed nothing
+    assert panel.wait(5)
+    assert sent(fake_api) == ["count slowly", "typed while it streams"]
+    assert panel._input.value == ""
 
 
 def test_close_drops_a_pending_enter(fake_api: FakeAPI, session: Session) -> None:

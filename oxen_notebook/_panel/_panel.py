@@ -2,17 +2,11 @@
 
 The panel is a view: it turns clicks into ``Session`` calls and draws what the Session's events
 say, so exchanges made by ``%%oxen`` cells, ``session.ask()`` or another panel show up here too.
-Replies stream in a background thread, so Stop works at once and other cells run meanwhile.
+Replies stream in a background thread, so Stop works at once and other cells run meanwhile; with
+``approve="ask"`` that thread also waits there for an Approve or Deny click (``_steps``).
 
-Enter in the message box: the front end sends the ``submit`` event at once, while the box's
-value goes as a state update that ipywidgets throttles (one per widget in flight), so the kernel
-can see ``submit`` before the last keystrokes. The box therefore syncs its value only when the
-text is committed (``continuous_update=False``: on Enter or blur), and the browser commits it on
-Enter right after the key's ``submit`` event. So ``submit`` only arms the box, and the value update
-that follows sends it: the whole text, every time. A blur's value update, with no ``submit``
-before it, sends nothing. When Enter changed nothing (the value was already synced, or the box is
-empty) no update follows, and the text the kernel has is the box's: it is sent after
-:data:`ENTER_WAIT` seconds.
+The message box (``_input``) sends its whole text on Enter, and stays enabled while a reply
+streams: Send and Enter refuse then, keeping the text.
 """
 
 from __future__ import annotations
@@ -27,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .._errors import OxenError
+from .._errors import OxenError, ParameterError
 from .._events import EVENTS
 from .._records import message_facts
+from ._input import MessageBox
+from ._steps import ApprovalGate, turn_facts
 from ._transcript import CSS, Transcript, finish_note
 
 if TYPE_CHECKING:
@@ -43,28 +39,11 @@ if TYPE_CHECKING:
 __all__ = ["ChatPanel"]
 
 _BUSY_NOTE = "A reply is still streaming: wait for it, or press Stop."
-#: Seconds that Enter waits for the box's value before it sends the text the kernel has. A value
-#: update normally follows ``submit`` at once; it can trail by a round trip when an earlier update
-#: of the box is still in flight. Only an Enter that changed nothing waits this long.
-ENTER_WAIT = 0.5
+_APPROVAL_NOTE = "A tool call waits for your approval: Approve or Deny it, or press Stop."
 
 
 def _note(text: str, kind: str = "note") -> str:
     return f'<span class="oxen-{kind}">{html.escape(text)}</span>' if text else ""
-
-
-class _MessageBox(widgets.Text):
-    """The panel's message box: a ``Text`` that calls ``on_value()`` after each value update that
-    comes from the front end (not after the kernel's own changes, nor only when it differs)."""
-
-    def __init__(self, on_value: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._on_value = on_value
-
-    def set_state(self, sync_data: dict[str, Any]) -> None:
-        super().set_state(sync_data)
-        if "value" in sync_data:
-            self._on_value()
 
 
 class ChatPanel:
@@ -76,20 +55,45 @@ class ChatPanel:
     the last exchange, Regenerate resends the last message, Export offers the conversation as CSV
     and JSON downloads and sets :attr:`dataframe`. ``close()`` detaches the panel from the session.
     The panel displays itself as its last expression in a cell; :attr:`widget` is its ``VBox``.
+
+    ``tools``, ``approve`` and ``schema`` go with every request the panel sends, as in
+    :meth:`Session.stream`; ``approve="ask"`` shows each call with Approve / Deny buttons and waits
+    for a click (Stop denies it and sends nothing more). Tool calls and results show as collapsed
+    steps, a parsed reply as a table under its JSON.
     """
 
-    def __init__(self, session: Session | None = None, *, height: str = "420px") -> None:
+    def __init__(
+        self,
+        session: Session | None = None,
+        *,
+        height: str = "420px",
+        tools: list[Any] | None = None,
+        approve: Callable[[Any], bool] | str | None = None,
+        schema: Any = None,
+    ) -> None:
+        if approve is not None and not callable(approve) and approve != "ask":
+            raise ParameterError(
+                f"approve={approve!r} is invalid: give None, 'ask' or a function(call) -> bool."
+            )
+        if tools is not None and not isinstance(tools, (list, tuple)):
+            raise ParameterError("tools is a list: tools=[get_weather], not tools=get_weather.")
+        if approve is not None and not tools:
+            raise ParameterError("approve= decides tool calls: give tools=[python functions] with it.")
         if session is None:
             from .._registry import default_session
 
             session = default_session()
         self.session: Session = session
+        #: Sent with every request this panel sends (``Session.stream``'s ``tools``, ``approve``,
+        #: ``schema``); ``approve="ask"`` asks in the panel.
+        self.tools: list[Any] | None = list(tools) if tools else None
+        self.approve: Callable[[Any], bool] | str | None = approve
+        self.schema: Any = schema
         #: The conversation as a DataFrame, as of the last Export.
         self.dataframe: pd.DataFrame | None = None
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self._reply: Any = None  # the reply this panel sent, while it streams
-        self._enter: threading.Timer | None = None  # Enter pressed, its value not yet here
         self._streaming: Any = None  # any history reply streaming on the session
         self._closed = False
 
@@ -121,10 +125,11 @@ class ChatPanel:
             layout=widgets.Layout(width="100%"),
         )
         self._transcript = Transcript(height)
-        self._input = _MessageBox(
-            self._on_input_value,
+        self._gate = ApprovalGate(self._transcript, self._lock, self._set_status)
+        self._input = MessageBox(
+            self.send,
+            self._lock,
             placeholder="Message — Enter sends",
-            continuous_update=False,
             layout=widgets.Layout(width="auto", flex="1 1 auto"),
         )
         self._send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
@@ -166,7 +171,6 @@ class ChatPanel:
         )
         self.widget.add_class("oxen-panel")
 
-        self._input.on_msg(self._on_input_msg)
         self._send_button.on_click(lambda _: self.send())
         self._stop_button.on_click(lambda _: self.stop())
         self._clear_button.on_click(lambda _: self.clear())
@@ -182,7 +186,7 @@ class ChatPanel:
             self._transcript.sync(session.messages)
         self._set_status(f"{session.model} · ready")
         if session.busy:
-            self._lock_input(True)
+            self._set_busy(True)
         threading.Thread(target=self._load_models, name="oxen-panel-models", daemon=True).start()
 
     # -- what users (and tests) call --------------------------------------------------------------
@@ -194,13 +198,13 @@ class ChatPanel:
 
     def send(self, text: str | None = None) -> bool:
         """Send ``text`` (default: the input box) in the background; False if it was refused."""
-        self._take_enter()
+        self._input.take_enter()  # Send (or a call) takes over an Enter whose value is not here
         text = self._input.value if text is None else text
         if self._closed:
             return False
         if self._busy():
-            self._show_note(_BUSY_NOTE)
-            return False
+            self._show_note(_APPROVAL_NOTE if self._gate.pending is not None else _BUSY_NOTE)
+            return False  # the text stays in the box
         if not text.strip():
             self._show_note("Type a message first.")
             return False
@@ -209,17 +213,20 @@ class ChatPanel:
         return self._start(text, None)
 
     def stop(self) -> None:
-        """Stop the streaming reply now; its partial text is kept as ``interrupted``."""
+        """Stop the streaming reply now; its partial text is kept as ``interrupted``. A tool call
+        waiting for approval is denied, and the turn sends nothing more."""
         reply = self._reply or self._streaming
         if reply is not None:
-            reply.stop()
+            reply.stop()  # first: the turn is stopped when the denied call returns
+        if self._worker is not None and self._worker.is_alive():
+            self._gate.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until this panel's request is done; False if ``timeout`` passed first.
 
-        A message that Enter is about to send (see :data:`ENTER_WAIT`) counts as a request."""
+        A message that Enter is about to send (see ``_input.ENTER_WAIT``) counts as a request."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        enter = self._enter
+        enter = self._input.pending
         if enter is not None:
             enter.join(timeout)
             if enter.is_alive():
@@ -276,7 +283,8 @@ class ChatPanel:
             if self._closed:
                 return
             self._closed = True
-            self._take_enter()
+            self._input.turn_off()
+            self._gate.stop("the panel was closed")
             for event in EVENTS:
                 self.session.on(event, self._on_event, remove=True)
             self._transcript.close()
@@ -308,7 +316,7 @@ class ChatPanel:
                     self._transcript.add(message)
             elif event.type == "start":
                 self._streaming = reply
-                self._lock_input(True)
+                self._set_busy(True)
                 self._set_status(f"{reply.model} · streaming…")
                 self._transcript.start(reply)
             elif event.type == "finish":
@@ -318,7 +326,7 @@ class ChatPanel:
                 if event.message is not None:
                     self._finished_status(event.message)
                 if self._reply is None:
-                    self._lock_input(False)
+                    self._set_busy(False)
             elif event.type == "history":
                 self._transcript.sync(self.session.messages)
                 system = self.session.system or ""
@@ -336,7 +344,8 @@ class ChatPanel:
                 self._show_note(_BUSY_NOTE)
                 return False
             self._show_note("")
-            self._lock_input(True)
+            self._set_busy(True)
+            self._gate.reset()
             self._worker = threading.Thread(
                 target=self._run, args=(text, self._model_choice(), self._params(), images),
                 name="oxen-panel-stream", daemon=True,
@@ -346,60 +355,40 @@ class ChatPanel:
 
     def _run(self, text: str, model: str, params: dict[str, Any], images: list[str] | None) -> None:
         reply = None
+        failed = False
         try:
-            reply = self.session.stream(text, model=model, images=images or None, source="panel", **params)
+            reply = self.session.stream(
+                text, model=model, images=images or None, source="panel", **self._typed(), **params
+            )
             self._reply = reply
             for _ in reply:
                 pass
         except OxenError as exc:
-            if reply is None:  # refused before sending: nothing was recorded, give the text back
-                self._set_status(str(exc), error=True)
-                if not self._input.value:
-                    self._input.value = text
+            failed = True
+            self._set_status(str(exc), error=True)
+            if reply is None and not self._input.value:  # refused before sending: nothing was recorded
+                self._input.value = text
         except Exception as exc:
+            failed = True
             self._set_status(f"{type(exc).__name__}: {exc}", error=True)
         finally:
             with self._lock:
                 self._reply = None
+                if not self._closed:
+                    self._transcript.drop_approvals()
+                    for request in getattr(reply, "replies", ()):  # a turn: records amended after they ended
+                        if request.message is not None:
+                            self._transcript.amend(request.message)
+                    if not failed and reply is not None and hasattr(reply, "replies"):
+                        self._turn_status(reply)
                 if self._streaming is None and not self._closed:
-                    self._lock_input(False)
+                    self._set_busy(False)
 
     # -- helpers ------------------------------------------------------------------------------------
 
     def _show_all(self) -> None:
         with self._lock:
             self._transcript.show_all(self.session.messages)
-
-    def _on_input_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
-        if content.get("event") != "submit":
-            return
-        with self._lock:
-            if self._enter is not None or self._closed:
-                return  # a second Enter before the first one's value: one message
-            timer = threading.Timer(ENTER_WAIT, self._on_enter_wait)
-            timer.name, timer.daemon = "oxen-panel-enter", True
-            timer.start()  # it waits for this lock before it acts
-            self._enter = timer
-
-    def _on_input_value(self) -> None:
-        if self._take_enter():  # the value Enter committed: send it
-            self.send()
-        # otherwise a blur (or Send's click) committed it: nothing to do
-
-    def _on_enter_wait(self) -> None:
-        if self._take_enter(threading.current_thread()):  # Enter changed nothing: send what is here
-            self.send()
-
-    def _take_enter(self, timer: threading.Thread | None = None) -> bool:
-        """Disarm a pending Enter (only ``timer``, if given); whether there was one."""
-        with self._lock:
-            enter = self._enter
-            if enter is None or (timer is not None and enter is not timer):
-                return False
-            self._enter = None
-        if enter is not threading.current_thread():
-            enter.cancel()
-        return True
 
     def _on_system(self, change: dict[str, Any]) -> None:
         if not self.streaming:
@@ -409,6 +398,29 @@ class ChatPanel:
         text = self._system.value.strip() or None
         if text != self.session.system:
             self.session.system = text
+
+    def _typed(self) -> dict[str, Any]:
+        """``tools`` / ``approve`` / ``schema`` for ``Session.stream``, as set on the panel."""
+        typed: dict[str, Any] = {}
+        if self.tools:
+            typed["tools"] = list(self.tools)
+        if self.approve is not None:
+            typed["approve"] = self._gate if self.approve == "ask" else self.approve
+        if self.schema is not None:
+            typed["schema"] = self.schema
+        return typed
+
+    def _turn_status(self, turn: Any) -> None:
+        message = turn.message
+        if message is not None and message.error:
+            self._set_status(message.error, error=True)
+            return
+        parts = turn_facts(turn)
+        if self._gate.stopped and turn.tool_results and turn.tool_results[-1].denied:
+            parts.append("stopped at the approval: the call was denied and nothing more was sent")
+        elif message is not None and message.finish_reason in ("interrupted", "length"):
+            parts.append(finish_note(message.finish_reason))
+        self._set_status(" · ".join(parts))
 
     def _model_choice(self) -> str:
         return self._model.value.strip() or self.session.model
@@ -433,13 +445,12 @@ class ChatPanel:
         self._show_note("")
         return True
 
-    def _lock_input(self, locked: bool) -> None:
-        self._input.disabled = locked
-        self._send_button.disabled = locked
+    def _set_busy(self, busy: bool) -> None:
+        # The message box and Send stay enabled (see the module docstring): they refuse with a note.
         for button in (self._clear_button, self._undo_button, self._regenerate_button):
-            button.disabled = locked
-        self._stop_button.disabled = not locked
-        self._stop_button.layout.display = None if locked else "none"
+            button.disabled = busy
+        self._stop_button.disabled = not busy
+        self._stop_button.layout.display = None if busy else "none"
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self._status.value = _note(text, "error" if error else "status")

@@ -1,7 +1,9 @@
 """The chat panel's transcript: message widgets, the streaming message, and the scrolling box.
 
 Everything shown here is HTML built in Python: model and user text goes through
-``_render.render_markdown`` (sanitized), everything else through ``html.escape``.
+``_render.render_markdown`` (sanitized), everything else through ``html.escape``. Tool records
+are drawn as collapsed steps (``_steps``); a call waiting for approval is a step too, and becomes
+its record's view when the record arrives.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ipywidgets as widgets
 from .._records import message_facts
 from .._render import render_markdown
 from .._streaming import StreamingMarkdown, Update
+from ._steps import Approval, calls_html, parsed_html, step_html
 
 if TYPE_CHECKING:
     from .._records import Message
@@ -44,6 +47,17 @@ CSS = """<style>
 .oxen-panel .oxen-error { color: var(--jp-error-color1, #c62828); }
 .oxen-panel .oxen-note { color: var(--jp-warn-color1, #b26a00); }
 .oxen-panel .oxen-status { font-size: 0.85em; color: var(--jp-ui-font-color2, #666); }
+.oxen-panel .oxen-tool { padding: 0.15em 0.7em; }
+.oxen-panel .oxen-step, .oxen-panel .oxen-step-call { font-family: var(--jp-code-font-family, monospace);
+  font-size: 0.85em; color: var(--jp-ui-font-color1, #333); }
+.oxen-panel .oxen-step summary { cursor: pointer; }
+.oxen-panel .oxen-step pre { margin: 0.2em 0 0.3em 1em; white-space: pre-wrap; }
+.oxen-panel .oxen-step-denied summary, .oxen-panel .oxen-step-failed summary {
+  color: var(--jp-warn-color1, #b26a00); }
+.oxen-panel .oxen-approval { border-left-color: var(--jp-warn-color1, #b26a00); }
+.oxen-panel .oxen-parsed table { border-collapse: collapse; margin: 0.2em 0; font-size: 0.9em; }
+.oxen-panel .oxen-parsed th, .oxen-panel .oxen-parsed td { padding: 0.1em 0.6em; text-align: left;
+  border: 1px solid var(--jp-border-color2, #ddd); vertical-align: top; }
 </style>"""
 
 _ROLE_LABELS = {"user": "you", "assistant": "assistant", "tool": "tool", "system": "system"}
@@ -78,19 +92,18 @@ def footer_html(message: Message) -> str:
     if message.error:
         return f'<div class="oxen-error">{html.escape(message.error)}</div>'
     if message.tool_calls:
-        calls = ", ".join(
-            f"{c.get('function', {}).get('name', '?')}({c.get('function', {}).get('arguments', '')})"
-            for c in message.tool_calls
-        )
-        return f'<div class="oxen-note">tool calls: {html.escape(calls)}</div>'
+        return calls_html(message.tool_calls)
     return ""
 
 
 def message_html(message: Message) -> str:
-    """A whole finished message as one sanitized HTML fragment."""
+    """A whole finished message as one sanitized HTML fragment (a ``tool`` record as a step)."""
+    if message.role == "tool":
+        return f'<div class="oxen-msg oxen-tool">{step_html(message)}</div>'
     role = html.escape(message.role)
     body = render_markdown(message.content or "")
-    return f'<div class="oxen-msg oxen-{role}">{role_html(message)}{body}{footer_html(message)}</div>'
+    parsed = parsed_html(message.parsed) if message.parsed is not None else ""
+    return f'<div class="oxen-msg oxen-{role}">{role_html(message)}{body}{parsed}{footer_html(message)}</div>'
 
 
 class AppendBox:
@@ -157,6 +170,8 @@ class LiveMessage:
         self._lock = threading.Lock()
         self._dirty = False
         self._done = threading.Event()
+        self._footer = ""  # the footer shown, and whether the parsed table is
+        self._parsed = False
         self.header = self._html(
             f'<div class="oxen-role">assistant <span class="oxen-meta">· '
             f"{html.escape(reply.model)} · streaming…</span></div>"
@@ -195,13 +210,25 @@ class LiveMessage:
                 self._apply(self._markdown.feed(message.content[self._fed :]))
             self._apply(self._markdown.close())
             if message is not None:
-                footer = footer_html(message)
                 with self.header.hold_sync():
                     self.header.value = role_html(message)
-                if footer:
-                    self.slots.append(self._html(footer))
+                self._amend(message)
         if self._flusher is not threading.current_thread():
             self._flusher.join(timeout=1.0)
+
+    def amend(self, message: Message) -> None:
+        """Show what the record gained after it finished: the parsed table, a schema error."""
+        with self._lock:
+            self._amend(message)
+
+    def _amend(self, message: Message) -> None:
+        if message.parsed is not None and not self._parsed:
+            self._parsed = True
+            self.slots.append(self._html(parsed_html(message.parsed)))
+        footer = footer_html(message)
+        if footer and footer != self._footer:
+            self._footer = footer
+            self.slots.append(self._html(footer))
 
     def _apply(self, updates: list[Update]) -> None:
         for update in updates:
@@ -260,7 +287,9 @@ class Transcript:
         )
         self._by_id: dict[str, widgets.Widget] = {}
         self._closers: dict[str, Any] = {}
+        self._lives: dict[str, LiveMessage] = {}  # streamed views, by message id
         self._live: LiveMessage | None = None
+        self._approvals: dict[str, Approval] = {}  # calls asked about, by call id, until their record
 
     @staticmethod
     def shows(message: Message) -> bool:
@@ -278,10 +307,46 @@ class Transcript:
         """Show ``message`` at the end (or adopt ``widget`` as its view)."""
         if not self.shows(message) or message.message_id in self._by_id:
             return
+        approval = self._approvals.pop(message.tool_call_id or "", None) if message.role == "tool" else None
+        if approval is not None:
+            approval.show(message)
+            widget = approval.widget
+            self._closers[message.message_id] = approval.close
         if widget is None:
             widget = self._build(message)
             self.messages.append(widget)
         self._by_id[message.message_id] = widget
+
+    def ask(self, call: Any) -> Approval:
+        """Show a call waiting for approval (``approve="ask"``) at the end."""
+        approval = Approval(call, self)
+        stale = self._approvals.pop(call.id, None)
+        if stale is not None:
+            self._remove(stale)
+        self._approvals[call.id] = approval
+        self.messages.append(approval.widget)
+        return approval
+
+    def drop_approvals(self) -> None:
+        """Remove the calls asked about whose record never came (the turn failed first)."""
+        approvals, self._approvals = list(self._approvals.values()), {}
+        for approval in approvals:
+            self._remove(approval)
+
+    def _remove(self, approval: Approval) -> None:
+        self.messages.replace([w for w in self.messages.items if w is not approval.widget])
+        approval.close()
+
+    def amend(self, message: Message) -> None:
+        """Redraw what a finished record gained (its parsed value, a schema error)."""
+        live = self._lives.get(message.message_id)
+        widget = self._by_id.get(message.message_id)
+        if live is not None:
+            live.amend(message)
+        elif isinstance(widget, widgets.HTML):
+            value = message_html(message)
+            if widget.value != value:
+                widget.value = value
 
     def start(self, reply: Any) -> LiveMessage:
         self._live = LiveMessage(reply, self)
@@ -300,6 +365,7 @@ class Transcript:
         if message is not None and self.shows(message) and message.message_id not in self._by_id:
             self._by_id[message.message_id] = live.widget
             self._closers[message.message_id] = live.close
+            self._lives[message.message_id] = live
 
     def sync(self, messages: list[Message]) -> None:
         """Show exactly ``messages`` (plus a reply still streaming), reusing existing views."""
@@ -312,10 +378,12 @@ class Transcript:
         keep = {m.message_id for m in shown}
         for message_id in [k for k in self._by_id if k not in keep]:
             widget = self._by_id.pop(message_id)
+            self._lives.pop(message_id, None)
             self._closers.pop(message_id, widget.close)()
         items = [self._by_id.get(m.message_id) or self._build(m) for m in shown]
         for message, widget in zip(shown, items, strict=True):
             self._by_id[message.message_id] = widget
+        items.extend(approval.widget for approval in self._approvals.values())
         if self._live is not None:
             items.append(self._live.widget)
         self.messages.replace(items)
@@ -328,6 +396,8 @@ class Transcript:
     def close(self) -> None:
         if self._live is not None:
             self._live.close()
+        for approval in self._approvals.values():
+            approval.close()
         self.earlier.close()
         self.column.close()
         for message_id, widget in self._by_id.items():
