@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from benchmarks.bench_panel import reply_deltas
 from oxen_notebook import ChatPanel, ParameterError, Session
 from oxen_notebook._panel import CSS
+from oxen_notebook._records import Message
 from tests.conftest import TEST_KEY
 from tests.fake_api import TOOL_MODEL, FakeAPI, Script
 
@@ -669,3 +670,30 @@ def test_tool_names_and_arguments_are_escaped(fake_api, panels, tool_session, wi
     values = [v for v in html_values(wire) if v != CSS]
     assert [bad for v in values for bad in dangerous_markup(v)] == []
     assert "&lt;img src=x onerror=alert(1)&gt;" in "".join(values)
+
+
+def test_a_schema_reply_that_never_validates_shows_the_error_and_no_table(fake_api, panels, session) -> None:
+    panel = panels(schema=Person)
+    fake_api.enqueue(Script(text='{"name": "Ada"}'), Script(text='{"nom": "Ada"}'))
+    panel.send("Ada")
+    assert panel.wait(10)
+    shown = shown_html(panel)
+    assert len(shown) == 4 and not any("oxen-parsed" in h for h in shown)
+    assert all('class="oxen-error"' in shown[i] for i in (1, 3))
+    assert "oxen-error" in panel._status.value and "name: Field required" in panel._status.value
+    assert not panel.streaming and not panel._undo_button.disabled
+
+
+def test_a_call_asked_about_whose_record_never_comes_is_removed(panels) -> None:
+    from oxen_notebook._toolbox import ToolCall
+
+    panel = panels()
+    transcript = panel._transcript
+    call = ToolCall("call_0_0", "get_weather", {"city": "Oslo"}, '{"city": "Oslo"}')
+    approval = transcript.ask(call)
+    assert transcript.messages.items == [approval.widget]
+    transcript.add(Message("tool", "4", tool_call_id="call_0_0", tool_name="get_weather"))
+    assert len(transcript.messages.items) == 2  # undecided: another turn's record with the same id
+    approval.decide(True)
+    transcript.drop_approvals()
+    assert approval.widget not in transcript.messages.items and approval.widget.comm is None

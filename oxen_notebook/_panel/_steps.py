@@ -205,6 +205,14 @@ class Approval:
         self.buttons.close()
         return True
 
+    def answers(self, message: Message) -> bool:
+        """Is ``message`` this call's record? (Ids repeat across turns on some servers.)"""
+        return (
+            self.decided.is_set()
+            and message.tool_call_id == self.call.id
+            and message.tool_name == self.call.name
+        )
+
     def show(self, message: Message) -> None:
         """The call's ``tool`` record arrived: show it as the step this approval becomes."""
         with self.widget.hold_sync():

@@ -307,8 +307,9 @@ class Transcript:
         """Show ``message`` at the end (or adopt ``widget`` as its view)."""
         if not self.shows(message) or message.message_id in self._by_id:
             return
-        approval = self._approvals.pop(message.tool_call_id or "", None) if message.role == "tool" else None
-        if approval is not None:
+        approval = self._approvals.get(message.tool_call_id or "") if message.role == "tool" else None
+        if approval is not None and approval.answers(message):
+            del self._approvals[approval.call.id]
             approval.show(message)
             widget = approval.widget
             self._closers[message.message_id] = approval.close
