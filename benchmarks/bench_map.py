@@ -4,6 +4,12 @@ Compared with the ideal (rows x latency / concurrency) and, in the same run, wit
 ``AsyncOpenAI`` + ``asyncio.Semaphore`` loop and a raw ``httpx.AsyncClient`` loop doing the same
 streamed requests. The fake API runs in its own process so its CPU time is not the client's.
 
+Then ``Session.map(..., schema=Row)`` against plain ``Session.map``, round by round: each row's
+prompt is a ``Row`` as JSON and a second fake API answers each prompt with itself, so both runs
+send and read the same text and differ only by the schema (``response_format`` in each body, the
+validation, the typed columns). The target there: client CPU per row within 15 % of the plain run's
+(the best round of each, since a noisy neighbour only adds CPU time).
+
     python benchmarks/bench_map.py [--rows 1000] [--concurrency 16] [--latency 0.05] [--rounds 3]
 """
 
@@ -11,14 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pydantic import BaseModel
 
 from benchmarks._server import fake_server
 from oxen_notebook import Session
@@ -26,13 +37,56 @@ from oxen_notebook import Session
 MODEL = "test-model"
 
 
+class Row(BaseModel):
+    name: str
+    age: int
+
+
+def serve_prompts(latency: float) -> None:
+    """In the child process: the fake API, answering each request with its prompt."""
+    from tests.fake_api import FakeAPI, Script, _prompt_text
+
+    server = FakeAPI(port=0)
+    server.api_key = None
+    server.handler = lambda body: Script(text=_prompt_text(body), latency=latency)
+    print(server.base_url, flush=True)
+    server.httpd.serve_forever()
+
+
+@contextlib.contextmanager
+def prompt_server(latency: float) -> Iterator[str]:
+    """The base URL of :func:`serve_prompts` running in another process."""
+    command = [sys.executable, __file__, "--serve-prompts", "--latency", str(latency)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()  # printed once it listens
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
 def run_map(url: str, prompts: list[str], concurrency: int) -> list[str]:
     session = Session(model=MODEL, base_url=url, api_key="bench")
     session.map(prompts[:concurrency], "{text}", concurrency=concurrency, progress=False)  # warm up
+    gc.collect()  # the previous client's garbage is not this one's CPU
     start, cpu = time.perf_counter(), time.process_time()
     out = session.map(prompts, "{text}", concurrency=concurrency, progress=False)
     run_map.elapsed = time.perf_counter() - start  # type: ignore[attr-defined]
     run_map.cpu = time.process_time() - cpu  # type: ignore[attr-defined]
+    return list(out["reply"])
+
+
+def run_map_schema(url: str, prompts: list[str], concurrency: int) -> list[str]:
+    session = Session(model=MODEL, base_url=url, api_key="bench")
+    session.map(prompts[:concurrency], "{text}", concurrency=concurrency, progress=False, schema=Row)
+    gc.collect()  # the previous client's garbage is not this one's CPU
+    start, cpu = time.perf_counter(), time.process_time()
+    out = session.map(prompts, "{text}", concurrency=concurrency, progress=False, schema=Row)
+    run_map_schema.elapsed = time.perf_counter() - start  # type: ignore[attr-defined]
+    run_map_schema.cpu = time.process_time() - cpu  # type: ignore[attr-defined]
+    assert out["error"].isna().all() and list(out["age"]) == list(range(len(prompts))), "rows did not parse"
+    assert str(out["age"].dtype) == "Int64"
     return list(out["reply"])
 
 
@@ -58,6 +112,7 @@ def run_openai(url: str, prompts: list[str], concurrency: int) -> list[str]:
                 return "".join(parts)
 
         await asyncio.gather(*(one(p) for p in prompts[:concurrency]))  # warm up
+        gc.collect()  # the previous client's garbage is not this one's CPU
         start, cpu = time.perf_counter(), time.process_time()
         replies = await asyncio.gather(*(one(p) for p in prompts))
         run_openai.elapsed = time.perf_counter() - start  # type: ignore[attr-defined]
@@ -86,6 +141,7 @@ def run_httpx(url: str, prompts: list[str], concurrency: int) -> list[str]:
                 return "".join(parts)
 
         await asyncio.gather(*(one(p) for p in prompts[:concurrency]))  # warm up
+        gc.collect()  # the previous client's garbage is not this one's CPU
         start, cpu = time.perf_counter(), time.process_time()
         replies = await asyncio.gather(*(one(p) for p in prompts))
         run_httpx.elapsed = time.perf_counter() - start  # type: ignore[attr-defined]
@@ -102,7 +158,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve-prompts", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_prompts:
+        serve_prompts(args.latency)
+        return
 
     prompts = [f"row {i}" for i in range(args.rows)]
     expected = [f"Echo: {p}" for p in prompts]
@@ -139,6 +199,27 @@ def main() -> None:
     best_map = min(times["Session.map"])
     verdict = "met" if best_map <= 1.2 * ideal and best_map <= openai_best else "NOT met"
     print(f"\ntarget (<= 1.2x ideal and not slower than openai): {verdict}")
+
+    rows = [Row(name=f"row {i}", age=i).model_dump_json() for i in range(args.rows)]
+    plain, typed = [], []
+    with prompt_server(args.latency) as url:
+        for _ in range(args.rounds):
+            for run, cpu in ((run_map, plain), (run_map_schema, typed)):
+                assert run(url, rows, args.concurrency) == rows, f"{run.__name__} returned wrong replies"
+                cpu.append(run.cpu)  # type: ignore[attr-defined]
+    ratios = [t / p for p, t in zip(plain, typed, strict=True)]  # each round's pair ran back to back
+    print("\nclient CPU ms/row, schema=Row vs none, per round:")
+    for i, (p, t, r) in enumerate(zip(plain, typed, ratios, strict=True), 1):
+        print(f"  round {i}: {1000 * p / args.rows:.3f} vs {1000 * t / args.rows:.3f} ms/row ({r - 1:+.1%})")
+    # A neighbour only ever adds CPU time (caches, shared cores): the best round is the closest to
+    # what each run costs itself, so the target reads the best of each.
+    best = min(typed) / min(plain)
+    print(
+        f"best {1000 * min(plain) / args.rows:.3f} vs {1000 * min(typed) / args.rows:.3f} ms/row "
+        f"({best - 1:+.1%}); median of the rounds' ratios {statistics.median(ratios) - 1:+.1%}"
+    )
+    verdict = "met" if best <= 1.15 else "NOT met"
+    print(f"target (schema= within 15 % of the plain run's CPU per row): {verdict}")
 
 
 if __name__ == "__main__":
