@@ -24,6 +24,7 @@ import ipywidgets as widgets
 from .._errors import OxenError, ParameterError
 from .._events import EVENTS
 from .._records import message_facts
+from .._turn import Turn
 from ._input import MessageBox
 from ._steps import ApprovalGate, turn_facts
 from ._transcript import CSS, Transcript, finish_note
@@ -374,12 +375,12 @@ class ChatPanel:
         finally:
             with self._lock:
                 self._reply = None
-                if not self._closed:
+                if not self._closed and isinstance(reply, Turn):
                     self._transcript.drop_approvals()
-                    for request in getattr(reply, "replies", ()):  # a turn: records amended after they ended
+                    for request in reply.replies:  # records gain parsed values or errors after they end
                         if request.message is not None:
                             self._transcript.amend(request.message)
-                    if not failed and reply is not None and hasattr(reply, "replies"):
+                    if not failed:
                         self._turn_status(reply)
                 if self._streaming is None and not self._closed:
                     self._set_busy(False)
@@ -416,10 +417,10 @@ class ChatPanel:
             self._set_status(message.error, error=True)
             return
         parts = turn_facts(turn)
-        if self._gate.stopped and turn.tool_results and turn.tool_results[-1].denied:
-            parts.append("stopped at the approval: the call was denied and nothing more was sent")
-        elif message is not None and message.finish_reason in ("interrupted", "length"):
+        if message is not None and message.finish_reason in ("interrupted", "length"):
             parts.append(finish_note(message.finish_reason))
+        elif self._gate.stopped and turn.tool_results and turn.tool_results[-1].denied:
+            parts.append("stopped at the approval: the call was denied and nothing more was sent")
         self._set_status(" · ".join(parts))
 
     def _model_choice(self) -> str:
