@@ -123,13 +123,16 @@ class History:
         return [m.to_api() for m in kept]
 
     def undo(self) -> list[Message]:
-        """Remove the last exchange (the last user message and what followed); return it."""
+        """Remove the last exchange (the last user turn, all its requests, and what followed);
+        return it. A schema repair prompt is a user message of the same turn: it goes too."""
         with self._lock:
             last = max((i for i, m in enumerate(self._messages) if m.role == "user"), default=None)
             if last is None:
                 return []
-            removed = self._messages[last:]
-            del self._messages[last:]
+            turn = self._messages[last].turn
+            first = min(i for i, m in enumerate(self._messages) if m.role != "system" and m.turn == turn)
+            removed = self._messages[first:]
+            del self._messages[first:]
         return removed
 
     def restart(self, conversation_id: str) -> None:

@@ -35,6 +35,8 @@ class PreparedRequest:
     #: instead of ``json_schema`` to a model that refuses it (``use_fallback``: known beforehand).
     fallback: dict[str, Any] | None = None
     use_fallback: bool = False
+    #: One request of a history turn that holds the session's turnstile for all its requests.
+    in_turn: bool = False
 
     def follow(self, messages: list[dict[str, Any]]) -> PreparedRequest:
         """The next request of this turn, after ``messages`` (appended to what came before)."""

@@ -314,7 +314,12 @@ class OutputSchema:
         return _prune(_strict(schema, schema, python=python))
 
     def __repr__(self) -> str:
-        return f"OutputSchema({self._label!r})"
+        return f"OutputSchema({getattr(self, '_label', self.spec)!r})"
+
+    @property
+    def is_list(self) -> bool:
+        """Whether the value is a list (a ``list[X]`` spec, or a JSON Schema of type array)."""
+        return self._is_list
 
     # -- the request ---------------------------------------------------------------------------
 
@@ -435,7 +440,7 @@ def _load_json(text: str, label: str) -> Any:
     try:
         return json.loads(body)
     except ValueError as exc:
-        first = exc
+        first = str(exc)  # the text, not the exception: keeping it would keep its frames alive
     # Prose around the JSON (models without json_object): the span from the first opening
     # bracket to the last closing one.
     start = min((i for i in (body.find("{"), body.find("[")) if i >= 0), default=-1)

@@ -266,8 +266,11 @@ class Session:
                  "max_tool_rounds": max_tool_rounds}  # fmt: skip
         request, options = self._prepare(prompt, images, history, source, model, params, typed)
         plan = self._plan(request, options)
+        request.in_turn = plan is not None and history  # the turn holds the turnstile throughout
         first = self._reply(request)
-        return first if plan is None else Turn(first, self._reply, plan)
+        if plan is None:
+            return first
+        return Turn(first, self._reply, plan, self._turnstile if request.history else None)
 
     def astream(
         self,
@@ -289,8 +292,11 @@ class Session:
                  "max_tool_rounds": max_tool_rounds}  # fmt: skip
         request, options = self._prepare(prompt, images, history, source, model, params, typed)
         plan = self._plan(request, options)
+        request.in_turn = plan is not None and history
         first = self._areply(request)
-        return first if plan is None else AsyncTurn(first, self._areply, plan)
+        if plan is None:
+            return first
+        return AsyncTurn(first, self._areply, plan, self._turnstile if request.history else None)
 
     def _reply(self, request: PreparedRequest) -> Reply:
         return Reply(request, self._host, self.clients.for_model(request.model), self.cache)
@@ -309,12 +315,13 @@ class Session:
     # -- the exchange protocol (the replies call these through _Host) ----------------------------
 
     def _begin(self, reply: Reply | AsyncReply) -> None:
-        if reply.request.history:  # one-shot requests touch no history: no turn to wait for
+        # One-shot requests touch no history: no turn to wait for; a turn's requests hold it already.
+        if reply.request.history and not reply.request.in_turn:
             self._turnstile.enter()
         self._started(reply)
 
     async def _abegin(self, reply: Reply | AsyncReply) -> None:
-        if reply.request.history:
+        if reply.request.history and not reply.request.in_turn:
             await self._turnstile.aenter()
         self._started(reply)
 
@@ -363,7 +370,7 @@ class Session:
                 self._write(message)
                 self._emit("message", message=message)
         finally:
-            if history:
+            if history and not reply.request.in_turn:
                 self._turnstile.leave()
         self._emit("finish", reply=reply, message=message, error=reply.error)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import OxenError, ParameterError, ReplyConsumedError, SchemaError, ToolLoopError
 
 if TYPE_CHECKING:
+    from ._history import Turnstile
     from ._records import Message
     from ._reply import AsyncReply, Reply
     from ._request import PreparedRequest
@@ -125,8 +126,15 @@ class _Plan:
         self.repairs = 0
         self.parsed: Any = None
         self.tool_results: list[ToolResult] = []
-        self._record = record
+        #: The records this plan added (tool results, repair prompts), in order.
+        self.records: list[Message] = []
+        self._add = record
         self._update = update
+
+    def _record(self, role: str, content: str, **fields: Any) -> Message:
+        message = self._add(role, content, **fields)
+        self.records.append(message)
+        return message
 
     def wants_tools(self, reply: Reply | AsyncReply) -> bool:
         return self.tools is not None and bool(reply.tool_calls) and self.tools.wants(reply.tool_calls)
@@ -199,6 +207,7 @@ class _TurnState:
     replies: list[Any]
     error: OxenError | None
     _plan: _Plan
+    _marks: list[int]  # per request: how many plan records there were once it was followed up
 
     @property
     def reply(self) -> Reply | AsyncReply:
@@ -214,6 +223,28 @@ class _TurnState:
     def tool_results(self) -> list[ToolResult]:
         """Every tool call this turn ran (or refused), in order."""
         return list(self._plan.tool_results)
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every record of the turn in order: the prompt, each reply, the tool results and repair
+        prompts between them (also for a one-shot turn, whose records join no history)."""
+        out, start = [self.user_message], 0
+        for i, reply in enumerate(self.replies):
+            if reply.message is not None:
+                out.append(reply.message)
+            end = self._marks[i] if i < len(self._marks) else len(self._plan.records)
+            out += self._plan.records[start:end]
+            start = end
+        return out
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the turn's requests stream (SSE); set it before the turn starts."""
+        return self.replies[0].streamed
+
+    @streamed.setter
+    def streamed(self, value: bool) -> None:
+        self.replies[0].streamed = value
 
     text = property(lambda self: self.reply.text, doc="The last request's text.")
     message = property(lambda self: self.reply.message, doc="The last request's record.")
@@ -237,11 +268,19 @@ class _TurnState:
 class Turn(_TurnState):
     """A prompt's requests, sync. Iterate for text deltas; ``consume()`` runs it to the end."""
 
-    def __init__(self, first: Reply, follow: Callable[[PreparedRequest], Reply], plan: _Plan) -> None:
+    def __init__(
+        self,
+        first: Reply,
+        follow: Callable[[PreparedRequest], Reply],
+        plan: _Plan,
+        turnstile: Turnstile | None = None,
+    ) -> None:
         self.replies: list[Reply] = [first]
+        self._turnstile = turnstile
         self.error: OxenError | None = None
         self._follow = follow
         self._plan = plan
+        self._marks: list[int] = []
         self._started = False
         self._stop = threading.Event()
 
@@ -252,6 +291,17 @@ class Turn(_TurnState):
         return self._run()
 
     def _run(self) -> Iterator[str]:
+        # A history turn holds the turnstile for all its requests: nothing else lands between a
+        # reply's tool calls and their answers.
+        if self._turnstile is not None:
+            self._turnstile.enter()
+        try:
+            yield from self._requests()
+        finally:
+            if self._turnstile is not None:
+                self._turnstile.leave()
+
+    def _requests(self) -> Iterator[str]:
         reply = self.replies[0]
         try:
             while True:
@@ -269,9 +319,12 @@ class Turn(_TurnState):
                     follow = self._plan.after_tools(reply, results)
                 else:
                     follow = self._plan.after_text(reply)
+                self._marks.append(len(self._plan.records))
                 if follow is None or self._stop.is_set():
                     break
+                streamed = reply.streamed
                 reply = self._follow(follow)
+                reply.streamed = streamed  # every request of a turn is sent the same way
                 self.replies.append(reply)
         except OxenError as error:
             self.error = error
@@ -308,12 +361,18 @@ class AsyncTurn(_TurnState):
     """The async twin of :class:`Turn`: ``async for delta in turn``; ``await turn.aconsume()``."""
 
     def __init__(
-        self, first: AsyncReply, follow: Callable[[PreparedRequest], AsyncReply], plan: _Plan
+        self,
+        first: AsyncReply,
+        follow: Callable[[PreparedRequest], AsyncReply],
+        plan: _Plan,
+        turnstile: Turnstile | None = None,
     ) -> None:
         self.replies: list[AsyncReply] = [first]
+        self._turnstile = turnstile
         self.error: OxenError | None = None
         self._follow = follow
         self._plan = plan
+        self._marks: list[int] = []
         self._started = False
         self._stop = threading.Event()
 
@@ -324,6 +383,16 @@ class AsyncTurn(_TurnState):
         return self._run()
 
     async def _run(self) -> AsyncIterator[str]:
+        if self._turnstile is not None:
+            await self._turnstile.aenter()
+        try:
+            async for delta in self._requests():
+                yield delta
+        finally:
+            if self._turnstile is not None:
+                self._turnstile.leave()
+
+    async def _requests(self) -> AsyncIterator[str]:
         reply = self.replies[0]
         try:
             while True:
@@ -342,9 +411,12 @@ class AsyncTurn(_TurnState):
                     follow = self._plan.after_tools(reply, results)
                 else:
                     follow = self._plan.after_text(reply)
+                self._marks.append(len(self._plan.records))
                 if follow is None or self._stop.is_set():
                     break
+                streamed = reply.streamed
                 reply = self._follow(follow)
+                reply.streamed = streamed  # every request of a turn is sent the same way
                 self.replies.append(reply)
         except OxenError as error:
             self.error = error

@@ -283,3 +283,40 @@ def test_ctrl_c_while_a_tool_runs_answers_the_calls_so_the_history_stays_sendabl
     s.ask("go on")
     sent = fake_api.chat_requests()[-1]["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
+
+
+def test_undo_removes_a_repaired_turn_whole(fake_api):
+    s = make(fake_api)
+    s.ask("first")
+    fake_api.enqueue(Script(text='{"name": "Ada"}'), Script(text='{"name": "Ada", "age": 36}'))
+    s.ask("Ada, 36", schema=Person)
+    removed = s.undo()
+    assert [m.role for m in removed] == ["user", "assistant", "user", "assistant"]
+    assert [m.content for m in s.messages] == ["first", "Echo: first"]
+
+
+def test_a_history_turn_holds_the_session_until_its_tools_are_answered(fake_api):
+    import threading
+
+    s = tool_session(fake_api)
+    running, release = threading.Event(), threading.Event()
+
+    def slow(city: str) -> str:
+        """Waits."""
+        running.set()
+        release.wait(10)
+        return f"done {city}"
+
+    worker = threading.Thread(target=lambda: s.ask('CALL slow {"city": "Oslo"}', tools=[slow]))
+    worker.start()
+    assert running.wait(10)
+    assert s.busy  # between the tool call and its answer the session is taken
+    other = threading.Thread(target=lambda: s.ask("meanwhile"))
+    other.start()
+    other.join(0.3)
+    assert other.is_alive()  # it waits for the turn, instead of landing between call and answer
+    release.set()
+    worker.join(10)
+    other.join(10)
+    assert [m.role for m in s.messages] == ["user", "assistant", "tool", "assistant", "user", "assistant"]
+    assert s.messages[4].content == "meanwhile"

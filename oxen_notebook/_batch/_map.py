@@ -101,45 +101,20 @@ class _Outcome:
     parsed: Any = None  # the validated value (schema=)
 
 
-class _Streamed(list["AsyncReply"]):
-    """A turn's list of requests that sets each one's ``streamed`` as the turn adds it (a repair
-    joins the list before it starts), so every request of a row is sent the same way."""
-
-    def __init__(self, replies: list[AsyncReply], stream: bool) -> None:
-        super().__init__(replies)
-        self._stream = stream
-        for reply in replies:
-            reply.streamed = stream
-
-    def append(self, reply: AsyncReply) -> None:
-        reply.streamed = self._stream
-        super().append(reply)
-
-
 def _send_as(current: AsyncReply | AsyncTurn, stream: bool) -> None:
-    if isinstance(current, AsyncTurn):
-        current.replies = _Streamed(current.replies, stream)
-    else:
-        current.streamed = stream
+    current.streamed = stream  # a turn sends its repairs the same way
 
 
 def _row_messages(current: AsyncReply | AsyncTurn) -> tuple[list[Message], list[Message]]:
     """Every message of a row in order (the prompt, each reply, each repair prompt between), and
-    the replies alone. A one-shot turn keeps no records of its repair prompts: they are rebuilt
-    from what each follow-up request sent after the previous reply."""
-    user = current.user_message
-    records, replies = [user], []
-    for i, reply in enumerate(current.replies if isinstance(current, AsyncTurn) else [current]):
-        if reply.message is None:
-            continue
-        if i:
-            asked = (reply.request.follow_up or [])[-1:]
-            records += [Message(role=m["role"], content=m.get("content") or "", model=reply.model,
-                                source="repair", turn=user.turn)
-                        for m in asked if m.get("role") == "user"]  # fmt: skip
-        records.append(reply.message)
-        replies.append(reply.message)
-    return records, replies
+    the replies alone."""
+    if isinstance(current, AsyncTurn):
+        records = current.messages
+        replies = [r.message for r in current.replies if r.message is not None]
+        return records, replies
+    return [current.user_message, *([current.message] if current.message else [])], (
+        [current.message] if current.message else []
+    )
 
 
 class _Runner:

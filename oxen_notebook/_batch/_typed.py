@@ -11,7 +11,6 @@ name the user's code reads, and an overwrite would lose data.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +25,6 @@ __all__ = ["PARSED", "BatchSchema"]
 PARSED = "parsed"
 
 
-def _is_list(spec: Any) -> bool:
-    if isinstance(spec, OutputSchema):
-        spec = spec.spec
-    if isinstance(spec, dict):
-        return spec.get("type") == "array"
-    return typing.get_origin(spec) is list
-
-
 class BatchSchema:
     """One batch's ``schema=``: built once (a pydantic schema each time would cost per row)."""
 
@@ -42,7 +33,7 @@ class BatchSchema:
             raise ParameterError(f"max_repairs={max_repairs!r} is invalid: expected 0 or more.")
         self.output = OutputSchema.from_spec(spec)
         self.max_repairs = max_repairs
-        self.is_list = _is_list(spec)
+        self.is_list = self.output.is_list
         #: field -> pandas dtype; none for a list schema (its items are in ``parsed``).
         self.fields: dict[str, str] = {} if self.is_list else self.output.columns()
 
