@@ -382,6 +382,9 @@ class FakeAPI:
         ``drop_after`` cuts the body off mid-way, ``malformed_after`` sends broken JSON,
         ``error_event_after`` an ``{"error": ...}`` body with status 200, ``stall_after`` waits
         ``stall_seconds`` before answering; ``raw`` is the exact body."""
+        # Headers and body go out in two writes: without this, Nagle's algorithm holds the
+        # body for the peer's delayed ACK (~40 ms a request), which a real server does not.
+        handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         text = script.text if script.text is not None else "".join(script.chunks or [])
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if script.tool_calls:
