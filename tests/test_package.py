@@ -32,7 +32,17 @@ def test_error_tree():
 
 
 def test_import_does_not_load_pandas_ipywidgets_llama_or_pydantic():
-    modules = ("pandas", "ipywidgets", "llama_cpp", "IPython", "pydantic", "jsonschema", "httpx", "asyncio", "bpe_openai")
+    modules = (
+        "pandas",
+        "ipywidgets",
+        "llama_cpp",
+        "IPython",
+        "pydantic",
+        "jsonschema",
+        "httpx",
+        "asyncio",
+        "bpe_openai",
+    )
     code = f"import sys, oxen_notebook; print(sorted(m for m in {modules!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
