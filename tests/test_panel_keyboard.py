@@ -144,3 +144,25 @@ def test_close_drops_a_pending_enter(fake_api: FakeAPI, session: Session) -> Non
     panel.close()
     assert panel.wait(5)
     assert sent(fake_api) == [] and session.messages == []
+
+
+def click_send(panel: ChatPanel) -> None:
+    """The Send button's click, as the front end sends it."""
+    frontend(panel._send_button, {"method": "custom", "content": {"event": "click"}})
+
+
+def test_a_send_click_that_overtakes_the_blurs_value_still_sends_the_whole_text(fake_api, panel) -> None:
+    # Clicking Send blurs the box: its value update and the button's click are two widgets'
+    # messages, and under load the click can arrive first.
+    click_send(panel)
+    assert sent(fake_api) == [] and panel._input.value == ""
+    commit(panel, "typed, then the Send button")
+    assert panel.wait(5)
+    assert sent(fake_api) == ["typed, then the Send button"]
+    assert panel._input.value == ""
+
+
+def test_a_send_click_on_an_empty_box_with_nothing_coming_says_so(fake_api, panel) -> None:
+    click_send(panel)
+    assert panel.wait(5)  # the wait for a value ends; nothing was typed
+    assert sent(fake_api) == [] and "Type a message first" in panel._note.value

@@ -58,8 +58,12 @@ class MessageBox(widgets.Text):
         # otherwise a blur (or Send's click) committed it: nothing to do
 
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
-        if content.get("event") != "submit":
-            return
+        if content.get("event") == "submit":
+            self.arm()
+
+    def arm(self) -> None:
+        """Send once the text the front end committed arrives (or after :data:`ENTER_WAIT`, when
+        nothing is on its way): for an Enter, and for a Send click that overtook the blur's value."""
         with self._lock:
             if self._enter is not None or self._off:
                 return  # a second Enter before the first one's value: one message

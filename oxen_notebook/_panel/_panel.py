@@ -172,7 +172,7 @@ class ChatPanel:
         )
         self.widget.add_class("oxen-panel")
 
-        self._send_button.on_click(lambda _: self.send())
+        self._send_button.on_click(lambda _: self._on_send_click())
         self._stop_button.on_click(lambda _: self.stop())
         self._clear_button.on_click(lambda _: self.clear())
         self._undo_button.on_click(lambda _: self.undo())
@@ -335,6 +335,14 @@ class ChatPanel:
                     self._system.value = system
 
     # -- the background request ---------------------------------------------------------------------
+
+    def _on_send_click(self) -> None:
+        # The click can overtake the blur's value update (another widget's message): with nothing
+        # here yet, wait for the text the click committed, as for an Enter.
+        if not self._input.value.strip() and not self._busy() and not self._closed:
+            self._input.arm()
+            return
+        self.send()
 
     def _busy(self) -> bool:
         return self.streaming or (self._worker is not None and self._worker.is_alive())
