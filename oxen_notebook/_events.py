@@ -17,15 +17,17 @@ if TYPE_CHECKING:
 __all__ = ["EVENTS", "Event", "Observers"]
 
 #: ``message`` (a record joined the history), ``start``, ``delta``, ``finish`` (a reply streamed),
-#: ``history`` (the history was replaced or cut: undo, reset, a new system prompt, load).
-EVENTS = ("message", "start", "delta", "finish", "history")
+#: ``history`` (the history was replaced or cut: undo, reset, a new system prompt, load),
+#: ``update`` (a record in the history gained something after it finished: its ``parsed`` value,
+#: a schema error, tool-call ids).
+EVENTS = ("message", "start", "delta", "finish", "history", "update")
 _log = logging.getLogger("oxen_notebook")
 
 
 @dataclass
 class Event:
     """What observers receive. ``type`` is one of ``message``, ``start``, ``delta``, ``finish``,
-    ``history``; the other fields are set where they apply."""
+    ``history``, ``update``; the other fields are set where they apply."""
 
     type: str
     session: Session

@@ -377,7 +377,7 @@ class Session:
     # -- observers ------------------------------------------------------------------------------
 
     def on(self, event: str, callback: Callable[[Event], Any], remove: bool = False) -> None:
-        """Call ``callback(Event)`` on ``event`` (message, start, delta, finish, history)."""
+        """Call ``callback(Event)`` on ``event`` (message, start, delta, finish, history, update)."""
         self._observers.on(event, callback, remove)
 
     def _emit(self, kind: str, **fields: Any) -> None:
@@ -430,6 +430,7 @@ class Session:
         """Mark a record already in the history (a reply that failed its schema, its parsed value)."""
         _set(message, **fields)
         self._write(message)  # the journal keeps the last state of each message
+        self._emit("update", message=message)
 
     def _write(self, message: Message) -> None:
         if self._journal is not None:

@@ -697,3 +697,13 @@ def test_a_call_asked_about_whose_record_never_comes_is_removed(panels) -> None:
     approval.decide(True)
     transcript.drop_approvals()
     assert approval.widget not in transcript.messages.items and approval.widget.comm is None
+
+
+def test_a_schema_reply_asked_from_code_shows_its_table_in_an_open_panel(fake_api, panels, session) -> None:
+    panel = panels()
+    seen = []
+    session.on("update", seen.append)
+    fake_api.enqueue(Script(text='{"name": "Ada", "age": 36}'))
+    session.ask("Who?", schema=Person)  # not the panel's request: the record gains parsed afterwards
+    assert [e.message.parsed for e in seen] == [{"name": "Ada", "age": 36}]
+    assert "<th>age</th><td>36</td>" in shown_html(panel)[-1]

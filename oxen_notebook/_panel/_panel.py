@@ -328,6 +328,8 @@ class ChatPanel:
                     self._finished_status(event.message)
                 if self._reply is None:
                     self._set_busy(False)
+            elif event.type == "update" and event.message is not None:
+                self._transcript.amend(event.message)  # a parsed table, a schema error
             elif event.type == "history":
                 self._transcript.sync(self.session.messages)
                 system = self.session.system or ""
