@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._schema import OutputSchema
     from ._toolbox import ToolCall, ToolLoop, ToolResult
 
-__all__ = ["AsyncTurn", "Turn", "TurnOptions", "turn_options"]
+__all__ = ["AsyncTurn", "Turn", "TurnOptions", "turn_facts", "turn_options"]
 
 _schemas: dict[Any, OutputSchema] = {}  # specs seen lately: building one costs a pydantic schema
 
@@ -447,3 +447,31 @@ class AsyncTurn(_TurnState):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def turn_facts(turn: Turn | AsyncTurn, repairs: int = 0) -> list[str]:
+    """``[model, "3 requests", "2 tool calls (1 denied)", "1 repair", "N tokens", "S.s s"]`` (the
+    parts that apply): how the magic's footer and the panel's status line sum a turn over its
+    requests. Seconds are the requests' and the tools' own (not the time an approval waited)."""
+    messages = [reply.message for reply in turn.replies if reply.message is not None]
+    last = turn.message
+    parts = [(last.model if last is not None else None) or turn.model]
+    if len(turn.replies) > 1:
+        parts.append(f"{len(turn.replies)} requests")
+    results = turn.tool_results
+    if results:
+        denied = sum(1 for r in results if r.denied)
+        failed = sum(1 for r in results if r.error and not r.denied)
+        extra = [f"{failed} failed"] * bool(failed) + [f"{denied} denied"] * bool(denied)
+        calls = f"{len(results)} tool call{'s' * (len(results) != 1)}"
+        parts.append(calls + (f" ({', '.join(extra)})" if extra else ""))
+    if repairs:
+        parts.append(f"{repairs} repair{'s' * (repairs != 1)}")
+    counted = [m for m in messages if m.total_tokens is not None]
+    if counted:
+        estimated = "~" if any(m.usage_estimated for m in counted) else ""
+        parts.append(f"{estimated}{sum(m.total_tokens for m in counted)} tokens")
+    seconds = [m.duration_s for m in messages] + [r.duration_s for r in results]
+    if any(s is not None for s in seconds):
+        parts.append(f"{sum(s for s in seconds if s is not None):.1f} s")
+    return parts

@@ -29,12 +29,12 @@ from .._frontend import in_notebook
 from .._records import message_facts
 from .._registry import all_sessions, existing_session, named_session
 from .._render import render_code
-from .._turn import Turn
+from .._turn import Turn, turn_facts
 from ._errors import OxenInterrupted, cell_error
 from ._interpolate import interpolate
 from ._objects import object_bundle, object_text
 from ._typed import Approver, resolve_schema, resolve_tools
-from ._views import TurnLog, TurnView, turn_facts
+from ._views import TurnLog, TurnView
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

@@ -12,7 +12,7 @@ from typing import Any
 
 from .._streaming import StreamingMarkdown, Update
 
-__all__ = ["HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "result_line", "turn_facts"]
+__all__ = ["HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "result_line"]
 
 
 class HTMLView:
@@ -216,31 +216,3 @@ class TurnLog:
             self.view.line(result_line(result), {"oxen": {"tool_call_id": result.call.id}})
         self.shown += len(results)
         return len(results)
-
-
-def turn_facts(turn: Any, repairs: int = 0) -> list[str]:
-    """``[model, "3 requests", "2 tool calls", "N tokens", "S.s s"]`` (the parts that apply): a
-    turn's footer, summed over its requests. Seconds are the requests' and the tools' own (not the
-    time an ``--approve`` prompt waited). One plain request reads as ``message_facts`` does."""
-    messages = [reply.message for reply in turn.replies if reply.message is not None]
-    last = turn.message
-    parts = [(last.model if last is not None else None) or turn.model]
-    if len(turn.replies) > 1:
-        parts.append(f"{len(turn.replies)} requests")
-    results = turn.tool_results
-    if results:
-        failed = sum(1 for r in results if r.error)
-        denied = sum(1 for r in results if r.denied)
-        extra = [f"{failed} failed"] * bool(failed) + [f"{denied} denied"] * bool(denied)
-        calls = f"{len(results)} tool call{'s' * (len(results) != 1)}"
-        parts.append(calls + (f" ({', '.join(extra)})" if extra else ""))
-    if repairs:
-        parts.append(f"{repairs} repair{'s' * (repairs != 1)}")
-    counted = [m for m in messages if m.total_tokens is not None]
-    if counted:
-        estimated = "~" if any(m.usage_estimated for m in counted) else ""
-        parts.append(f"{estimated}{sum(m.total_tokens for m in counted)} tokens")
-    seconds = [m.duration_s for m in messages] + [r.duration_s for r in results]
-    if any(s is not None for s in seconds):
-        parts.append(f"{sum(s for s in seconds if s is not None):.1f} s")
-    return parts

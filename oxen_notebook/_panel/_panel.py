@@ -24,9 +24,9 @@ import ipywidgets as widgets
 from .._errors import OxenError, ParameterError
 from .._events import EVENTS
 from .._records import message_facts
-from .._turn import Turn
+from .._turn import Turn, turn_facts
 from ._input import MessageBox
-from ._steps import ApprovalGate, turn_facts
+from ._steps import ApprovalGate
 from ._transcript import CSS, Transcript, finish_note
 
 if TYPE_CHECKING:

@@ -27,7 +27,6 @@ __all__ = [
     "calls_html",
     "parsed_html",
     "step_html",
-    "turn_facts",
 ]
 
 #: What a denied call is answered (``_tools.DENIED``; that module is not loaded before tools are).
@@ -135,31 +134,6 @@ def parsed_html(value: Any) -> str:
     else:
         table = f"<tbody><tr><td>{_cell(value)}</td></tr></tbody>"
     return f'<div class="oxen-parsed"><div class="oxen-role">parsed</div><table>{table}</table></div>'
-
-
-def turn_facts(turn: Any) -> list[str]:
-    """``[model, "3 requests", "2 tool calls (1 denied)", "N tokens", "S.s s"]``: a turn's status,
-    summed over its requests (the parts that apply)."""
-    messages = [reply.message for reply in turn.replies if reply.message is not None]
-    last = turn.message
-    parts = [(last.model if last is not None else None) or turn.model]
-    if len(turn.replies) > 1:
-        parts.append(f"{len(turn.replies)} requests")
-    results = turn.tool_results
-    if results:
-        denied = sum(1 for r in results if r.denied)
-        failed = sum(1 for r in results if r.error and not r.denied)
-        extra = [f"{failed} failed"] * bool(failed) + [f"{denied} denied"] * bool(denied)
-        calls = f"{len(results)} tool call{'s' * (len(results) != 1)}"
-        parts.append(calls + (f" ({', '.join(extra)})" if extra else ""))
-    counted = [m for m in messages if m.total_tokens is not None]
-    if counted:
-        estimated = "~" if any(m.usage_estimated for m in counted) else ""
-        parts.append(f"{estimated}{sum(m.total_tokens for m in counted)} tokens")
-    seconds = [m.duration_s for m in messages] + [r.duration_s for r in results]
-    if any(s is not None for s in seconds):
-        parts.append(f"{sum(s for s in seconds if s is not None):.1f} s")
-    return parts
 
 
 # -- approve="ask" ---------------------------------------------------------------------------------
