@@ -202,12 +202,44 @@ class _Plan:
 
 
 class _TurnState:
-    """Reading a turn: what its last request says."""
+    """What both turn flavours share: reading a turn (what its last request says), stopping it,
+    and starting the request that follows one."""
 
-    replies: list[Any]
-    error: OxenError | None
-    _plan: _Plan
-    _marks: list[int]  # per request: how many plan records there were once it was followed up
+    def __init__(
+        self,
+        first: Any,
+        follow: Callable[[PreparedRequest], Any],
+        plan: _Plan,
+        turnstile: Turnstile | None = None,
+    ) -> None:
+        self.replies: list[Any] = [first]
+        self.error: OxenError | None = None
+        self._follow = follow
+        self._plan = plan
+        self._turnstile = turnstile  # a history turn holds it for all its requests
+        self._marks: list[int] = []  # per request: how many plan records there were once followed
+        self._started = False
+        self._stop = threading.Event()
+
+    def _check_fresh(self) -> None:
+        if self._started:
+            raise ReplyConsumedError("this turn was already consumed; read turn.text and turn.parsed.")
+        self._started = True
+
+    def _next(self, reply: Any, follow: PreparedRequest | None) -> Any:
+        """The request after ``reply`` (sent the same way), or ``None`` when the turn is done."""
+        self._marks.append(len(self._plan.records))
+        if follow is None or self._stop.is_set():
+            return None
+        following = self._follow(follow)
+        following.streamed = reply.streamed
+        self.replies.append(following)
+        return following
+
+    def stop(self) -> None:
+        """Stop from any thread or task: the request streaming stops, and no further one is sent."""
+        self._stop.set()
+        self.reply.stop()
 
     @property
     def reply(self) -> Reply | AsyncReply:
@@ -268,26 +300,8 @@ class _TurnState:
 class Turn(_TurnState):
     """A prompt's requests, sync. Iterate for text deltas; ``consume()`` runs it to the end."""
 
-    def __init__(
-        self,
-        first: Reply,
-        follow: Callable[[PreparedRequest], Reply],
-        plan: _Plan,
-        turnstile: Turnstile | None = None,
-    ) -> None:
-        self.replies: list[Reply] = [first]
-        self._turnstile = turnstile
-        self.error: OxenError | None = None
-        self._follow = follow
-        self._plan = plan
-        self._marks: list[int] = []
-        self._started = False
-        self._stop = threading.Event()
-
     def __iter__(self) -> Iterator[str]:
-        if self._started:
-            raise ReplyConsumedError("this turn was already consumed; read turn.text and turn.parsed.")
-        self._started = True
+        self._check_fresh()
         return self._run()
 
     def _run(self) -> Iterator[str]:
@@ -319,13 +333,9 @@ class Turn(_TurnState):
                     follow = self._plan.after_tools(reply, results)
                 else:
                     follow = self._plan.after_text(reply)
-                self._marks.append(len(self._plan.records))
-                if follow is None or self._stop.is_set():
+                reply = self._next(reply, follow)
+                if reply is None:
                     break
-                streamed = reply.streamed
-                reply = self._follow(follow)
-                reply.streamed = streamed  # every request of a turn is sent the same way
-                self.replies.append(reply)
         except OxenError as error:
             self.error = error
             raise
@@ -339,11 +349,6 @@ class Turn(_TurnState):
         elif self.error is not None:
             raise self.error
         return self
-
-    def stop(self) -> None:
-        """Stop from any thread: the request streaming stops, and no further request is sent."""
-        self._stop.set()
-        self.reply.stop()
 
     def close(self) -> None:
         """Close the request that is open now; send no more."""
@@ -360,26 +365,8 @@ class Turn(_TurnState):
 class AsyncTurn(_TurnState):
     """The async twin of :class:`Turn`: ``async for delta in turn``; ``await turn.aconsume()``."""
 
-    def __init__(
-        self,
-        first: AsyncReply,
-        follow: Callable[[PreparedRequest], AsyncReply],
-        plan: _Plan,
-        turnstile: Turnstile | None = None,
-    ) -> None:
-        self.replies: list[AsyncReply] = [first]
-        self._turnstile = turnstile
-        self.error: OxenError | None = None
-        self._follow = follow
-        self._plan = plan
-        self._marks: list[int] = []
-        self._started = False
-        self._stop = threading.Event()
-
     def __aiter__(self) -> AsyncIterator[str]:
-        if self._started:
-            raise ReplyConsumedError("this turn was already consumed; read turn.text and turn.parsed.")
-        self._started = True
+        self._check_fresh()
         return self._run()
 
     async def _run(self) -> AsyncIterator[str]:
@@ -411,13 +398,9 @@ class AsyncTurn(_TurnState):
                     follow = self._plan.after_tools(reply, results)
                 else:
                     follow = self._plan.after_text(reply)
-                self._marks.append(len(self._plan.records))
-                if follow is None or self._stop.is_set():
+                reply = self._next(reply, follow)
+                if reply is None:
                     break
-                streamed = reply.streamed
-                reply = self._follow(follow)
-                reply.streamed = streamed  # every request of a turn is sent the same way
-                self.replies.append(reply)
         except OxenError as error:
             self.error = error
             raise
@@ -431,11 +414,6 @@ class AsyncTurn(_TurnState):
         elif self.error is not None:
             raise self.error
         return self
-
-    def stop(self) -> None:
-        """Stop from any thread or task: the request streaming stops, and no further one is sent."""
-        self._stop.set()
-        self.reply.stop()
 
     async def aclose(self) -> None:
         """Close the request that is open now; send no more."""
