@@ -211,7 +211,7 @@ class Session:
     def _prepare(
         self, prompt: str, images: list[Any] | None, history: bool, source: str | None,
         model: str | None, params: dict[str, Any], typed: dict[str, Any],
-    ) -> tuple[PreparedRequest, TurnOptions]:  # fmt: skip
+    ) -> tuple[PreparedRequest, Any]:  # fmt: skip
         model = model or self.model
         if not isinstance(prompt, str) or not prompt.strip():
             raise ParameterError("prompt is empty: give the text to send.")
@@ -232,12 +232,15 @@ class Session:
         if options.fallback is not None:
             takes = self.catalog.takes_json_schema(model, published=self.validate_schema)
             request.use_fallback = not takes
-        return request, options
+        return request, self._plan(request, options)
 
     def _plan(self, request: PreparedRequest, options: TurnOptions) -> Any:
+        """What follows the request's reply (``None``: nothing; a plain Reply is returned)."""
         if not request.history:  # a one-shot turn's records stay with its replies
             return options.plan(lambda role, content, **fields: Message(role, content, **fields), _set)
-        return options.plan(self.add_message, self._amend)
+        plan = options.plan(self.add_message, self._amend)
+        request.in_turn = plan is not None  # the turn holds the turnstile for all its requests
+        return plan
 
     def stream(
         self,
@@ -264,9 +267,7 @@ class Session:
         either, a :class:`Turn` is returned: it reads like a Reply and may send several requests."""
         typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
                  "max_tool_rounds": max_tool_rounds}  # fmt: skip
-        request, options = self._prepare(prompt, images, history, source, model, params, typed)
-        plan = self._plan(request, options)
-        request.in_turn = plan is not None and history  # the turn holds the turnstile throughout
+        request, plan = self._prepare(prompt, images, history, source, model, params, typed)
         first = self._reply(request)
         if plan is None:
             return first
@@ -290,9 +291,7 @@ class Session:
         """The async twin of :meth:`stream`: ``async for delta in session.astream(prompt)``."""
         typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
                  "max_tool_rounds": max_tool_rounds}  # fmt: skip
-        request, options = self._prepare(prompt, images, history, source, model, params, typed)
-        plan = self._plan(request, options)
-        request.in_turn = plan is not None and history
+        request, plan = self._prepare(prompt, images, history, source, model, params, typed)
         first = self._areply(request)
         if plan is None:
             return first

@@ -84,9 +84,6 @@ def turn_options(
 
     Dict tool specs are sent as they are and not run (their calls are in ``reply.tool_calls``);
     Python functions are run in a loop. ``approve(call) -> bool`` decides each call first."""
-    from ._toolbox import Toolbox, ToolLoop
-    from ._tools import MAX_TOOL_ROUNDS
-
     output = None
     if schema is not None:
         if params.get("response_format"):
@@ -95,6 +92,9 @@ def turn_options(
         params["response_format"] = output.response_format()
     loop = None
     if tools:
+        from ._toolbox import Toolbox, ToolLoop  # loaded by the first request with tools
+        from ._tools import MAX_TOOL_ROUNDS
+
         if not isinstance(tools, (list, tuple)):
             raise ParameterError("tools must be a list of functions or tool dicts.")
         toolbox = Toolbox(tools)
