@@ -52,6 +52,8 @@ class Session:
     ``cache=True`` answers repeated ``temperature=0`` requests from a local SQLite cache
     (``"refresh"`` re-asks and overwrites, ``"always"`` caches any temperature, or give a file path).
     ``max_turns`` (attribute, default ``None``: all) caps how many earlier turns a request sends.
+    ``context_rows`` / ``context_chars`` bound what a DataFrame, list, dict or long string filled
+    into a template (``map``, ``compare``, ``preview``) becomes: at most that many rows and characters.
     """
 
     max_turns: int | None = None
@@ -70,6 +72,8 @@ class Session:
         source: str = "api",
         validate_schema: bool = True,
         cache: bool | str | os.PathLike[str] | ResponseCache | None = None,
+        context_rows: int | None = 20,
+        context_chars: int | None = 4000,
         **defaults: Any,
     ) -> None:
         if not model or not isinstance(model, str):
@@ -77,6 +81,9 @@ class Session:
         self.model = model
         self.defaults = validate_params(defaults)
         self.source = source
+        #: How much of a value a ``{field}`` in a template shows (``None``: no limit).
+        self.context_rows = context_rows
+        self.context_chars = context_chars
         self.validate_schema = validate_schema
         self.history = History(new_id())
         self.base_url = (base_url or os.environ.get("OXEN_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
