@@ -114,6 +114,48 @@ _UNSUPPORTED = {
 }
 
 
+# What the local model would have to read, per content part type: a noun, and what to do instead.
+_ATTACHED = {
+    "file": ("PDF", "PDFs", "use a hosted model such as gpt-5-2-chat-latest, or paste the text"),
+    "audio_url": ("audio", "audio", "use a hosted audio model such as gpt-audio, or paste a transcript"),
+    "input_audio": ("audio", "audio", "use a hosted audio model such as gpt-audio, or paste a transcript"),
+    "video_url": ("video", "videos", "use a hosted model that reads video (a Gemini model), or describe it"),
+    "image_url": ("image", "images", "use a hosted model with image input (e.g. gpt-5-2-chat-latest)"),
+}
+_IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
+def _attached_name(kind: str, part: dict[str, Any]) -> str:
+    """A file name, the URL's last segment, or the data's type (``audio/mp3 data``)."""
+    body = part.get(kind) if isinstance(part.get(kind), dict) else {}
+    if kind == "input_audio":
+        return f"{body.get('format') or 'audio'} data"
+    url = body.get("file_url") or body.get("url") or ""
+    if kind == "file" and body.get("filename"):
+        return str(body["filename"])
+    if isinstance(url, str) and url.startswith("data:"):
+        return f"{url[5:].split(';')[0].split(',')[0] or 'inline'} data"
+    path = url.split("?")[0].split("#")[0] if isinstance(url, str) else ""
+    return unquote(path.rstrip("/").rsplit("/", 1)[-1]) if "/" in path else "inline data"
+
+
+def _attachments_refusal(parts: list[dict[str, Any]]) -> LocalRequestError:
+    """One line naming what was attached, grouped by kind, and what to do about each kind."""
+    named: dict[str, list[str]] = {}
+    for part in parts:
+        kind = "image_url" if part["type"] in _IMAGE_PARTS else part["type"]
+        named.setdefault(kind, []).append(_attached_name(kind, part))
+    things = []
+    for kind, names in named.items():
+        noun, plural = _ATTACHED[kind][:2]
+        things.append(f"the {noun if len(names) == 1 else plural} ({', '.join(names)})")
+    what = things[0] if len(things) == 1 else ", ".join(things[:-1]) + " and " + things[-1]
+    advice = "; ".join(_ATTACHED[kind][2] for kind in named)
+    return LocalRequestError.invalid(
+        f"the local model reads text only: it cannot read {what} attached; {advice}."
+    )
+
+
 def _text_content(content: Any, index: int) -> str:
     if isinstance(content, str):
         return content
@@ -123,18 +165,22 @@ def _text_content(content: Any, index: int) -> str:
         raise LocalRequestError.invalid(
             f"messages[{index}].content must be a string or a list of content parts."
         )
-    texts = []
+    texts, attached = [], []
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             texts.append(str(part.get("text", "")))
-        elif kind in ("image_url", "input_image", "image"):
-            raise LocalRequestError.invalid(
-                "the local model reads text only: remove the images, or use a hosted model "
-                "with image input (e.g. gpt-5-2-chat-latest)."
-            )
+        elif kind in _ATTACHED or kind in _IMAGE_PARTS:
+            attached.append(part)
         else:
             raise LocalRequestError.invalid(f"the local model cannot read content parts of type {kind!r}.")
+    if attached and all(part["type"] in _IMAGE_PARTS for part in attached):
+        raise LocalRequestError.invalid(
+            "the local model reads text only: remove the images, or use a hosted model "
+            "with image input (e.g. gpt-5-2-chat-latest)."
+        )
+    if attached:
+        raise _attachments_refusal(attached)
     return "\n".join(texts)
 
 
