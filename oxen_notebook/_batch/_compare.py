@@ -9,7 +9,7 @@ from .._errors import ParameterError
 from .._frontend import ipython_shell
 from .._records import is_missing
 from ._map import MAP_COLUMNS, BatchSession, Job, execute, result_columns
-from ._templates import check_template
+from ._templates import check_template, fill
 from ._typed import PARSED, BatchSchema
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def run_compare(
     if schema is not None:
         typed = BatchSchema(schema, max_repairs)
         typed.check_names((), [*_VARIANT_COLUMNS, *MAP_COLUMNS])
-    prompt = template.format(**variables)
+    prompt = fill(template, variables, False, rows=session.context_rows, chars=session.context_chars)
     jobs, labels, used = [], [], []
     for model in models or [None]:
         for settings in params or [{}]:

@@ -53,6 +53,8 @@ class BatchSession(Protocol):
     catalog: ModelCatalog
     ledger: UsageLedger
     batch_log: BatchLog
+    context_rows: int | None  # how much of a DataFrame, list, dict or long string a {field} shows
+    context_chars: int | None
 
     def client(self, model: str | None = None) -> Client: ...
 
@@ -400,9 +402,10 @@ def run_map(
         typed.check_names(frame.columns, MAP_COLUMNS)
     model = params.pop("model", None)
     jobs = []
+    limits = {"rows": session.context_rows, "chars": session.context_chars}
     for row in rows:
         try:
-            jobs.append(Job(fill(template, row, positional), model, dict(params)))
+            jobs.append(Job(fill(template, row, positional, **limits), model, dict(params)))
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
             jobs.append(Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}"))
     runner = execute(session, jobs, concurrency, on_error, progress, stream, typed)

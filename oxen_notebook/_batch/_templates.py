@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ParameterError
+from .._values import fill as fill_values
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,9 +57,14 @@ def table(data: Any) -> tuple[pd.DataFrame, list[dict[str, Any]], bool]:
     raise ParameterError("data must be a list of all dicts or all strings, not a mix.")
 
 
-def fill(template: str, row: dict[str, Any], positional: bool) -> str:
+def fill(
+    template: str, row: dict[str, Any], positional: bool, *, rows: int | None = 20, chars: int | None = 4000
+) -> str:
+    """``template`` filled from one row (``{}`` from its ``text``), each value rendered within
+    ``rows`` and ``chars`` as ``_values.render_value`` does; a field that does not resolve raises."""
     args = (row["text"],) if positional else ()
-    return template.format(*args, **{str(k): v for k, v in row.items()})
+    names = row if all(type(k) is str for k in row) else {str(k): v for k, v in row.items()}
+    return fill_values(template, names, positional=args, rows=rows, chars=chars, strict=True)
 
 
 def check_template(template: str, columns: set[str], strings: bool) -> bool:
