@@ -317,7 +317,10 @@ def _is_default_index(index: Any) -> bool:
 class _Table:
     """A head-and-tail Markdown table: only the two slices it is given are ever formatted."""
 
-    def __init__(self, names: list[str], head: Any, tail: Any, n: int, index_shown: bool) -> None:
+    def __init__(
+        self, names: list[str], head: Any, tail: Any, n: int, index_shown: bool, word: str = "row"
+    ) -> None:
+        self.word = word
         self.header = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
         self.width = len(names)
         self.n = n
@@ -327,7 +330,9 @@ class _Table:
     def lines(self, h: int, t: int) -> list[str]:
         """The table with the first ``h`` head rows and the last ``t`` tail rows."""
         hidden = self.n - h - t
-        middle = [f"| … {_count(hidden, 'row')} not shown … |" + " |" * (self.width - 1)] if hidden else []
+        middle = (
+            [f"| … {_count(hidden, self.word)} not shown … |" + " |" * (self.width - 1)] if hidden else []
+        )
         return [*self.header, *self.head[:h], *middle, *self.tail[len(self.tail) - t :]]
 
 
@@ -392,9 +397,18 @@ def _index_names(index: Any) -> list[str]:
     return [_cell("(index)" if name is None else str(name)) for name in index.names]
 
 
+def _index_line(index: Any) -> str:
+    names = ", ".join(_short("(unnamed)" if name is None else str(name)) for name in index.names)
+    dtype = "MultiIndex" if index.nlevels > 1 else str(index.dtype)
+    return f"Index: {names} ({dtype})".replace("\n", "\\n")
+
+
 def _frame(frame: Any, rows: int | None, chars: int | None) -> str:
     n, m = frame.shape
     top = [f"DataFrame: {_count(n, 'row')} × {_count(m, 'column')}"]
+    index_shown = not _is_default_index(frame.index)
+    if index_shown:
+        top.append(_index_line(frame.index))
     listing, more = _listing(frame, chars)
     if listing:
         top.append("Columns:")
@@ -403,7 +417,6 @@ def _frame(frame: Any, rows: int | None, chars: int | None) -> str:
     if n and m and rows != 0:
         if shown < m:
             note = [f"The rows show the first {shown} of {m:,} columns ({m - shown:,} left out)."]
-        index_shown = not _is_default_index(frame.index)
         names = _index_names(frame.index) if index_shown else []
         names += [_cell(str(name)) for name in frame.columns[:shown]]
         h, t = _head_tail(n, rows)
@@ -425,7 +438,7 @@ def _series(series: Any, rows: int | None, chars: int | None) -> str:
         names.append(_cell("value" if series.name is None else str(series.name)))
         h, t = _head_tail(n, rows)
         head, tail = series.iloc[:h].to_frame("value"), series.iloc[n - t :].to_frame("value")
-        table = _Table(names, head, tail, n, index_shown)
+        table = _Table(names, head, tail, n, index_shown, "value")
     elif n:
         note = [f"({_count(n, 'value')} not shown)"]
     return _fit(top, [], 0, note, table, chars)
@@ -434,7 +447,7 @@ def _series(series: Any, rows: int | None, chars: int | None) -> str:
 def _array(array: Any, rows: int | None, chars: int | None) -> str:
     import numpy as np
 
-    shape = "×".join(f"{d:,}" for d in array.shape) or "scalar"
+    shape = " × ".join(f"{d:,}" for d in array.shape) or "()"
     top = f"ndarray: shape {shape}, {array.dtype}"
     if rows is None:
         body = np.array2string(array, threshold=sys.maxsize, max_line_width=110)
