@@ -50,26 +50,27 @@ _MB = 2**20
 #: Gemini's inline limit): a larger data URI would be resent with every later turn.
 LIMITS = {"image": 20 * _MB, "file": 24 * _MB, "audio": 20 * _MB, "video": 20 * _MB}
 
-# The types the API takes: MIME type -> (kind, format). An audio type's subtype is the format name
-# the providers use (OpenAI's ``input_audio.format`` is "wav"/"mp3", Gemini's types are audio/mp3,
-# audio/aac, ...; Oxen's own example is ``data:audio/mp3``), so audio/mp3 rather than audio/mpeg.
-_TYPES = {
-    "application/pdf": ("file", "PDF"),
-    "image/png": ("image", "PNG"),
-    "image/jpeg": ("image", "JPEG"),
-    "image/gif": ("image", "GIF"),
-    "image/webp": ("image", "WebP"),
-    "image/bmp": ("image", "BMP"),
-    "audio/wav": ("audio", "WAV"),
-    "audio/mp3": ("audio", "MP3"),
-    "audio/m4a": ("audio", "M4A"),
-    "audio/aac": ("audio", "AAC"),
-    "audio/ogg": ("audio", "OGG"),
-    "audio/flac": ("audio", "FLAC"),
-    "video/mp4": ("video", "MP4"),
-    "video/webm": ("video", "WebM"),
-    "video/quicktime": ("video", "MOV"),
+# The types the API takes: MIME type -> (kind, format, extensions). An audio type's subtype is
+# the format name the providers use (OpenAI's ``input_audio.format`` is "wav"/"mp3", Gemini's
+# types are audio/mp3, audio/aac, ...; Oxen's example is ``data:audio/mp3``): audio/mp3, not mpeg.
+_TABLE = {
+    "application/pdf": ("file", "PDF", "pdf"),
+    "image/png": ("image", "PNG", "png"),
+    "image/jpeg": ("image", "JPEG", "jpg jpeg"),
+    "image/gif": ("image", "GIF", "gif"),
+    "image/webp": ("image", "WebP", "webp"),
+    "image/bmp": ("image", "BMP", "bmp"),
+    "audio/wav": ("audio", "WAV", "wav"),
+    "audio/mp3": ("audio", "MP3", "mp3"),
+    "audio/m4a": ("audio", "M4A", "m4a"),
+    "audio/aac": ("audio", "AAC", "aac"),
+    "audio/ogg": ("audio", "OGG", "ogg oga opus"),
+    "audio/flac": ("audio", "FLAC", "flac"),
+    "video/mp4": ("video", "MP4", "mp4 m4v"),
+    "video/webm": ("video", "WebM", "webm mkv"),
+    "video/quicktime": ("video", "MOV", "mov"),
 }
+_TYPES = {mime: (kind, fmt) for mime, (kind, fmt, _) in _TABLE.items()}
 _ALIASES = {
     "image/jpg": "image/jpeg",
     "image/x-ms-bmp": "image/bmp",
@@ -86,62 +87,33 @@ _ALIASES = {
     "video/x-m4v": "video/mp4",
     "video/x-matroska": "video/webm",
 }
-# Types recognised but not taken: what it is, and what to do.
-_REFUSED = {
-    "text/plain": ("text", "paste the text into the prompt"),
-    "application/rtf": ("an RTF document", "export it as PDF"),
-    "image/svg+xml": ("an SVG image", "convert it to PNG"),
-    "image/heic": ("a HEIC image", "convert it to PNG or JPEG"),
-    "image/avif": ("an AVIF image", "convert it to PNG or JPEG"),
-    "image/tiff": ("a TIFF image", "convert it to PNG or JPEG"),
-    "audio/aiff": ("AIFF audio", "convert it to WAV or MP3"),
-    "video/x-msvideo": ("AVI video", "convert it to MP4 or WebM"),
-    "application/zip": ("a ZIP archive", "attach the files inside it"),
-    "application/epub+zip": ("an EPUB book", "convert it to PDF"),
-    "application/vnd.openxmlformats": ("an Office document (Word, Excel or PowerPoint)", "export it as PDF"),
-    "application/x-ole-storage": ("an old Office document (.doc, .xls or .ppt)", "export it as PDF"),
-    "application/gzip": ("a gzip archive", "decompress it first"),
+# Types recognised but not taken: what it is, what to do, and their extensions.
+_REFUSED_TABLE = {
+    "text/plain": ("text", "paste the text into the prompt", "txt md csv tsv json jsonl html htm xml py"),
+    "application/rtf": ("an RTF document", "export it as PDF", "rtf"),
+    "image/svg+xml": ("an SVG image", "convert it to PNG", "svg"),
+    "image/heic": ("a HEIC image", "convert it to PNG or JPEG", "heic heif"),
+    "image/avif": ("an AVIF image", "convert it to PNG or JPEG", "avif"),
+    "image/tiff": ("a TIFF image", "convert it to PNG or JPEG", "tif tiff"),
+    "audio/aiff": ("AIFF audio", "convert it to WAV or MP3", "aif aiff"),
+    "video/x-msvideo": ("AVI video", "convert it to MP4 or WebM", "avi"),
+    "application/zip": ("a ZIP archive", "attach the files inside it", "zip"),
+    "application/epub+zip": ("an EPUB book", "convert it to PDF", "epub"),
+    "application/vnd.openxmlformats": (
+        "an Office document (Word, Excel or PowerPoint)",
+        "export it as PDF",
+        "docx xlsx pptx",
+    ),
+    "application/x-ole-storage": (
+        "an old Office document (.doc, .xls or .ppt)",
+        "export it as PDF",
+        "doc xls ppt",
+    ),
+    "application/gzip": ("a gzip archive", "decompress it first", "gz"),
 }
+_REFUSED = {mime: (what, advice) for mime, (what, advice, _) in _REFUSED_TABLE.items()}
 _EXTENSIONS = {
-    ".pdf": "application/pdf",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".bmp": "image/bmp",
-    ".wav": "audio/wav",
-    ".mp3": "audio/mp3",
-    ".m4a": "audio/m4a",
-    ".aac": "audio/aac",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".opus": "audio/ogg",
-    ".flac": "audio/flac",
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".webm": "video/webm",
-    ".mkv": "video/webm",
-    ".mov": "video/quicktime",
-    ".avi": "video/x-msvideo",
-    ".aif": "audio/aiff",
-    ".aiff": "audio/aiff",
-    ".heic": "image/heic",
-    ".avif": "image/avif",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
-    ".svg": "image/svg+xml",
-    ".zip": "application/zip",
-    ".gz": "application/gzip",
-    ".epub": "application/epub+zip",
-    ".docx": "application/vnd.openxmlformats",
-    ".xlsx": "application/vnd.openxmlformats",
-    ".pptx": "application/vnd.openxmlformats",
-    ".doc": "application/x-ole-storage",
-    ".xls": "application/x-ole-storage",
-    ".ppt": "application/x-ole-storage",
-    ".rtf": "application/rtf",
-    **dict.fromkeys((".txt", ".md", ".csv", ".json", ".html", ".htm", ".xml", ".py"), "text/plain"),
+    f".{ext}": mime for mime, row in (*_TABLE.items(), *_REFUSED_TABLE.items()) for ext in row[2].split()
 }
 
 
@@ -209,7 +181,7 @@ def sniff(data: bytes) -> str | None:
     """The MIME type of ``data`` (its first 4 KB are enough), read from its content; None if unknown.
 
     Also names types the API does not take (``text/plain``, ``application/zip``, ``video/x-msvideo``,
-    ...), so an error can say what a file is."""
+    ``application/x-empty`` for no bytes, ...), so an error can say what a file is."""
     head = bytes(data[:_HEAD])
     if not head:
         return "application/x-empty"
@@ -222,7 +194,6 @@ def sniff(data: bytes) -> str | None:
         (b"\xff\xd8\xff", "image/jpeg"),
         (b"GIF87a", "image/gif"),
         (b"GIF89a", "image/gif"),
-        (b"BM", "image/bmp"),
         (b"OggS", "audio/ogg"),
         (b"fLaC", "audio/flac"),
         (b"\x1a\x45\xdf\xa3", "video/webm"),  # EBML: WebM, or Matroska, its superset
@@ -234,8 +205,11 @@ def sniff(data: bytes) -> str | None:
     ):
         if head.startswith(signature):
             return mime
-    if b"%PDF-" in head[:1024]:  # readers allow junk before the header
+    if head.lstrip(b"\xef\xbb\xbf\0 \t\r\n").startswith(b"%PDF-"):  # readers allow blanks before it
         return "application/pdf"
+    # BM, then a DIB header size that Windows, OS/2 or later versions write (12, 40, ... 124)
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in (12, 16, 40, 52, 56, 64, 108, 124):
+        return "image/bmp"
     if head[4:8] == b"ftyp":
         return _iso_bmff(head)
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
@@ -367,8 +341,9 @@ def _check_type(mime: str | None, where: str, subject: str, images_only: bool, h
 def _too_big(where: str, subject: str, kind: str, size: int | None) -> ParameterError:
     limit = LIMITS[kind]
     actual = f"{_size(size)} ({size:,} bytes)" if size is not None else f"more than {_size(limit)}"
+    verb = "are" if subject == "the bytes" else "is"
     return ParameterError(
-        f"{where}: {subject} is {actual}; the API takes {_PLURAL[kind]} up to {_size(limit)}: {_SHRINK[kind]}."
+        f"{where}: {subject} {verb} {actual}; the API takes {_PLURAL[kind]} up to {_size(limit)}: {_SHRINK[kind]}."
     )
 
 
@@ -388,7 +363,7 @@ def _read_up_to(f: Any, n: int) -> bytes | str:
 
 def _read(f: Any, where: str, subject: str, images_only: bool, size: int | None) -> tuple[bytes, str]:
     """Sniff the first bytes, check the size for that type, then read the rest (at most the limit)."""
-    head = _read_up_to(f, _HEAD)
+    head = "" if isinstance(f, io.TextIOBase) else _read_up_to(f, _HEAD)
     if isinstance(head, str):
         raise ParameterError(f"{where}: {subject} is open in text mode: open it with open(path, 'rb').")
     mime = sniff(head)
@@ -404,13 +379,16 @@ def _read(f: Any, where: str, subject: str, images_only: bool, size: int | None)
 
 def _from_path(obj: Any, where: str, images_only: bool) -> Attachment:
     path = os.fsdecode(os.fspath(obj))
+    missing = f"{where}: no such file {_quote(path)}; give a path, URL or bytes."
+    if "\0" in path:  # no path holds a NUL (os.stat would raise ValueError)
+        raise ParameterError(missing)
     try:
         info = os.stat(path)
         with open(path, "rb") as f:
             size = info.st_size if stat.S_ISREG(info.st_mode) else None
             data, mime = _read(f, where, _quote(path), images_only, size)
     except FileNotFoundError:
-        raise ParameterError(f"{where}: no such file {_quote(path)}; give a path, URL or bytes.") from None
+        raise ParameterError(missing) from None
     except IsADirectoryError:
         raise ParameterError(f"{where}: {_quote(path)} is a folder: give a file's path.") from None
     except OSError as exc:
