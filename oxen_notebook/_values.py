@@ -342,8 +342,8 @@ def _row_lines(frame: Any, index_shown: bool) -> list[str]:
         index = frame.index
         for level in range(index.nlevels):
             columns.append([_cell(v) for v in index.get_level_values(level).tolist()])
-    for position in range(frame.shape[1]):
-        columns.append([_cell(v) for v in frame.iloc[:, position].tolist()])
+    for _, column in frame.items():  # a column at a time (iloc[:, i] costs far more)
+        columns.append([_cell(v) for v in column.tolist()])
     return ["| " + " | ".join(cells) + " |" for cells in zip(*columns, strict=True)]
 
 
@@ -381,14 +381,12 @@ def _listing(frame: Any, chars: int | None) -> tuple[list[str], int]:
     """``- name (dtype, N missing)`` per column, as many as ``chars`` could hold; and how many more."""
     lines: list[str] = []
     used = 0
-    for position in range(frame.shape[1]):
+    for position, (name, column) in enumerate(frame.items()):
         if chars is not None and used > chars:
             return lines, frame.shape[1] - position
-        column = frame.iloc[:, position]
         missing = _missing(column)
-        name = _short(str(frame.columns[position])).replace("\n", "\\n")
-        line = f"- {name} ({column.dtype}{f', {missing:,} missing' if missing else ''})"
-        lines.append(line)
+        line = f"- {_short(str(name))} ({column.dtype}{f', {missing:,} missing' if missing else ''})"
+        lines.append(line.replace("\n", "\\n"))
         used += len(line) + 1
     return lines, 0
 
