@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from ._attachments import describe, user_content
 from ._errors import ParameterError
-from ._images import user_content
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +29,9 @@ __all__ = [
     "messages_to_dataframe",
     "new_id",
 ]
+
+
+_UNRECORDED = {"recorded": False}
 
 
 def new_id() -> str:
@@ -51,6 +54,10 @@ class Message:
     ``schema=``. A ``tool`` message answers ``tool_call_id``: ``tool_name`` was called with
     ``tool_arguments`` and ``content`` is what it returned (or ``error`` why it did not). ``note``
     says what the client did on the user's behalf (a request sent again with another format).
+    ``attachments`` describes what a user message attached (kind, type, name, size, sha256, or
+    its URL), never the bytes: ``images`` keeps image URLs (data URIs included) as before, and
+    the content parts of files, audio and video are held in memory only (``parts``), so a
+    conversation read back from a file sends a note in their place.
     """
 
     role: str
@@ -79,13 +86,18 @@ class Message:
     tool_name: str | None = None
     tool_arguments: dict[str, Any] | None = None
     note: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    #: The content parts of attached files, audio and video: sent, never recorded.
+    parts: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False, metadata=_UNRECORDED)
 
     def to_api(self) -> dict[str, Any]:
         """The message as the chat-completions API takes it."""
-        message: dict[str, Any] = {
-            "role": self.role,
-            "content": user_content(self.content, self.images),
-        }
+        text = self.content
+        lost = [a for a in self.attachments if a.get("kind") != "image"] if not self.parts else []
+        if lost:  # read back from a file: the bytes were never recorded
+            text += f"\n\n[Attached earlier, not kept in the saved conversation: {describe(lost)}]"
+        parts = [{"type": "image_url", "image_url": {"url": url}} for url in self.images]
+        message: dict[str, Any] = {"role": self.role, "content": user_content(text, [*parts, *self.parts])}
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
         if self.tool_call_id:
@@ -93,7 +105,7 @@ class Message:
         return message
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: value for name, value in asdict(self).items() if name in COLUMNS}
         data["created_at"] = self.created_at.isoformat()
         return data
 
@@ -110,13 +122,13 @@ class Message:
             values.pop("created_at", None)
         elif values["created_at"].tzinfo is None:
             values["created_at"] = values["created_at"].replace(tzinfo=timezone.utc)
-        for name in ("params", "images", "tool_calls", "tool_arguments"):
+        for name in ("params", "images", "tool_calls", "tool_arguments", "attachments"):
             if isinstance(values.get(name), str):
                 values[name] = json.loads(values[name])
         if isinstance(values.get("parsed"), str):  # a CSV or Parquet copy holds it as JSON text
             with contextlib.suppress(ValueError):
                 values["parsed"] = json.loads(values["parsed"])
-        for name in ("params", "images"):
+        for name in ("params", "images", "attachments"):
             if values.get(name) is None:
                 values.pop(name, None)
         for name in ("turn", "prompt_tokens", "completion_tokens", "total_tokens"):
@@ -152,7 +164,7 @@ def message_facts(message: Message, model: str | None = None) -> list[str]:
     return parts
 
 
-COLUMNS = [f.name for f in fields(Message)]
+COLUMNS = [f.name for f in fields(Message) if f.metadata.get("recorded", True)]
 _INT_COLUMNS = ["turn", "prompt_tokens", "completion_tokens", "total_tokens"]
 _FLOAT_COLUMNS = ["ttft_s", "duration_s", "cost_usd"]
 _BOOL_COLUMNS = ["usage_estimated", "cached"]
@@ -161,7 +173,7 @@ _STRING_COLUMNS = [
     "source", "tool_call_id", "tool_name", "note",
 ]  # fmt: skip
 #: Columns whose cells are lists or dicts: a CSV or Parquet export stores them as JSON text.
-JSON_COLUMNS = ["params", "images", "tool_calls", "parsed", "tool_arguments"]
+JSON_COLUMNS = ["params", "images", "tool_calls", "parsed", "tool_arguments", "attachments"]
 
 
 def is_missing(value: Any) -> bool:

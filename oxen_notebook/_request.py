@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ._attachments import Attachment, attach, attach_image
 from ._errors import ParameterError
-from ._images import image_url
 from ._params import check_against_schema, validate_params
 from ._records import Message
 
-__all__ = ["PreparedRequest", "prepare_request", "with_fallback"]
+__all__ = ["PreparedRequest", "attachments", "prepare_request", "with_fallback"]
 
 
 @dataclass
@@ -58,6 +58,17 @@ def with_fallback(body: dict[str, Any], fallback: dict[str, Any]) -> dict[str, A
     return {**body, "response_format": fallback["response_format"], "messages": messages}
 
 
+def attachments(images: list[Any] | None, files: list[Any] | None) -> list[Attachment]:
+    """``images=`` and ``files=`` as attachments (ones made already are taken as they are)."""
+    for name, given in (("images", images), ("files", files)):
+        if given is not None and (isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple))):
+            raise ParameterError(
+                f"{name}= takes a list, such as {name}=[{'fig' if name == 'images' else 'path'}]."
+            )
+    made = [a if isinstance(a, Attachment) else attach_image(a, i) for i, a in enumerate(images or [])]
+    return made + [a if isinstance(a, Attachment) else attach(a, i) for i, a in enumerate(files or [])]
+
+
 def prepare_request(
     prompt: str,
     *,
@@ -65,6 +76,7 @@ def prepare_request(
     params: dict[str, Any],
     base_url: str,
     images: list[Any] | None = None,
+    files: list[Any] | None = None,
     history: bool = True,
     source: str = "api",
     schema: dict[str, Any] | None = None,
@@ -76,8 +88,17 @@ def prepare_request(
     extra_body = clean.pop("extra_body", {})
     headers = clean.pop("extra_headers", None)
     check_against_schema(clean, schema, model)
-    urls = [image_url(image, i) for i, image in enumerate(images or [])]
-    user = Message(role="user", content=prompt, model=model, params=clean, images=urls, source=source)
+    attached = attachments(images, files)
+    user = Message(
+        role="user",
+        content=prompt,
+        model=model,
+        params=clean,
+        images=[a.part["image_url"]["url"] for a in attached if a.kind == "image"],
+        attachments=[a.record() for a in attached],
+        parts=[a.part for a in attached if a.kind != "image"],
+        source=source,
+    )
     body = {"model": model, "stream": True, "stream_options": {"include_usage": True}, **clean}
     body.update(extra_body)
     return PreparedRequest(model, user, body, base_url, history, headers)

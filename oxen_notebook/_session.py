@@ -31,6 +31,7 @@ from ._request import PreparedRequest, prepare_request, with_fallback
 from ._routing import ClientPool
 from ._turn import AsyncTurn, Turn, TurnOptions, turn_options
 from ._usage import UsageLedger
+from ._values import fill
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -216,8 +217,8 @@ class Session:
     # -- requests -------------------------------------------------------------------------------
 
     def _prepare(
-        self, prompt: str, images: list[Any] | None, history: bool, source: str | None,
-        model: str | None, params: dict[str, Any], typed: dict[str, Any],
+        self, prompt: str, attached: tuple[list[Any] | None, list[Any] | None], history: bool,
+        source: str | None, model: str | None, params: dict[str, Any], typed: dict[str, Any],
     ) -> tuple[PreparedRequest, Any]:  # fmt: skip
         model = model or self.model
         if not isinstance(prompt, str) or not prompt.strip():
@@ -230,7 +231,8 @@ class Session:
             model=model,
             params=merged,
             base_url=self.clients.for_model(model).base_url,
-            images=images,
+            images=attached[0],
+            files=attached[1],
             history=history,
             source=source or self.source,
             schema=schema,
@@ -254,6 +256,7 @@ class Session:
         prompt: str,
         *,
         images: list[Any] | None = None,
+        files: list[Any] | None = None,
         history: bool = True,
         source: str | None = None,
         model: str | None = None,
@@ -266,6 +269,9 @@ class Session:
     ) -> Reply | Turn:
         """A :class:`Reply` that streams text deltas when iterated. ``history=False`` sends the
         prompt alone (with the system prompt) and keeps it out of the conversation.
+        ``images=`` takes URLs, paths, bytes, PIL images, matplotlib Figures and numpy arrays;
+        ``files=`` PDFs, audio (wav, mp3, m4a, aac, ogg, flac) and video as paths, URLs, bytes or
+        file objects, their type told from their content (the record keeps name, type, size, sha256).
 
         ``schema=`` (a pydantic model, dataclass, TypedDict, ``list[...]`` of those, or a JSON
         Schema dict) asks for structured output: ``.parsed`` is the validated value, after up to
@@ -274,7 +280,7 @@ class Session:
         either, a :class:`Turn` is returned: it reads like a Reply and may send several requests."""
         typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
                  "max_tool_rounds": max_tool_rounds}  # fmt: skip
-        request, plan = self._prepare(prompt, images, history, source, model, params, typed)
+        request, plan = self._prepare(prompt, (images, files), history, source, model, params, typed)
         first = self._reply(request)
         if plan is None:
             return first
@@ -285,6 +291,7 @@ class Session:
         prompt: str,
         *,
         images: list[Any] | None = None,
+        files: list[Any] | None = None,
         history: bool = True,
         source: str | None = None,
         model: str | None = None,
@@ -298,7 +305,7 @@ class Session:
         """The async twin of :meth:`stream`: ``async for delta in session.astream(prompt)``."""
         typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
                  "max_tool_rounds": max_tool_rounds}  # fmt: skip
-        request, plan = self._prepare(prompt, images, history, source, model, params, typed)
+        request, plan = self._prepare(prompt, (images, files), history, source, model, params, typed)
         first = self._areply(request)
         if plan is None:
             return first
@@ -318,6 +325,35 @@ class Session:
         """The async twin of :meth:`ask`."""
         return await self.astream(prompt, **kwargs).aconsume()
 
+    def preview(
+        self,
+        prompt: str,
+        *,
+        images: list[Any] | None = None,
+        files: list[Any] | None = None,
+        history: bool = True,
+        model: str | None = None,
+        schema: Any = None,
+        tools: list[Any] | None = None,
+        params: dict[str, Any] | None = None,
+        **variables: Any,
+    ) -> dict[str, Any]:
+        """What :meth:`stream` would send, as a dict; nothing is sent, recorded or cached.
+
+        ``variables`` fill ``{name}`` fields in ``prompt`` as templates do (a DataFrame becomes
+        its shape, dtypes, missing counts and head/tail rows, within ``context_rows`` and
+        ``context_chars``); ``params`` are request parameters. The dict has the ``body``
+        (attachments summarized as type and size; never the key), its size in ``bytes``, an
+        estimate of ``prompt_tokens``, and ``input_cost_usd`` / ``max_cost_usd`` from the model's
+        published prices (its details may be read once, ``GET /models/{id}``)."""
+        from ._preview import preview_request
+
+        if variables:
+            prompt = fill(prompt, variables, rows=self.context_rows, chars=self.context_chars, strict=True)
+        typed = {"schema": schema, "tools": tools}
+        request, _ = self._prepare(prompt, (images, files), history, None, model, dict(params or {}), typed)
+        return preview_request(request, self._outgoing(request), self.catalog.pricing(request.model))
+
     # -- the exchange protocol (the replies call these through _Host) ----------------------------
 
     def _begin(self, reply: Reply | AsyncReply) -> None:
@@ -335,14 +371,7 @@ class Session:
         request = reply.request
         user = request.user
         opens = request.history and request.follow_up is None  # a follow-up continues its turn
-        if opens:
-            messages = self.history.open_turn(user, self.max_turns)
-        elif request.history:
-            messages = self.history.for_request(self.max_turns)  # it holds the turn so far
-        else:
-            system = self.system
-            messages = [{"role": "system", "content": system}] if system else []
-            messages += [user.to_api(), *(request.follow_up or [])]
+        messages = self.history.open_turn(user, self.max_turns) if opens else self._outgoing(request)
         request.body["messages"] = messages
         if request.use_fallback and request.fallback:
             request.body = with_fallback(request.body, request.fallback)
@@ -350,6 +379,16 @@ class Session:
             self._write(user)
             self._emit("message", message=user)
         self._emit("start", reply=reply)
+
+    def _outgoing(self, request: PreparedRequest) -> list[dict[str, Any]]:
+        """The messages ``request`` sends (an opening history request: what ``open_turn`` sends)."""
+        if request.history and request.follow_up is None:
+            return [*self.history.for_request(self.max_turns), request.user.to_api()]
+        if request.history:
+            return self.history.for_request(self.max_turns)  # it holds the turn so far
+        system = self.system
+        messages = [{"role": "system", "content": system}] if system else []
+        return [*messages, request.user.to_api(), *(request.follow_up or [])]
 
     def _delta(self, reply: Reply | AsyncReply, delta: str) -> None:
         if self._journal is not None and reply.request.history:

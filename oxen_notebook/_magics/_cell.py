@@ -17,6 +17,7 @@ import json
 import keyword
 import re
 import shlex
+from collections import ChainMap
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -24,13 +25,16 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Integer, Unicode, observe
 
+from .._attachments import describe
 from .._errors import OxenError
 from .._frontend import in_notebook
+from .._preview import preview_summary
 from .._records import message_facts
 from .._registry import all_sessions, existing_session, named_session
 from .._render import render_code
 from .._turn import Turn, turn_facts
 from ._errors import OxenInterrupted, cell_error
+from ._failures import CellFailures, check_references, fix_prompt
 from ._interpolate import interpolate
 from ._objects import object_bundle, object_text
 from ._typed import Approver, resolve_schema, resolve_tools
@@ -84,6 +88,16 @@ class OxenMagics(Magics):
     max_history_turns = Integer(
         None, allow_none=True, help="Send at most this many earlier turns with each prompt (None: all)."
     ).tag(config=True)
+    context_rows = Integer(
+        None,
+        allow_none=True,
+        help="Rows of a DataFrame (items of a list, ...) a {field} shows (None: the session's, 20).",
+    ).tag(config=True)
+    context_chars = Integer(
+        None,
+        allow_none=True,
+        help="Characters a {field} shows at most, cut with a note (None: the session's, 4000).",
+    ).tag(config=True)
     display = Enum(
         ("auto", "html", "text"),
         default_value="auto",
@@ -93,6 +107,8 @@ class OxenMagics(Magics):
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._api_key: str | None = None
+        #: The notebook's failed cells: ``{Err}``, ``{Err[n]}``, ``%oxen fix``.
+        self.failures = CellFailures()
 
     def login(self, key: str) -> None:
         """Use ``key`` for every session of this kernel (kept in memory only)."""
@@ -123,7 +139,21 @@ class OxenMagics(Magics):
             session.system = self.system
         if hasattr(session, "max_turns"):
             session.max_turns = self.max_history_turns
+        for name in ("context_rows", "context_chars"):
+            if getattr(self, name) is not None:
+                setattr(session, name, getattr(self, name))
         return session
+
+    def fill(self, text: str, session: Session) -> str:
+        """``text`` with its ``{fields}`` filled from the notebook (``{Err}``: the last failed cell)."""
+        namespace = self.shell.user_ns
+        if "Err" not in namespace:
+            try:
+                check_references(text, self.failures)
+            except LookupError as exc:
+                raise UsageError(str(exc)) from None
+            namespace = ChainMap(namespace, {"Err": self.failures})
+        return interpolate(text, namespace, rows=session.context_rows, chars=session.context_chars)
 
     def _html(self) -> bool:
         if self.display != "auto":
@@ -145,6 +175,17 @@ class OxenMagics(Magics):
     @argument("-f", "--format", choices=FORMATS, help="markdown (default), text, code or json.")
     @argument("-o", "--output", metavar="VAR", help="Also store the reply in this variable.")
     @argument("--image", action="append", metavar="PATH_OR_URL", help="Attach an image (repeatable).")
+    @argument(
+        "--file",
+        action="append",
+        metavar="PATH_OR_URL",
+        help="Attach a PDF, audio, video or image file, its type told from its content (repeatable).",
+    )
+    @argument(
+        "--dry-run",
+        action="store_true",
+        help="Show what would be sent (body, bytes, tokens, cost) and send nothing; -o gets it as a dict.",
+    )
     @argument("--session", metavar="NAME", help="Use the named session (default: the shared one).")
     @argument("--no-interpolate", action="store_true", help="Send {braces} as written.")
     @argument(
@@ -189,7 +230,8 @@ class OxenMagics(Magics):
         ``run get_weather(city="Oslo")? [y/N]`` before each call; anything but y or yes denies it.
 
         Line magic: ``%oxen models [filter]``, ``model [NAME]``, ``history``, ``undo``, ``reset``,
-        ``export PATH`` (.csv, .json, .parquet), ``chat``, ``login``, ``config``.
+        ``export PATH`` (.csv, .json, .parquet), ``fix [N]`` (explain the last failed cell, or
+        In[N]'s, and offer the corrected code as the next cell), ``chat``, ``login``, ``config``.
         """
         if cell is None:
             return self._line(line)
@@ -208,7 +250,7 @@ class OxenMagics(Magics):
             raise UsageError(f"-o {output!r}: give a variable name, such as -o answer.")
         typed = self._typed(args)
         session = self.session(args.session)
-        prompt = cell if args.no_interpolate else interpolate(cell, self.shell.user_ns)
+        prompt = cell if args.no_interpolate else self.fill(cell, session)
         if not prompt.strip():
             raise UsageError("the cell is empty: write the prompt under %%oxen.")
         params = {
@@ -221,6 +263,9 @@ class OxenMagics(Magics):
         if args.compare:
             self._compare(session, args, prompt, params, output)
             return
+        if args.dry_run:
+            self._dry_run(session, args, prompt, params, typed, output)
+            return
         try:
             if args.new:
                 session.reset()
@@ -229,6 +274,7 @@ class OxenMagics(Magics):
             reply = session.stream(
                 prompt,
                 images=args.image or None,
+                files=args.file or None,
                 history=not args.no_history,
                 source="magic",
                 model=args.model,
@@ -268,6 +314,63 @@ class OxenMagics(Magics):
             if args.max_tool_rounds is not None:
                 typed["max_tool_rounds"] = args.max_tool_rounds
         return typed
+
+    def _dry_run(
+        self, session: Session, args: Any, prompt: str, params: dict, typed: dict, output: str | None
+    ) -> None:
+        """``--dry-run``: the preview of the request, and nothing sent."""
+        settings = {name: value for name, value in params.items() if value is not None}
+        if args.new or args.system is not None:
+            note = "(--new and --system are not applied by a dry run)"
+        else:
+            note = ""
+        try:
+            preview = session.preview(
+                prompt,
+                images=args.image or None,
+                files=args.file or None,
+                history=not args.no_history,
+                model=args.model,
+                schema=typed.get("schema"),
+                tools=typed.get("tools"),
+                params=settings,
+            )
+        except OxenError as exc:
+            raise cell_error(exc) from None
+        if output:
+            self.shell.user_ns[output] = preview
+        line = preview_summary(preview) + (f" {note}" if note else "")
+        body = json.dumps(preview["body"], indent=2, ensure_ascii=False)
+        if self._html():
+            from IPython.display import display
+
+            display({"application/json": preview["body"], "text/plain": body}, raw=True)
+            display({"text/html": f'<div style="font-size:85%;opacity:0.65">{html.escape(line)}</div>',
+                     "text/plain": line}, raw=True)  # fmt: skip
+        else:
+            print(body)
+            print(f"[{line}]")
+
+    def fix(self, index: int | None, session_name: str | None, model: str | None) -> None:
+        """``%oxen fix [N]``: send the last (or cell N's) failure and how to fix it; offer the
+        corrected code as the next cell."""
+        try:
+            failure = self.failures.last if index is None else self.failures[index]
+        except LookupError as exc:
+            print(str(exc).strip("'\""))
+            return
+        if failure is None:
+            print("no cell has failed yet in this kernel: run the failing cell, then %oxen fix.")
+            return
+        session = self.session(session_name)
+        try:
+            reply = session.stream(fix_prompt(failure), source="magic", model=model)
+        except OxenError as exc:
+            raise cell_error(exc) from None
+        self._run(reply, "markdown", None, session=session)
+        language, code = strip_fences(reply.text)
+        if code and language.lower() in ("python", "py", "python3", "ipython") and code != reply.text.strip():
+            self.shell.set_next_input(code, replace=False)
 
     def _compare(self, session: Session, args: Any, prompt: str, params: dict, output: str | None) -> None:
         models = [m.strip() for m in args.compare.split(",") if m.strip()]
@@ -398,6 +501,9 @@ class OxenMagics(Magics):
             parts = message_facts(message, reply.model) if message is not None else [reply.model]
         if message is not None and message.finish_reason not in (None, "stop"):
             parts.append(message.finish_reason)
+        user = reply.user_message
+        if user is not None and user.attachments:
+            parts.append(f"attached: {describe(user.attachments)}")
         line = " · ".join(parts) + (f" — {note}" if note else "")
         if self._html():
             from IPython.display import display
@@ -433,6 +539,7 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     if magics is None:
         magics = OxenMagics(ipython)
         ipython.register_magics(magics)
+        magics.failures.register(ipython)
     magics.session()
 
 
@@ -440,5 +547,6 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """Remove the magics; the sessions stay (their history is the user's)."""
     magics = ipython.magics_manager.registry.pop("OxenMagics", None)
     if magics is not None:
+        magics.failures.unregister(ipython)
         for kind in ("line", "cell"):
             ipython.magics_manager.magics[kind].pop("oxen", None)

@@ -29,6 +29,7 @@ COMMANDS = {
     "undo": "undo                 remove the last exchange",
     "reset": "reset                start a new conversation (same system prompt)",
     "export": "export PATH          write the conversation to .csv, .json or .parquet",
+    "fix": "fix [N] [-m MODEL]   explain the last failed cell (or In[N]'s) and offer the fix as the next cell",
     "chat": "chat                 open the chat panel on the same session",
     "login": "login                enter your API key (hidden; kept in memory only)",
     "config": "config               show the current defaults (never the key)",
@@ -132,6 +133,19 @@ def _export(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
     print(f"exported {len(session.messages)} messages to {path}.")
 
 
+def _fix(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
+    model = None
+    if "-m" in rest or "--model" in rest:
+        at = rest.index("-m") if "-m" in rest else rest.index("--model")
+        if at + 1 >= len(rest):
+            raise UsageError("%oxen fix: -m needs a model name.")
+        model = rest[at + 1]
+        del rest[at : at + 2]
+    if len(rest) > 1 or (rest and not rest[0].lstrip("-").isdigit()):
+        raise UsageError("%oxen fix [N]: N is the number of the cell that failed, such as %oxen fix 12.")
+    magics.fix(int(rest[0]) if rest else None, name, model)
+
+
 def _chat(magics: OxenMagics, name: str | None, rest: list[str]) -> Any:
     try:
         from .._panel import ChatPanel
@@ -181,6 +195,7 @@ _HANDLERS = {
     "undo": _undo,
     "reset": _reset,
     "export": _export,
+    "fix": _fix,
     "chat": _chat,
     "login": _login,
     "config": _config,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from .._attachments import describe
 from .._records import message_facts
 from .._render import render_markdown
 from .._streaming import StreamingMarkdown, Update
@@ -76,6 +77,8 @@ def _meta(message: Message) -> str:
             parts.append(finish_note(message.finish_reason))
         if message.cached:
             parts.append("cached")
+    elif message.attachments:
+        parts = [f"attached: {describe(message.attachments)}"]
     return html.escape(" · ".join(parts))
 
 
