@@ -2,31 +2,40 @@
 
 A value is rendered as compact text a model reads well, bounded in rows and characters:
 
-- a **DataFrame**: its shape, each column with its dtype and missing count, then its first and
-  last rows as a Markdown table (a ``… N rows not shown …`` row between, at most 20 columns, cells
-  cut at 60 characters, ``|`` and newlines escaped; the index only when it is not the default);
+- a **DataFrame**: a line with its shape (``DataFrame: 1,000,000 rows × 4 columns``), the index
+  when it is not the default, each column with its dtype and missing count
+  (``- price (float64, 12 missing)``), then its first and last rows as a Markdown table, half
+  and half, with a ``… 999,980 rows not shown …`` row between; at most 20 columns (a line says
+  how many were left out; the column list still names them all), cells cut at 60 characters,
+  ``|`` and newlines escaped. Over the character budget the column list gives way first, then
+  the innermost rows (the marker row counts them);
 - a **Series**: its name, length, dtype and missing count, then its first and last values;
 - a **numpy array**: its shape and dtype, then numpy's own summarized print;
-- a **dict, list, tuple or set**: compact JSON (``… N more items`` where items were left out);
+- a **dict, list, tuple or set**: compact JSON, one item a line when it is long; each container
+  (nested ones too) shows at most the row count of items, then ``… N more items``;
 - a **str**: as it is;
 - anything else (numbers, ``None``, objects): ``format(value, spec)``, exactly as Python would.
 
 Only what is shown is formatted: a 10-million-row frame costs its head, its tail and one vectorized
-missing count per column. Every result is at most ``chars`` characters; text cut there ends with
-``… [cut: 12,345 of 16,345 characters not shown]``, and the marker counts inside the budget.
+missing count per column; a million-item list costs its first items. Every result is at most
+``chars`` characters; text cut there ends with ``… [cut: 12,345 of 16,345 characters not shown]``,
+and the marker counts inside the budget.
 
 The format spec after the colon::
 
-    {df}          at most 20 rows (items, values) and 4,000 characters (the Session's
-                  context_rows and context_chars; the magic's defaults)
-    {df:50}       50 rows (items, values), and no character limit: you get the 50 rows
-    {df:all}      everything: every row and no character limit (also {text:all} for a long string)
-    {price:.2f}   on a number, a string or any other scalar: Python's own format spec
-                  (then cut to the character budget, unless the spec is all)
+    {df}          at most 20 rows (values, items) and 4,000 characters: the Session's
+                  context_rows and context_chars
+    {df:50}       50 rows (values, items) and no character limit: asked for 50 rows, you get
+                  them (the table stays within 20 columns and 60-character cells)
+    {df:0}        the shape and the columns only
+    {df:all}      everything: every row and no character limit; {text:all} sends a long
+                  string whole
+    {price:.2f}   on a number, a string or any other scalar: Python's own format spec, then
+                  cut to the character budget ({price:all}: no cut)
 
-On a DataFrame, Series, array or collection, a spec that is neither a whole number nor ``all`` is
-a :class:`~oxen_notebook.ParameterError`. Conversions work as in ``str.format``: ``{df!r}`` is
-the value's ``repr()``, then cut like any string.
+On a DataFrame, Series, array or collection a spec that is neither a whole number nor ``all`` is
+a :class:`~oxen_notebook.ParameterError` saying what to write instead, in a cell as in a template.
+Conversions work as in ``str.format``: ``{df!r}`` is the value's ``repr()``, then cut like a string.
 """
 
 from __future__ import annotations
@@ -326,14 +335,26 @@ class _Table:
         self.n = n
         self.head = _row_lines(head, index_shown)
         self.tail = _row_lines(tail, index_shown)
+        self._sizes: tuple[int, list[int], list[int]] | None = None
 
     def lines(self, h: int, t: int) -> list[str]:
         """The table with the first ``h`` head rows and the last ``t`` tail rows."""
         hidden = self.n - h - t
-        middle = (
-            [f"| … {_count(hidden, self.word)} not shown … |" + " |" * (self.width - 1)] if hidden else []
-        )
+        middle = [self.marker(hidden)] if hidden else []
         return [*self.header, *self.head[:h], *middle, *self.tail[len(self.tail) - t :]]
+
+    def marker(self, hidden: int) -> str:
+        return f"| … {_count(hidden, self.word)} not shown … |" + " |" * (self.width - 1)
+
+    def size(self, h: int, t: int) -> int:
+        """The characters of ``lines(h, t)``, each with its newline, without joining them."""
+        if self._sizes is None:
+            head = list(itertools.accumulate((len(line) + 1 for line in self.head), initial=0))
+            tail = list(itertools.accumulate((len(line) + 1 for line in reversed(self.tail)), initial=0))
+            self._sizes = (_size(self.header), head, tail)
+        header, head, tail = self._sizes
+        hidden = self.n - h - t
+        return header + head[h] + tail[t] + (len(self.marker(hidden)) + 1 if hidden else 0)
 
 
 def _row_lines(frame: Any, index_shown: bool) -> list[str]:
@@ -360,21 +381,29 @@ def _fit(top: list[str], listing: list[str], more: int, note: list[str], table: 
         hidden = more + len(listing) - k
         return listing[:k] + ([f"- … {_count(hidden, 'more column')}"] if hidden else [])
 
-    def rows(h: int, t: int) -> list[str]:
-        return table.lines(h, t) if table is not None else []
+    listed = list(itertools.accumulate((len(line) + 1 for line in listing), initial=0))
+
+    def columns_size(k: int) -> int:
+        hidden = more + len(listing) - k
+        return listed[k] + (len(f"- … {_count(hidden, 'more column')}") + 1 if hidden else 0)
 
     k = len(listing)
     h, t = (len(table.head), len(table.tail)) if table is not None else (0, 0)
     if chars is not None:
         fixed = _size(top) + _size(note)
-        if fixed + _size(columns(k)) + _size(rows(h, t)) > chars:
-            while k > 1 and _size(columns(k)) > chars // 2:
+
+        def size(k: int, h: int, t: int) -> int:
+            return fixed + columns_size(k) + (table.size(h, t) if table is not None else 0)
+
+        if size(k, h, t) > chars:
+            while k > 1 and columns_size(k) > chars // 2:
                 k -= 1
-            while h + t > 2 and fixed + _size(columns(k)) + _size(rows(h, t)) > chars:
+            while h + t > 2 and size(k, h, t) > chars:
                 h, t = (h - 1, t) if h > t else (h, t - 1)
-            while k > 1 and fixed + _size(columns(k)) + _size(rows(h, t)) > chars:
+            while k > 1 and size(k, h, t) > chars:
                 k -= 1
-    return _cut("\n".join([*top, *columns(k), *note, *rows(h, t)]), chars)
+    rows = table.lines(h, t) if table is not None else []
+    return _cut("\n".join([*top, *columns(k), *note, *rows]), chars)
 
 
 def _listing(frame: Any, chars: int | None) -> tuple[list[str], int]:

@@ -11,7 +11,7 @@ import pytest
 
 from oxen_notebook import ParameterError
 from oxen_notebook._batch._templates import fill as fill_row
-from oxen_notebook._magics import interpolate
+from oxen_notebook._magics import OxenCellError, interpolate
 from oxen_notebook._values import fill, render_value
 
 
@@ -334,7 +334,11 @@ def test_the_batch_fill_delegates_with_the_sessions_limits(cities):
         fill_row("{nope}", row, False)
 
 
-def test_interpolate_renders_frames_compactly(cities):
+def test_interpolate_renders_frames_compactly_and_fails_a_bad_spec_in_one_line(cities):
     text = interpolate("Data:\n{df:2}\nEnd {df.shape[0]}", {"df": cities}, chars=None)
     assert text.splitlines()[1] == "DataFrame: 6 rows × 3 columns"
     assert "| … 4 rows not shown … | | |" in text and text.endswith("\nEnd 6")
+    assert len(interpolate("{df}", {"df": cities}, rows=1, chars=200)) <= 200
+    with pytest.raises(OxenCellError) as caught:
+        interpolate("{df:x}", {"df": cities})
+    assert caught.value.name == "ParameterError" and str(caught.value).startswith("{df:x}: a DataFrame takes")

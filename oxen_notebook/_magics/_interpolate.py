@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .._errors import ParameterError
 from .._values import fill
+from ._errors import cell_error
 
 __all__ = ["interpolate"]
 
@@ -19,6 +21,9 @@ def interpolate(
     Nothing is called or evaluated beyond attribute and item lookups. Fields that do not resolve
     stay as written; ``{{`` and ``}}`` give literal braces; unbalanced braces leave the text as is.
     ``{df:50}`` shows 50 rows, ``{df:all}`` all of it; a spec that cannot apply to a frame or a
-    collection is a ``ParameterError``.
+    collection fails the cell with one line (an ``OxenCellError`` named ``ParameterError``).
     """
-    return fill(text, namespace, rows=rows, chars=chars)
+    try:
+        return fill(text, namespace, rows=rows, chars=chars)
+    except ParameterError as exc:
+        raise cell_error(exc) from None
