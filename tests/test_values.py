@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oxen_notebook import ParameterError
+from oxen_notebook import ParameterError, Session
 from oxen_notebook._batch._templates import fill as fill_row
 from oxen_notebook._magics import OxenCellError, interpolate
 from oxen_notebook._values import fill, render_value
+from tests.conftest import TEST_KEY
+from tests.fake_api import _prompt_text
 
 
 @pytest.fixture
@@ -342,3 +344,19 @@ def test_interpolate_renders_frames_compactly_and_fails_a_bad_spec_in_one_line(c
     with pytest.raises(OxenCellError) as caught:
         interpolate("{df:x}", {"df": cities})
     assert caught.value.name == "ParameterError" and str(caught.value).startswith("{df:x}: a DataFrame takes")
+
+
+def test_map_and_compare_fill_within_the_sessions_context_limits(fake_api, cities):
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=10.0)
+    s.context_rows, s.context_chars = 2, 60
+    out = s.map(["y" * 100, "short"], "{text}", progress=False)
+    sent = [_prompt_text(body) for body in fake_api.chat_requests()]
+    assert sent == ["y" * 19 + " … [cut: 81 of 100 characters not shown]", "short"]
+    assert list(out["reply"]) == [f"Echo: {p}" for p in sent]
+    s.map(["y" * 100], "{text:all}", progress=False)
+    assert _prompt_text(fake_api.chat_requests()[-1]) == "y" * 100
+
+    s.context_chars = None
+    s.compare("Rows: {df}", models=["test-model"], show=False, df=cities)
+    assert _prompt_text(fake_api.chat_requests()[-1]) == "Rows: " + render_value(cities, rows=2, chars=None)
+    assert "| … 4 rows not shown … | | |" in _prompt_text(fake_api.chat_requests()[-1])
