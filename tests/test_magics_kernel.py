@@ -242,3 +242,75 @@ def test_approve_under_nbclient_denies_every_call_and_says_why(api: FakeAPI, tmp
     assert texts[0] == '→ delete_rows(table="orders") denied'
     assert "cannot answer input(), so --approve denied every call" in texts[-1]
     assert nb.cells[2].outputs[0]["text"] == "[]\n"
+
+
+# -- notebook context in a real kernel ---------------------------------------------------------
+
+
+def test_a_million_row_frame_is_sent_as_a_bounded_summary(api: FakeAPI, kernel: Kernel) -> None:
+    made = kernel.run(
+        "import pandas as pd\nrows = pd.RangeIndex(1_000_000)\n"
+        "sales = pd.DataFrame({'units': rows % 7, 'price': rows / 10, 'region': (rows % 4).astype(str)})\n"
+        "sales.loc[rows % 1000 == 0, 'price'] = None"
+    )
+    assert made.reply["status"] == "ok"
+    run = kernel.run("%%oxen --new\nWhich columns of {sales} have missing values?")
+    assert run.reply["status"] == "ok", run.errors()
+    prompt = api.chat_requests()[-1]["messages"][-1]["content"]
+    assert prompt.startswith("Which columns of DataFrame: 1,000,000 rows × 3 columns")
+    assert "1,000 missing" in prompt  # the count is over every row, not the rows shown
+    assert "| 99999.9 |" in prompt  # the last row (the tail is shown, not just the head)
+    assert len(prompt) <= 4000 + len("Which columns of  have missing values?")
+
+
+def test_err_after_a_failing_cell_and_oxen_fix_offers_the_next_cell(api: FakeAPI, kernel: Kernel) -> None:
+    failed = kernel.run("prices = {'a': 1}\nprices['b'] + 1")
+    assert failed.reply["status"] == "error"
+    cell = failed.reply["execution_count"]
+    run = kernel.run("%%oxen --new\nWhy did this fail? {Err}")
+    assert run.reply["status"] == "ok", run.errors()
+    prompt = api.chat_requests()[-1]["messages"][-1]["content"]
+    assert f"The notebook cell In[{cell}] failed with KeyError: 'b'" in prompt
+    assert "prices['b'] + 1" in prompt and "ipykernel" not in prompt and "\x1b[" not in prompt
+    api.enqueue(Script(chunks=["The key is missing.\n\n```python\n", "prices.get('b', 0) + 1\n", "```\n"]))
+    fixed = kernel.run("%oxen fix")
+    assert fixed.reply["status"] == "ok", fixed.errors()
+    assert api.chat_requests()[-1]["messages"][-1]["content"].startswith("Fix this notebook cell.")
+    # The frontend gets the corrected code as the next cell (a set_next_input payload).
+    payloads = fixed.reply.get("payload", [])
+    assert {"source": "set_next_input", "text": "prices.get('b', 0) + 1", "replace": False} in payloads
+
+
+def test_file_and_dry_run_in_a_kernel(api: FakeAPI, kernel: Kernel, tmp_path: Path) -> None:
+    import io
+    import wave
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    figure.add_subplot().bar([1, 2], [3, 4])
+    pdf = tmp_path / "report.pdf"
+    figure.savefig(pdf, format="pdf")
+    audio = io.BytesIO()
+    with wave.open(audio, "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(8000)
+        out.writeframes(b"\0\0" * 400)
+    (tmp_path / "call.wav").write_bytes(audio.getvalue())
+    cell = f"%%oxen --new --file {pdf} --file {tmp_path / 'call.wav'}\nSummarize the report and the call."
+    dry = kernel.run(cell.replace("--new", "--new --dry-run -o plan"))
+    assert dry.reply["status"] == "ok", dry.errors()
+    assert api.chat_requests() == []  # a dry run sends nothing
+    assert kernel.value(
+        "[plan['sent'], plan['messages'], plan['bytes'] > len(plan['body']['messages'][-1]['content'][1]['file']['file_data'])]"
+    ) == [False, 1, True]
+    run = kernel.run(cell)
+    assert run.reply["status"] == "ok", run.errors()
+    parts = api.chat_requests()[-1]["messages"][-1]["content"]
+    assert [p["type"] for p in parts] == ["text", "file", "audio_url"]
+    assert parts[1]["file"]["file_data"].startswith("data:application/pdf;base64,JVBER")  # %PDF
+    assert parts[2]["audio_url"]["url"].startswith("data:audio/wav;base64,UklGR")  # RIFF
+    footer = run.outputs()[-1]["data"]["text/plain"]
+    assert "attached: report.pdf (PDF" in footer and "call.wav (audio" in footer

@@ -320,16 +320,14 @@ class OxenMagics(Magics):
     ) -> None:
         """``--dry-run``: the preview of the request, and nothing sent."""
         settings = {name: value for name, value in params.items() if value is not None}
-        if args.new or args.system is not None:
-            note = "(--new and --system are not applied by a dry run)"
-        else:
-            note = ""
+        # A new conversation sends the system prompt and the cell: what history=False previews.
+        note = "(--system is not applied by a dry run)" if args.system is not None else ""
         try:
             preview = session.preview(
                 prompt,
                 images=args.image or None,
                 files=args.file or None,
-                history=not args.no_history,
+                history=not (args.no_history or args.new),
                 model=args.model,
                 schema=typed.get("schema"),
                 tools=typed.get("tools"),
