@@ -102,7 +102,9 @@ def preview_summary(preview: dict[str, Any]) -> str:
     ]
     if preview["attachments"]:
         parts.append(f"{len(preview['attachments'])} attachments (not counted)")
-    if preview["input_cost_usd"] is not None:
+    if preview["input_cost_usd"] == 0 and not preview["output_cost_per_1k_usd"]:
+        parts.append("free")
+    elif preview["input_cost_usd"] is not None:
         parts.append(f"input ≈ ${preview['input_cost_usd']:.4f}")
         if preview["max_cost_usd"] is not None:
             parts.append(

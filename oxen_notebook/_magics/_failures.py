@@ -149,7 +149,7 @@ def _user_traceback(exc: BaseException, cell: int | None) -> str:
             out.append(f"    {frame.line.strip()}")
     fold()
     cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    if cause is not None:
+    if cause is not None and (type(cause), _message(cause)) != (type(exc), _message(exc)):
         out.append(f"  (raised while handling {type(cause).__name__}: {_message(cause)})")
     out.append(tail)
     return "\n".join(out)
