@@ -493,6 +493,8 @@ class Session:
         progress: bool | Callable[..., Any] = True,
         stream: bool = False,
         schema: Any = None,
+        images: list[Any] | None = None,
+        files: list[Any] | None = None,
         **params: Any,
     ) -> pd.DataFrame:
         """Send ``template``, filled from each row of ``data`` (a DataFrame, a list of dicts, or a
@@ -503,12 +505,13 @@ class Session:
         failure; Ctrl-C cancels the requests in flight and returns the rows that finished. Rows are
         sent unstreamed (the body carries the server's token counts); ``stream=True`` streams them.
         ``schema=`` (as in :meth:`stream`) adds one typed column per field and ``parsed`` after the
-        data's columns; a row that does not validate after its repair has NA there and its error."""
+        data's columns; a row that does not validate after its repair has NA there and its error.
+        ``images=`` / ``files=`` (as in :meth:`stream`) go with every row, read once."""
         from ._batch import run_map
 
         return run_map(
             self, data, template, concurrency=concurrency, on_error=on_error, progress=progress,
-            stream=stream, schema=schema, **params,
+            stream=stream, schema=schema, images=images, files=files, **params,
         )  # fmt: skip
 
     def compare(

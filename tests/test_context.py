@@ -311,3 +311,26 @@ def test_context_traitlets_bound_what_a_field_shows(ip, fake_api):
     with capture_output():
         ip.run_cell_magic("oxen", "--new", "Look: {frame:all}")
     assert "| 50 |" in last_request(fake_api)["messages"][-1]["content"]
+
+
+def test_map_sends_the_files_with_every_row_reading_them_once(session, fake_api, files, monkeypatch):
+    import oxen_notebook._attachments as attachments
+
+    report, _ = files
+    reads: list[str] = []
+    real = attachments.attach
+    monkeypatch.setattr(
+        attachments, "attach", lambda obj, *a, **k: reads.append(str(obj)) or real(obj, *a, **k)
+    )
+    import oxen_notebook._request as request
+
+    monkeypatch.setattr(request, "attach", attachments.attach)
+    out = session.map(["one", "two", "three"], "Which page mentions {text}?", files=[report], progress=False)
+    assert out["error"].isna().all()
+    assert reads == [str(report)]
+    bodies = fake_api.chat_requests()
+    assert len(bodies) == 3
+    assert all(b["messages"][-1]["content"][1]["type"] == "file" for b in bodies)
+    assert sorted(b["messages"][-1]["content"][0]["text"] for b in bodies) == [
+        "Which page mentions one?", "Which page mentions three?", "Which page mentions two?",
+    ]  # fmt: skip

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._errors import OxenError, ParameterError, StreamError
 from .._params import validate_params
 from .._records import Message, new_id
+from .._request import attachments
 from .._turn import AsyncTurn
 from ._progress import BatchProgress, make_progress
 from ._templates import check_template, fill, table
@@ -37,6 +38,7 @@ from ._typed import BatchSchema
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .._attachments import Attachment
     from .._client import Client
     from .._models import ModelCatalog
     from .._records import BatchLog
@@ -130,10 +132,12 @@ class _Runner:
         on_error: str,
         stream: bool = False,
         schema: BatchSchema | None = None,
+        files: list[Attachment] | None = None,
     ) -> None:
         self.session = session
         self.stream = stream
-        self.typed = schema.request if schema is not None else {}
+        # What every row's request takes besides its prompt: the schema's options, the attachments.
+        self.typed = {**(schema.request if schema is not None else {}), **({"files": files} if files else {})}
         self.jobs = jobs
         self.concurrency = concurrency
         self.on_error = on_error
@@ -309,6 +313,7 @@ def execute(
     progress: bool | Callable[[BatchProgress], Any],
     stream: bool = False,
     schema: BatchSchema | None = None,
+    files: list[Attachment] | None = None,
 ) -> _Runner:
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ParameterError(f"concurrency={concurrency!r} is invalid: expected a positive integer.")
@@ -321,7 +326,7 @@ def execute(
         if schema is not None and job.params.get("response_format"):
             raise ParameterError("give schema= or response_format=, not both.")
     _prefetch(session, {job.model or session.model for job in jobs if job.error is None})
-    runner = _Runner(session, jobs, concurrency, on_error, stream, schema)
+    runner = _Runner(session, jobs, concurrency, on_error, stream, schema, files)
     if jobs:
         try:
             _wait(runner, progress)
@@ -388,11 +393,15 @@ def run_map(
     stream: bool = False,
     schema: Any = None,
     max_repairs: int = 1,
+    images: list[Any] | None = None,
+    files: list[Any] | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """See :meth:`Session.map`. ``stream=True`` streams each row (SSE) instead of reading one
     ``chat.completion`` body per row. ``schema=`` adds a column per field, and ``parsed``, after
-    the data's (``_typed.py``); ``max_repairs`` is each row's, as in :meth:`Session.astream`."""
+    the data's (``_typed.py``); ``max_repairs`` is each row's, as in :meth:`Session.astream`.
+    ``images=`` / ``files=`` go with every row: read and encoded once, before any row is sent."""
+    attached = attachments(images, files)
     frame, rows, strings = table(data)
     positional = check_template(template, {str(c) for c in frame.columns} | {"text"} if strings
                                  else {str(c) for c in frame.columns}, strings)  # fmt: skip
@@ -408,7 +417,7 @@ def run_map(
             jobs.append(Job(fill(template, row, positional, **limits), model, dict(params)))
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
             jobs.append(Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}"))
-    runner = execute(session, jobs, concurrency, on_error, progress, stream, typed)
+    runner = execute(session, jobs, concurrency, on_error, progress, stream, typed, attached)
     out = result_columns(frame, runner.outcomes, typed)
     out.attrs["batch_id"] = runner.batch_id
     out.attrs["interrupted"] = runner.interrupted
