@@ -12,10 +12,8 @@ Failures are one line, no traceback.
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import keyword
-import re
 import shlex
 from collections import ChainMap
 from typing import TYPE_CHECKING, Any
@@ -28,17 +26,17 @@ from traitlets import Enum, Float, Integer, Unicode, observe
 from .._attachments import describe
 from .._errors import OxenError
 from .._frontend import in_notebook
-from .._preview import preview_summary
 from .._records import message_facts
 from .._registry import all_sessions, existing_session, named_session
 from .._render import render_code
 from .._turn import Turn, turn_facts
+from ._context import dry_run, fix
 from ._errors import OxenInterrupted, cell_error
-from ._failures import CellFailures, check_references, fix_prompt
+from ._failures import CellFailures, check_references
 from ._interpolate import interpolate
 from ._objects import object_bundle, object_text
 from ._typed import Approver, resolve_schema, resolve_tools
-from ._views import TurnLog, TurnView
+from ._views import TurnLog, TurnView, footnote, strip_fences
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -47,10 +45,9 @@ if TYPE_CHECKING:
     from .._schema import OutputSchema
     from .._session import Session
 
-__all__ = ["FORMATS", "OxenMagics", "load_ipython_extension", "strip_fences", "unload_ipython_extension"]
+__all__ = ["FORMATS", "OxenMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 FORMATS = ("markdown", "text", "code", "json")
-_FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
 
 
 def _at_least(minimum: int) -> Any:
@@ -155,7 +152,8 @@ class OxenMagics(Magics):
             namespace = ChainMap(namespace, {"Err": self.failures})
         return interpolate(text, namespace, rows=session.context_rows, chars=session.context_chars)
 
-    def _html(self) -> bool:
+    def html_output(self) -> bool:
+        """Whether replies are shown as HTML (``display``: auto is HTML in a notebook)."""
         if self.display != "auto":
             return self.display == "html"
         return in_notebook(self.shell)
@@ -264,7 +262,7 @@ class OxenMagics(Magics):
             self._compare(session, args, prompt, params, output)
             return
         if args.dry_run:
-            self._dry_run(session, args, prompt, params, typed, output)
+            dry_run(self, session, args, prompt, params, typed, output)
             return
         try:
             if args.new:
@@ -286,7 +284,7 @@ class OxenMagics(Magics):
         approver = typed.get("approve")
         if approver is not None:
             approver.turn = reply
-        self._run(reply, fmt, output, session=session, schema=typed.get("schema"), approver=approver)
+        self.show_reply(reply, fmt, output, session=session, schema=typed.get("schema"), approver=approver)
 
     def _typed(self, args: Any) -> dict[str, Any]:
         """``schema=``, ``tools=`` and their options from ``--schema``/``--tools``, resolved in the
@@ -315,61 +313,6 @@ class OxenMagics(Magics):
                 typed["max_tool_rounds"] = args.max_tool_rounds
         return typed
 
-    def _dry_run(
-        self, session: Session, args: Any, prompt: str, params: dict, typed: dict, output: str | None
-    ) -> None:
-        """``--dry-run``: the preview of the request, and nothing sent."""
-        settings = {name: value for name, value in params.items() if value is not None}
-        # A new conversation sends the system prompt and the cell: what history=False previews.
-        note = "(--system is not applied by a dry run)" if args.system is not None else ""
-        try:
-            preview = session.preview(
-                prompt,
-                images=args.image or None,
-                files=args.file or None,
-                history=not (args.no_history or args.new),
-                model=args.model,
-                schema=typed.get("schema"),
-                tools=typed.get("tools"),
-                params=settings,
-            )
-        except OxenError as exc:
-            raise cell_error(exc) from None
-        if output:
-            self.shell.user_ns[output] = preview
-        line = preview_summary(preview) + (f" {note}" if note else "")
-        body = json.dumps(preview["body"], indent=2, ensure_ascii=False)
-        if self._html():
-            from IPython.display import display
-
-            display({"application/json": preview["body"], "text/plain": body}, raw=True)
-            display({"text/html": f'<div style="font-size:85%;opacity:0.65">{html.escape(line)}</div>',
-                     "text/plain": line}, raw=True)  # fmt: skip
-        else:
-            print(body)
-            print(f"[{line}]")
-
-    def fix(self, index: int | None, session_name: str | None, model: str | None) -> None:
-        """``%oxen fix [N]``: send the last (or cell N's) failure and how to fix it; offer the
-        corrected code as the next cell."""
-        try:
-            failure = self.failures.last if index is None else self.failures[index]
-        except LookupError as exc:
-            print(str(exc).strip("'\""))
-            return
-        if failure is None:
-            print("no cell has failed yet in this kernel: run the failing cell, then %oxen fix.")
-            return
-        session = self.session(session_name)
-        try:
-            reply = session.stream(fix_prompt(failure), source="magic", model=model)
-        except OxenError as exc:
-            raise cell_error(exc) from None
-        self._run(reply, "markdown", None, session=session)
-        language, code = strip_fences(reply.text)
-        if code and language.lower() in ("python", "py", "python3", "ipython") and code != reply.text.strip():
-            self.shell.set_next_input(code, replace=False)
-
     def _compare(self, session: Session, args: Any, prompt: str, params: dict, output: str | None) -> None:
         models = [m.strip() for m in args.compare.split(",") if m.strip()]
         if not models:
@@ -383,7 +326,7 @@ class OxenMagics(Magics):
         if output:
             self.shell.user_ns[output] = frame
 
-    def _run(
+    def show_reply(
         self,
         reply: Reply | Turn,
         fmt: str,
@@ -396,7 +339,7 @@ class OxenMagics(Magics):
         metadata = {"oxen": {"model": reply.model, "message_id": None}}
         turn = reply if isinstance(reply, Turn) else None
         # A turn's outputs share the cell with tool lines and what tools print: never cleared.
-        view = TurnView(metadata, rich=self._html() and fmt != "text", shared=turn is not None)
+        view = TurnView(metadata, rich=self.html_output() and fmt != "text", shared=turn is not None)
         log = TurnLog(turn, view) if turn is not None else None
         error: OxenError | None = None
         interrupted = False
@@ -502,32 +445,20 @@ class OxenMagics(Magics):
         user = reply.user_message
         if user is not None and user.attachments:
             parts.append(f"attached: {describe(user.attachments)}")
-        line = " · ".join(parts) + (f" — {note}" if note else "")
-        if self._html():
-            from IPython.display import display
-
-            bundle = {
-                "text/html": f'<div style="font-size:85%;opacity:0.65">{html.escape(line)}</div>',
-                "text/plain": line,
-            }
-            display(bundle, raw=True, metadata=metadata)
-        else:
-            print(f"[{line}]")
+        footnote(
+            " · ".join(parts) + (f" — {note}" if note else ""), rich=self.html_output(), metadata=metadata
+        )
 
     # -- %oxen ----------------------------------------------------------------------------------
+
+    def fix(self, index: int | None, session_name: str | None, model: str | None) -> None:
+        """``%oxen fix [N]``: see :func:`~oxen_notebook._magics._context.fix`."""
+        fix(self, index, session_name, model)
 
     def _line(self, line: str) -> Any:
         from ._commands import run_line
 
         return run_line(self, line)
-
-
-def strip_fences(text: str) -> tuple[str, str]:
-    """``(language, code)`` of the first fenced block in ``text``, or ``("", text)`` if none."""
-    match = _FENCE_RE.search(text)
-    if match is None:
-        return "", text.strip("\n")
-    return match.group(2), match.group(3).rstrip("\n")
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:

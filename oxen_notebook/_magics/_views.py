@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import sys
 import uuid
 from typing import Any
 
 from .._streaming import StreamingMarkdown, Update
 
-__all__ = ["HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "result_line"]
+__all__ = [
+    "HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "footnote", "result_line", "strip_fences",
+]  # fmt: skip
+
+_FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
 
 
 class HTMLView:
@@ -153,6 +158,20 @@ class TurnView:
 # -- lines and objects ---------------------------------------------------------------------------
 
 
+def footnote(line: str, *, rich: bool, metadata: dict[str, Any] | None = None) -> None:
+    """A cell's last line, small and dimmed (``[line]`` in a terminal): a reply's footer, a note."""
+    if not rich:
+        print(f"[{line}]")
+        return
+    from IPython.display import display
+
+    bundle = {
+        "text/html": f'<div style="font-size:85%;opacity:0.65">{html.escape(line)}</div>',
+        "text/plain": line,
+    }
+    display(bundle, raw=True, metadata=metadata)
+
+
 def _short(text: str, limit: int) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -216,3 +235,11 @@ class TurnLog:
             self.view.line(result_line(result), {"oxen": {"tool_call_id": result.call.id}})
         self.shown += len(results)
         return len(results)
+
+
+def strip_fences(text: str) -> tuple[str, str]:
+    """``(language, code)`` of the first fenced block in ``text``, or ``("", text)`` if none."""
+    match = _FENCE_RE.search(text)
+    if match is None:
+        return "", text.strip("\n")
+    return match.group(2), match.group(3).rstrip("\n")
