@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import hashlib
 import io
 import os
@@ -29,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from ._errors import ParameterError
+from ._filetypes import ALIASES, EXTENSIONS, HEAD, REFUSED, TYPES, formats, sniff
 
 __all__ = [
     "KINDS",
@@ -38,7 +38,6 @@ __all__ = [
     "attach_image",
     "describe",
     "image_url",
-    "sniff",
     "user_content",
 ]
 
@@ -50,81 +49,8 @@ _MB = 2**20
 #: Gemini's inline limit): a larger data URI would be resent with every later turn.
 LIMITS = {"image": 20 * _MB, "file": 24 * _MB, "audio": 20 * _MB, "video": 20 * _MB}
 
-# The types the API takes: MIME type -> (kind, format, extensions). An audio type's subtype is
-# the format name the providers use (OpenAI's ``input_audio.format`` is "wav"/"mp3", Gemini's
-# types are audio/mp3, audio/aac, ...; Oxen's example is ``data:audio/mp3``): audio/mp3, not mpeg.
-_TABLE = {
-    "application/pdf": ("file", "PDF", "pdf"),
-    "image/png": ("image", "PNG", "png"),
-    "image/jpeg": ("image", "JPEG", "jpg jpeg"),
-    "image/gif": ("image", "GIF", "gif"),
-    "image/webp": ("image", "WebP", "webp"),
-    "image/bmp": ("image", "BMP", "bmp"),
-    "audio/wav": ("audio", "WAV", "wav"),
-    "audio/mp3": ("audio", "MP3", "mp3"),
-    "audio/m4a": ("audio", "M4A", "m4a"),
-    "audio/aac": ("audio", "AAC", "aac"),
-    "audio/ogg": ("audio", "OGG", "ogg oga opus"),
-    "audio/flac": ("audio", "FLAC", "flac"),
-    "video/mp4": ("video", "MP4", "mp4 m4v"),
-    "video/webm": ("video", "WebM", "webm mkv"),
-    "video/quicktime": ("video", "MOV", "mov"),
-}
-_TYPES = {mime: (kind, fmt) for mime, (kind, fmt, _) in _TABLE.items()}
-_ALIASES = {
-    "image/jpg": "image/jpeg",
-    "image/x-ms-bmp": "image/bmp",
-    "audio/mpeg": "audio/mp3",
-    "audio/x-mp3": "audio/mp3",
-    "audio/x-wav": "audio/wav",
-    "audio/wave": "audio/wav",
-    "audio/vnd.wave": "audio/wav",
-    "audio/mp4": "audio/m4a",
-    "audio/x-m4a": "audio/m4a",
-    "audio/x-aac": "audio/aac",
-    "audio/x-flac": "audio/flac",
-    "application/ogg": "audio/ogg",
-    "video/x-m4v": "video/mp4",
-    "video/x-matroska": "video/webm",
-}
-# Types recognised but not taken: what it is, what to do, and their extensions.
-_REFUSED_TABLE = {
-    "text/plain": ("text", "paste the text into the prompt", "txt md csv tsv json jsonl html htm xml py"),
-    "application/rtf": ("an RTF document", "export it as PDF", "rtf"),
-    "image/svg+xml": ("an SVG image", "convert it to PNG", "svg"),
-    "image/heic": ("a HEIC image", "convert it to PNG or JPEG", "heic heif"),
-    "image/avif": ("an AVIF image", "convert it to PNG or JPEG", "avif"),
-    "image/tiff": ("a TIFF image", "convert it to PNG or JPEG", "tif tiff"),
-    "audio/aiff": ("AIFF audio", "convert it to WAV or MP3", "aif aiff"),
-    "video/x-msvideo": ("AVI video", "convert it to MP4 or WebM", "avi"),
-    "application/zip": ("a ZIP archive", "attach the files inside it", "zip"),
-    "application/epub+zip": ("an EPUB book", "convert it to PDF", "epub"),
-    "application/vnd.openxmlformats": (
-        "an Office document (Word, Excel or PowerPoint)",
-        "export it as PDF",
-        "docx xlsx pptx",
-    ),
-    "application/x-ole-storage": (
-        "an old Office document (.doc, .xls or .ppt)",
-        "export it as PDF",
-        "doc xls ppt",
-    ),
-    "application/gzip": ("a gzip archive", "decompress it first", "gz"),
-}
-_REFUSED = {mime: (what, advice) for mime, (what, advice, _) in _REFUSED_TABLE.items()}
-_EXTENSIONS = {
-    f".{ext}": mime for mime, row in (*_TABLE.items(), *_REFUSED_TABLE.items()) for ext in row[2].split()
-}
-
-
-def _formats(kind: str) -> str:
-    names = [fmt for k, fmt in _TYPES.values() if k == kind]
-    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
-
-
-_SUPPORTED = f"PDF; {_formats('image')} images; {_formats('audio')} audio; {_formats('video')} video"
-_IMAGES = f"a {_formats('image')} image"
-_HEAD = 4096  # what sniffing reads before the size is checked
+_SUPPORTED = f"PDF; {formats('image')} images; {formats('audio')} audio; {formats('video')} video"
+_IMAGES = f"a {formats('image')} image"
 _PLURAL = {"file": "PDFs", "image": "images", "audio": "audio files", "video": "videos"}
 _SHRINK = {
     "file": "split or compress it",
@@ -132,105 +58,6 @@ _SHRINK = {
     "audio": "trim it, or compress it as MP3",
     "video": "trim it, or lower its resolution",
 }
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-
-
-# -- sniffing ---------------------------------------------------------------------------------
-def _mpeg_audio(data: bytes, at: int = 0) -> str | None:
-    """audio/mp3 for an MPEG layer III frame header at ``at``, audio/aac for an ADTS header."""
-    b = data[at : at + 3]
-    if len(b) < 2 or b[0] != 0xFF:
-        return None
-    if b[1] & 0xF6 == 0xF0:  # 12 sync bits, layer 00: ADTS (0xFFF1 MPEG-4, 0xFFF9 MPEG-2)
-        return "audio/aac"
-    version, layer = (b[1] >> 3) & 3, (b[1] >> 1) & 3
-    frame = b[1] & 0xE0 == 0xE0 and layer == 1 and version != 1 and len(b) == 3
-    if frame and b[2] >> 4 != 0xF and (b[2] >> 2) & 3 != 3:  # and a valid bitrate and sample rate
-        return "audio/mp3"
-    return None
-
-
-def _iso_bmff(data: bytes) -> str:
-    size = int.from_bytes(data[:4], "big")
-    brands = [data[i : i + 4] for i in range(8, min(max(size, 12), len(data)), 4) if i != 12]
-    major = brands[0] if brands else b""
-    if major in (b"M4A ", b"M4B ", b"M4P "):
-        return "audio/m4a"
-    if major == b"qt  ":
-        return "video/quicktime"
-    if b"avif" in brands or b"avis" in brands:
-        return "image/avif"
-    if _HEIF_BRANDS.intersection(brands):
-        return "image/heic"
-    return "video/mp4"  # isom, iso2, mp41, mp42, avc1, dash, 3gp...: MPEG-4 video
-
-
-def _is_text(data: bytes) -> bool:
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return True
-    if b"\0" in data:
-        return False
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def sniff(data: bytes) -> str | None:
-    """The MIME type of ``data`` (its first 4 KB are enough), read from its content; None if unknown.
-
-    Also names types the API does not take (``text/plain``, ``application/zip``, ``video/x-msvideo``,
-    ``application/x-empty`` for no bytes, ...), so an error can say what a file is."""
-    head = bytes(data[:_HEAD])
-    if not head:
-        return "application/x-empty"
-    riff = head[8:12] if head[:4] == b"RIFF" else b""
-    simple = {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}
-    if riff in simple:
-        return simple[riff]
-    for signature, mime in (
-        (b"\x89PNG\r\n\x1a\n", "image/png"),
-        (b"\xff\xd8\xff", "image/jpeg"),
-        (b"GIF87a", "image/gif"),
-        (b"GIF89a", "image/gif"),
-        (b"OggS", "audio/ogg"),
-        (b"fLaC", "audio/flac"),
-        (b"\x1a\x45\xdf\xa3", "video/webm"),  # EBML: WebM, or Matroska, its superset
-        (b"II*\0", "image/tiff"),
-        (b"MM\0*", "image/tiff"),
-        (b"\x1f\x8b", "application/gzip"),
-        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "application/x-ole-storage"),
-        (b"{\\rtf", "application/rtf"),
-    ):
-        if head.startswith(signature):
-            return mime
-    if head.lstrip(b"\xef\xbb\xbf\0 \t\r\n").startswith(b"%PDF-"):  # readers allow blanks before it
-        return "application/pdf"
-    # BM, then a DIB header size that Windows, OS/2 or later versions write (12, 40, ... 124)
-    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in (12, 16, 40, 52, 56, 64, 108, 124):
-        return "image/bmp"
-    if head[4:8] == b"ftyp":
-        return _iso_bmff(head)
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "audio/aiff"
-    if head.startswith(b"ID3") and len(head) >= 10:
-        skip = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
-        return "audio/aac" if _mpeg_audio(head, skip) == "audio/aac" else "audio/mp3"
-    if mime := _mpeg_audio(head):
-        return mime
-    if head.startswith(b"PK\x03\x04"):
-        if head[30:58] == b"mimetypeapplication/epub+zip":
-            return "application/epub+zip"
-        if any(s in head for s in (b"[Content_Types].xml", b"word/", b"xl/", b"ppt/")):
-            return "application/vnd.openxmlformats"
-        return "application/zip"
-    if _is_text(head):
-        start = head.lstrip()[:512].lower()
-        if start.startswith(b"<svg") or (start.startswith(b"<?xml") and b"<svg" in start):
-            return "image/svg+xml"
-        return "text/plain"
-    return None
 
 
 # -- the attachment ---------------------------------------------------------------------------
@@ -295,7 +122,7 @@ class Attachment:
 
 
 def _from_data(data: bytes, mime: str, name: str | None) -> Attachment:
-    kind = _TYPES[mime][0]
+    kind = TYPES[mime][0]
     part = _part(kind, mime, _data_uri(data, mime), name, False)
     return Attachment(kind, mime, name, len(data), hashlib.sha256(data).hexdigest(), None, part)
 
@@ -307,10 +134,10 @@ def _quote(text: str, limit: int = 120) -> str:
 
 
 def _what(mime: str | None, head: bytes) -> tuple[str, str]:
-    if mime in _REFUSED:
-        return _REFUSED[mime]
-    if mime in _TYPES:
-        kind, fmt = _TYPES[mime]
+    if mime in REFUSED:
+        return REFUSED[mime]
+    if mime in TYPES:
+        kind, fmt = TYPES[mime]
         return ("a PDF" if kind == "file" else f"{fmt} {kind}"), "pass it in files=[...]"
     start = head[:8].hex(" ")
     return f"of a type I cannot tell (it starts {start})", "convert it to one of these"
@@ -318,7 +145,7 @@ def _what(mime: str | None, head: bytes) -> tuple[str, str]:
 
 def _check_type(mime: str | None, where: str, subject: str, images_only: bool, head: bytes = b"") -> str:
     """The kind of ``mime``; a ParameterError when ``where`` does not take it."""
-    kind = _TYPES[mime][0] if mime in _TYPES else None
+    kind = TYPES[mime][0] if mime in TYPES else None
     if kind == "image" or (kind is not None and not images_only):
         return kind
     if mime == "application/x-empty":
@@ -363,14 +190,14 @@ def _read_up_to(f: Any, n: int) -> bytes | str:
 
 def _read(f: Any, where: str, subject: str, images_only: bool, size: int | None) -> tuple[bytes, str]:
     """Sniff the first bytes, check the size for that type, then read the rest (at most the limit)."""
-    head = "" if isinstance(f, io.TextIOBase) else _read_up_to(f, _HEAD)
+    head = "" if isinstance(f, io.TextIOBase) else _read_up_to(f, HEAD)
     if isinstance(head, str):
         raise ParameterError(f"{where}: {subject} is open in text mode: open it with open(path, 'rb').")
     mime = sniff(head)
     kind = _check_type(mime, where, subject, images_only, head)
     if size is not None and size > LIMITS[kind]:
         raise _too_big(where, subject, kind, size)
-    rest = _read_up_to(f, LIMITS[kind] + 1 - len(head)) if len(head) == _HEAD else b""
+    rest = _read_up_to(f, LIMITS[kind] + 1 - len(head)) if len(head) == HEAD else b""
     data = head + rest if isinstance(rest, bytes) else head
     if len(data) > LIMITS[kind]:
         raise _too_big(where, subject, kind, None)
@@ -422,7 +249,7 @@ def _from_stream(f: Any, where: str, images_only: bool) -> Attachment:
 def _from_url(url: str, where: str, images_only: bool) -> Attachment:
     path = unquote(urlsplit(url).path)
     name = posixpath.basename(path) or None
-    mime = _EXTENSIONS.get(posixpath.splitext(path)[1].lower())
+    mime = EXTENSIONS.get(posixpath.splitext(path)[1].lower())
     if images_only and mime is None:  # image URLs often have no extension: send it and let the API tell
         return Attachment("image", "image/*", name, None, None, url, _part("image", "", url, name, True))
     if mime is None:
@@ -448,9 +275,9 @@ def _from_data_uri(uri: str, where: str, images_only: bool) -> Attachment:
         raise ParameterError(
             f"{where}: the data: URI is not valid: expected data:<type>;base64,<data>."
         ) from None
-    declared = _ALIASES.get(params[0], params[0])
+    declared = ALIASES.get(params[0], params[0])
     # The URI's type decides; a generic or unknown one (application/octet-stream) is sniffed.
-    mime = declared if declared in _TYPES or declared in _REFUSED else sniff(data)
+    mime = declared if declared in TYPES or declared in REFUSED else sniff(data)
     kind = _check_type(mime, where, "the data: URI", images_only, data[:8])
     if len(data) > LIMITS[kind]:
         raise _too_big(where, "the data: URI", kind, len(data))
@@ -611,6 +438,6 @@ def describe(records: Sequence[dict[str, Any]]) -> str:
         if record.get("name"):
             described.append(f"{record['name']} ({label}, {amount})")
             continue
-        fmt = _TYPES.get(_ALIASES.get(record.get("type") or "", record.get("type") or ""), ("", ""))[1]
+        fmt = TYPES.get(ALIASES.get(record.get("type") or "", record.get("type") or ""), ("", ""))[1]
         described.append(f"{fmt} {label} ({amount})" if fmt and kind != "file" else f"{label} ({amount})")
     return " · ".join(described)

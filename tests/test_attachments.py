@@ -31,9 +31,9 @@ from oxen_notebook._attachments import (
     attach_image,
     describe,
     image_url,
-    sniff,
     user_content,
 )
+from oxen_notebook._filetypes import sniff
 from oxen_notebook._local import LOCAL_BASE_URL
 from oxen_notebook._local._transport import LocalTransport
 
