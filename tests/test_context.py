@@ -334,3 +334,14 @@ def test_map_sends_the_files_with_every_row_reading_them_once(session, fake_api,
     assert sorted(b["messages"][-1]["content"][0]["text"] for b in bodies) == [
         "Which page mentions one?", "Which page mentions three?", "Which page mentions two?",
     ]  # fmt: skip
+
+
+def test_the_chat_panel_names_what_a_message_attached(session, fake_api, files):
+    from oxen_notebook._panel._transcript import message_html
+
+    report, call = files
+    session.ask("Summarize both.", files=[report, call])
+    user, reply = session.messages
+    shown_user = message_html(user)
+    assert "attached: report.bin (PDF, " in shown_user and "call.dat (audio, " in shown_user
+    assert "attached" not in message_html(reply)
