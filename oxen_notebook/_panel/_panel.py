@@ -25,6 +25,7 @@ from .._errors import OxenError, ParameterError
 from .._events import EVENTS
 from .._records import message_facts
 from .._turn import Turn, turn_facts
+from ._compat import WidgetDisplay, tooltip
 from ._input import MessageBox
 from ._steps import ApprovalGate
 from ._transcript import CSS, Transcript, finish_note
@@ -47,7 +48,7 @@ def _note(text: str, kind: str = "note") -> str:
     return f'<span class="oxen-{kind}">{html.escape(text)}</span>' if text else ""
 
 
-class ChatPanel:
+class ChatPanel(WidgetDisplay):
     """A chat panel on ``session`` (default: :func:`oxen_notebook.default_session`).
 
     Type a message and press Enter (or Send); the reply streams in the background. Stop keeps the
@@ -115,8 +116,8 @@ class ChatPanel:
         )  # fmt: skip
         self._max_tokens = widgets.BoundedIntText(
             value=self._max_tokens_default, min=0, max=1_000_000, description="Max tokens",
-            tooltip="0: the model's default", style={"description_width": "initial"},
-            layout=widgets.Layout(width="190px"),
+            style={"description_width": "initial"}, layout=widgets.Layout(width="190px"),
+            **tooltip(widgets.BoundedIntText, "0: the model's default"),
         )  # fmt: skip
         self._system = widgets.Textarea(
             value=session.system or "",
@@ -294,9 +295,6 @@ class ChatPanel:
                     if isinstance(part, widgets.Widget):
                         part.close()
                 child.close()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
 
     # -- the session's events (on whatever thread streams) ------------------------------------------
 

@@ -19,6 +19,7 @@ from .._attachments import describe
 from .._records import message_facts
 from .._render import render_markdown
 from .._streaming import StreamingMarkdown, Update
+from ._compat import HTML_STYLE
 from ._steps import Approval, calls_html, parsed_html, step_html
 
 if TYPE_CHECKING:
@@ -271,7 +272,7 @@ class Transcript:
         # No shrinking: in the fixed-height column, flex items would otherwise be squeezed and clipped.
         self.layout = widgets.Layout(width="100%", flex="0 0 auto")
         self.html_layout = widgets.Layout(width="100%", flex="0 0 auto")
-        self.html_style = widgets.widget_string.HTMLStyle()
+        self.html_style = HTML_STYLE()
         self.messages = AppendBox(self.layout, group=32)
         self.earlier = widgets.Button(icon="angle-up", layout=widgets.Layout(display="none", width="auto"))
         self.column = widgets.VBox([self.earlier, self.messages.box], layout=self.layout)
