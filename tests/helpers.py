@@ -289,3 +289,50 @@ class Jupyter:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+
+
+# -- classic Notebook 6.5 + ipywidgets 7.8, in a second virtual environment ----------------------
+
+#: The environment ``.ci/widgets7-env`` builds: classic Notebook 6.5, ipywidgets 7.8, this checkout.
+WIDGETS7_VENV = ROOT / ".venv-widgets7"
+
+
+def widgets7_python() -> Path:
+    """The ipywidgets 7 environment's Python; fails (never skips) when it was not built."""
+    python = WIDGETS7_VENV / "bin" / "python"
+    if not python.exists():
+        import pytest
+
+        pytest.fail("no .venv-widgets7 (classic Notebook 6.5 + ipywidgets 7.8): run bash .ci/widgets7-env")
+    return python
+
+
+class ClassicNotebook(Jupyter):
+    """A classic Notebook 6.5 server (``jupyter notebook``) from the ipywidgets 7 environment,
+    isolated as :class:`Jupyter` is; its kernels run that environment's Python."""
+
+    def __init__(self, base: Path, base_url: str, api_key: str) -> None:
+        self.root = base / "notebooks"
+        self.root.mkdir()
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        for name in ("config", "runtime", "data", "ipython", "oxen"):
+            (base / name).mkdir()
+        env = checkout_env(base_url, api_key, str(base / "oxen"))
+        env.update(
+            JUPYTER_CONFIG_DIR=str(base / "config"),
+            JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+            JUPYTER_DATA_DIR=str(base / "data"),
+            IPYTHONDIR=str(base / "ipython"),
+        )
+        bin_dir = widgets7_python().parent
+        env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+        self.log = (base / "server.log").open("w")
+        self.process = subprocess.Popen(
+            [str(bin_dir / "jupyter-notebook"), "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+             "--port-retries=0", f"--NotebookApp.token={self.token}", "--allow-root",
+             f"--notebook-dir={self.root}"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self._wait_up()
