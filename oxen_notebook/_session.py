@@ -534,6 +534,25 @@ class Session:
             self, template, models=models, params=params, show=show, schema=schema, **variables
         )
 
+    def commit_results(
+        self,
+        frame: pd.DataFrame,
+        *,
+        repo: str | os.PathLike[str],
+        path: str = "labels/classify.parquet",
+        message: str | None = None,
+    ) -> str:
+        """Write ``frame`` (a :meth:`map` or :meth:`compare` result) as Parquet to ``path`` inside
+        the Oxen repository ``repo`` (``oxen init``-ed first if it is not one) and commit it; return
+        the commit id. The message's first line is ``message`` or a summary; its last line,
+        ``oxen_notebook: {...}``, is JSON with the model(s), parameters, the template's sha256 (12
+        hex digits), rows, errors and cost (what ``map`` recorded in ``frame.attrs``; ``null`` where
+        the frame does not say). Dict, list and model columns are stored as JSON text. Needs
+        ``pip install "oxen-notebook[oxen]"``. Nothing is pushed: run ``oxen push`` for that."""
+        from ._batch import commit_results
+
+        return commit_results(frame, repo=repo, path=path, message=message)
+
     def usage(self) -> pd.DataFrame:
         """Requests, cache hits, tokens and estimated cost per model so far (every entry point).
         The cost is ``<NA>`` for models whose prices are not published."""

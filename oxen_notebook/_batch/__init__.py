@@ -7,8 +7,12 @@ and the batch log.
 
 from __future__ import annotations
 
+from ._commit import commit_results
 from ._compare import compare_html, run_compare
 from ._map import MAP_COLUMNS, run_map
 from ._progress import BatchProgress, make_progress
 
-__all__ = ["MAP_COLUMNS", "BatchProgress", "compare_html", "make_progress", "run_compare", "run_map"]
+__all__ = [
+    "MAP_COLUMNS", "BatchProgress", "commit_results", "compare_html", "make_progress", "run_compare",
+    "run_map",
+]  # fmt: skip

@@ -31,6 +31,7 @@ from .._params import validate_params
 from .._records import Message, new_id
 from .._request import attachments
 from .._turn import AsyncTurn
+from ._commit import record_run
 from ._progress import BatchProgress, make_progress
 from ._templates import check_template, fill, table
 from ._typed import BatchSchema
@@ -421,4 +422,6 @@ def run_map(
     out = result_columns(frame, runner.outcomes, typed)
     out.attrs["batch_id"] = runner.batch_id
     out.attrs["interrupted"] = runner.interrupted
+    record_run(out, template=template, model=model or session.model, params={**session.defaults, **params},
+               batch_id=runner.batch_id)  # fmt: skip
     return out
