@@ -8,6 +8,9 @@ Model output is untrusted: markdown-it-py runs with raw HTML disabled (it is esc
 only an allow-list of tags and attributes, http/https/mailto links (opening in a new tab with
 ``rel="noopener noreferrer"``) and the exact inline styles Pygments and table alignment emit. Images
 become links: a prompt-injected image URL would otherwise be fetched as soon as it is shown.
+
+Math (``$…$``, ``$$…$$``, ``\\(…\\)``, ``\\[…\\]``) is parsed before Markdown touches it and left for the
+frontend's typesetter, within the same guarantees: see ``_math.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pygments.lexers import get_lexer_by_name
 from pygments.style import Style
 from pygments.token import STANDARD_TYPES, Comment, Error, Generic, Keyword, Name, Number, String
 from pygments.util import ClassNotFound
+
+from ._math import escape_text, math_as_text, math_plugin
 
 __all__ = [
     "CODE_CHUNK_LINES",
@@ -170,23 +175,23 @@ def _fence_rule(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str
 
 def _image_rule(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
-    alt = self.renderInlineAsText(token.children or [], options, env) or "image"
+    alt = self.renderInlineAsText(math_as_text(token.children or []), options, env) or "image"
     src = html.escape(token.attrGet("src") or "")
-    return f'<a href="{src}">image: {html.escape(alt)}</a>'
+    return f'<a href="{src}">image: {escape_text(alt)}</a>'
 
 
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
     md.add_render_rule("fence", _fence_rule)
     md.add_render_rule("image", _image_rule)
-    return md
+    return math_plugin(md)
 
 
 _MD = _parser()
 
 
 def render_markdown(text: str) -> str:
-    """Markdown (CommonMark, tables, strikethrough) to sanitized HTML; raw HTML is shown as text.
+    """Markdown (CommonMark, tables, strikethrough, math) to sanitized HTML; raw HTML is shown as text.
 
     Fenced code is highlighted with Pygments inline styles, in ``<pre>`` blocks of
     ``CODE_CHUNK_LINES`` lines.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._math import opens_display
 from ._render import CODE_CHUNK_LINES, parse_markdown, render_markdown
 
 __all__ = ["StreamingMarkdown", "Throttle", "Update"]
@@ -49,6 +50,8 @@ class Update:
 
 
 _CLOSER_RE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
+#: An open display block is kept whole in the live tail up to this many times ``soft_limit``.
+_MATH_PROTECTED = 8
 
 
 class StreamingMarkdown:
@@ -216,8 +219,10 @@ class StreamingMarkdown:
             self._references = True
         blocks = [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
         lines = complete.split("\n")
-        if len(blocks) >= 2:
-            start = blocks[-1].map[0]
+        opener = _open_display(blocks, lines)
+        keep = len(blocks) - 1 if opener is None else opener[0]
+        if keep >= 1:
+            start = blocks[keep].map[0]
             offset = sum(len(line) + 1 for line in lines[:start])
             pieces.append(self._pending[:offset])
             self._pending = self._pending[offset:]
@@ -225,6 +230,12 @@ class StreamingMarkdown:
             first_line = start
         else:
             first_line = 0
+        if opener is not None:
+            # Until a blank line or its closing line, what follows may still join the display
+            # block: keep all of it in the tail.
+            self._open_table = False
+            hold = sum(len(line) + 1 for line in lines[: opener[1] - first_line])
+            return self._soft_cut(pieces, None, lines, first_line, hold=hold)
         last = blocks[-1] if blocks else None
         self._open_table = last is not None and last.type == "table_open"
         if last is None:
@@ -238,6 +249,13 @@ class StreamingMarkdown:
             return pieces
         if last.type == "fence":
             return self._fence_cut(pieces, last, lines, a, b)
+        if last.type == "math_block":
+            # Only a closed display block is one, and no later line changes it: send it now, whole
+            # (a soft cut would show its halves as text).
+            cut = sum(len(line) + 1 for line in lines[:b])
+            pieces.append(self._pending[:cut])
+            self._pending = self._pending[cut:]
+            return pieces
         return self._soft_cut(pieces, last, lines, first_line)
 
     @staticmethod
@@ -253,7 +271,14 @@ class StreamingMarkdown:
         """Whether a blank line after ``block`` finishes it (lists and indented code go on)."""
         if block.type == "fence":
             return self._fence_closed(block, lines, a, b)
-        return block.type in ("paragraph_open", "heading_open", "blockquote_open", "table_open", "hr")
+        return block.type in (
+            "paragraph_open",
+            "heading_open",
+            "blockquote_open",
+            "table_open",
+            "hr",
+            "math_block",
+        )
 
     def _fence_cut(self, pieces: list[str], fence: Any, lines: list[str], a: int, b: int) -> list[str]:
         closed = self._fence_closed(fence, lines, a, b)
@@ -269,9 +294,23 @@ class StreamingMarkdown:
         self._pending = opener + self._pending[skip:]
         return pieces
 
-    def _soft_cut(self, pieces: list[str], block: Any, lines: list[str], first_line: int = 0) -> list[str]:
+    def _soft_cut(
+        self, pieces: list[str], block: Any, lines: list[str], first_line: int = 0, hold: int | None = None
+    ) -> list[str]:
+        """Cut a long open block at a list item, line or word boundary; ``hold`` is the offset of a
+        line that may open a display block: cut before it, not inside what it may take (up to
+        ``_MATH_PROTECTED`` times ``soft_limit``, so its pieces are not shown as text until the end)."""
         pending = self._pending
         if len(pending) <= self.soft_limit:
+            return pieces
+        if hold is None and not lines and opens_display(pending):
+            hold = 0
+        if hold is not None and len(pending) <= _MATH_PROTECTED * self.soft_limit:
+            if not hold:
+                return pieces
+            pieces.append(pending[:hold])
+            self._pending = pending[hold:]
+            self._approximate = True
             return pieces
         cut = 0
         # List and table cuts need the block to start the pending text (no leading blank lines).
@@ -352,6 +391,21 @@ class StreamingMarkdown:
         self.updates += 1
         self.sent_bytes += self._cost(update.html)
         return update
+
+
+def _open_display(blocks: list[Any], lines: list[str]) -> tuple[int, int] | None:
+    """The first line after the last blank one that starts like a display block but is none yet
+    (``$$``/``\\[``, not inside a closed one), as (the index of its top-level block, the line): a
+    closing line may still make it and the blocks after it one display block."""
+    start = len(lines) - 1
+    while start > 0 and lines[start - 1].strip():
+        start -= 1
+    closed = [t.map for t in blocks if t.type == "math_block" and t.map[1] > start]
+    for index in range(start, len(lines) - 1):
+        if opens_display(lines[index]) and not any(a <= index < b for a, b in closed):
+            owner = max((k for k, t in enumerate(blocks) if t.map[0] <= index), default=0)
+            return owner, index
+    return None
 
 
 def _defines_references(text: str) -> bool:
