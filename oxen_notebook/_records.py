@@ -16,6 +16,8 @@ from ._attachments import describe, user_content
 from ._errors import ParameterError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
 __all__ = [
@@ -221,15 +223,23 @@ class BatchLog:
     """What ``map`` and ``compare`` sent and received: ``(batch_id, row, message)`` entries.
 
     In the export, a message's ``conversation_id`` is its batch id and its ``turn`` is ``row + 1``.
+    A batch whose entries are kept elsewhere (``map(checkpoint=...)`` writes them to Parquet) is
+    linked instead, and read only when the log is exported.
     """
 
     def __init__(self) -> None:
         self._entries: list[tuple[str, int, Message]] = []
+        self._linked: list[tuple[int, str, Callable[[], list[tuple[int, Message]]]]] = []
         self._lock = threading.Lock()
 
     def add(self, batch_id: str, entries: list[tuple[int, Message]]) -> None:
         with self._lock:
             self._entries.extend((batch_id, row, message) for row, message in entries)
+
+    def link(self, batch_id: str, read: Callable[[], list[tuple[int, Message]]]) -> None:
+        """A batch whose ``(row, message)`` entries ``read()`` gives, in their place among the others."""
+        with self._lock:
+            self._linked.append((len(self._entries), batch_id, read))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -238,6 +248,9 @@ class BatchLog:
         """Every entry as a message row, with ``batch_id`` and ``row`` first."""
         with self._lock:
             entries = list(self._entries)
+            linked = list(self._linked)
+        for at, batch_id, read in reversed(linked):
+            entries[at:at] = [(batch_id, row, message) for row, message in read()]
         frame = messages_to_dataframe([message for _, _, message in entries])
         frame["conversation_id"] = [batch for batch, _, _ in entries]
         frame["turn"] = [row + 1 for _, row, _ in entries]

@@ -16,9 +16,10 @@ __all__ = ["BatchProgress", "make_progress"]
 
 @dataclass
 class BatchProgress:
-    """Where a batch stands: rows finished (``done``, including ``failed``) out of ``total``."""
+    """Where a batch stands: rows finished (``done``, including ``failed``) out of ``total``
+    (``None`` while it is not known: a generator's rows)."""
 
-    total: int
+    total: int | None
     done: int = 0
     failed: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -39,20 +40,20 @@ class BatchProgress:
     def eta(self) -> float | None:
         """Seconds left at the current rate (``None`` before the first row finishes)."""
         rate = self.rate
-        return (self.total - self.done) / rate if rate > 0 else None
+        return (self.total - self.done) / rate if rate > 0 and self.total is not None else None
 
     def line(self) -> str:
         """``412/1000 · 3 failed · 85.2 rows/s · ETA 7s``."""
-        parts = [f"{self.done:,}/{self.total:,}"]
+        parts = [f"{self.done:,}/{self.total:,}" if self.total is not None else f"{self.done:,} rows"]
         if self.failed:
             parts.append(f"{self.failed:,} failed")
         parts.append(f"{self.rate:.1f} rows/s")
         if self.ended is None:
             eta = self.eta
-            parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA ?")
+            parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA ?" if self.total else "")
         else:
             parts.append(f"in {_duration(self.elapsed)}")
-        return " · ".join(parts)
+        return " · ".join(part for part in parts if part)
 
 
 def _duration(seconds: float) -> str:
@@ -90,7 +91,8 @@ class _TextBar(_Display):
         self.stream = stream
 
     def _write(self, stats: BatchProgress, end: str) -> None:
-        filled = int(self.width * stats.done / stats.total) if stats.total else self.width
+        total = stats.total
+        filled = int(self.width * stats.done / total) if total else self.width * (total == 0)
         bar = "#" * filled + "." * (self.width - filled)
         self.stream.write(f"\r[{bar}] {stats.line()}{end}")
         self.stream.flush()
@@ -103,17 +105,20 @@ class _TextBar(_Display):
 
 
 class _WidgetBar(_Display):
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int | None) -> None:
         import ipywidgets as widgets
         from IPython.display import display
 
-        self.bar = widgets.IntProgress(value=0, min=0, max=max(total, 1), description="oxen map")
+        self.bar = widgets.IntProgress(value=0, min=0, max=max(total or 0, 1), description="oxen map")
+        self.known = total is not None
         self.label = widgets.HTML()
         self.box = widgets.HBox([self.bar, self.label])
         display(self.box)
 
     def update(self, stats: BatchProgress) -> None:
         with self.bar.hold_sync():
+            if not self.known:  # a generator's rows: the bar shows only that rows are finishing
+                self.bar.max = max(stats.done, 1)
             self.bar.value = stats.done
         self.label.value = html.escape(stats.line())
 
@@ -124,7 +129,7 @@ class _WidgetBar(_Display):
             self.label.value = html.escape(f"{stats.line()} · {note}")
 
 
-def make_progress(progress: bool | Callable[[BatchProgress], Any], total: int) -> _Display:
+def make_progress(progress: bool | Callable[[BatchProgress], Any], total: int | None) -> _Display:
     """A widget bar in a notebook kernel (a text bar if ipywidgets is missing), a text bar on
     stderr elsewhere, nothing for ``False``, or ``progress(stats)`` for a callable."""
     if callable(progress) and not isinstance(progress, bool):

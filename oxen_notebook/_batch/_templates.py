@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ParameterError
 from .._values import fill as fill_values
+from ._sources import is_path, parquet_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,9 +36,12 @@ def _fields(template: str) -> tuple[set[str], bool]:
 
 
 def table(data: Any) -> tuple[pd.DataFrame, list[dict[str, Any]], bool]:
-    """The data as a DataFrame, its rows as dicts, and whether rows are bare strings."""
+    """The data as a DataFrame, its rows as dicts, and whether rows are bare strings. An iterable
+    (a generator too) or a Parquet file's path is read whole: ``_sources`` reads lazily."""
     import pandas as pd
 
+    if is_path(data):
+        data = parquet_frame(data)
     if isinstance(data, pd.DataFrame):
         frame = data.copy()
         return frame, frame.to_dict(orient="records"), False
@@ -45,9 +49,10 @@ def table(data: Any) -> tuple[pd.DataFrame, list[dict[str, Any]], bool]:
         name = data.name if isinstance(data.name, str) else "text"
         frame = data.to_frame(name)
         return frame, [{name: v, "text": v} for v in data.tolist()], True
-    if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
+    if isinstance(data, (bytes, Mapping)) or not isinstance(data, Iterable):
         raise ParameterError(
-            f"data must be a DataFrame, a list of dicts or a list of strings; got {type(data).__name__}."
+            "data must be a DataFrame, a Series, a list or iterable of dicts or of strings, or a "
+            f"Parquet file's path; got {type(data).__name__}."
         )
     items = list(data)
     if all(isinstance(item, str) for item in items):
