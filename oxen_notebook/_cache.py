@@ -4,6 +4,11 @@ The key is a SHA-256 of the base URL and the request body (model, messages, para
 streaming options and without the API key. One SQLite file in WAL mode, one connection per thread and
 a busy timeout, so the batch workers, the panel's thread and a second kernel can read and write it at
 the same time. Only complete replies are stored (finish reason ``stop``, ``length`` or ``tool_calls``).
+
+Mode ``"replay"`` answers only from the file and sends nothing: a request that is not there fails
+with :class:`~oxen_notebook.CacheMissError` naming its key. It is meant for re-running notebooks in
+CI without a network; ``OXEN_CACHE_MODE=replay`` puts every cache a Session opens into it, so the
+notebook that recorded with ``cache="responses.sqlite"`` replays unchanged.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ParameterError
+from ._errors import CacheMissError, ParameterError
 
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["MODES", "ResponseCache", "cache_key", "lookup", "open_cache", "store"]
+__all__ = ["MODES", "MODE_ENV", "ResponseCache", "cache_key", "lookup", "lookup_first", "open_cache", "store"]
 
-MODES = ("on", "refresh", "always")
+MODES = ("on", "refresh", "always", "replay")
+MODE_ENV = "OXEN_CACHE_MODE"  # overrides the mode of every cache a Session opens (CI: replay)
 _STORED_REASONS = {"stop", "length", "tool_calls"}
 _UNKEYED = {"stream", "stream_options"}
 _log = logging.getLogger("oxen_notebook")
@@ -54,13 +60,20 @@ class ResponseCache:
     """Finished replies in a SQLite file.
 
     ``mode`` is ``"on"`` (read and write requests sent with ``temperature=0``), ``"refresh"`` (never
-    read, always write: re-asks and overwrites) or ``"always"`` (read and write whatever the
-    temperature). Change it at any time: ``session.cache.mode = "refresh"``.
+    read, always write: re-asks and overwrites), ``"always"`` (read and write whatever the
+    temperature) or ``"replay"`` (read whatever the temperature, never write, and a miss is a
+    :class:`~oxen_notebook.CacheMissError`: nothing is sent). Change it at any time:
+    ``session.cache.mode = "refresh"``.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, mode: str = "on") -> None:
         self.path = Path(path) if path is not None else default_cache_path()
         self.mode = mode
+        if mode == "replay" and not self.path.exists():
+            raise ParameterError(
+                f"the replay cache {str(self.path)!r} does not exist: record it first with "
+                "Session(cache=path, temperature=0), or give the file that was recorded."
+            )
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
@@ -75,6 +88,11 @@ class ResponseCache:
         if value not in MODES:
             raise ParameterError(f"cache mode {value!r} is invalid: expected one of {', '.join(MODES)}.")
         self._mode = value
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the mode is ``"replay"``: answers come only from the file, nothing is sent."""
+        return self._mode == "replay"
 
     def __repr__(self) -> str:
         return f"ResponseCache(path={str(self.path)!r}, mode={self.mode!r})"
@@ -102,7 +120,7 @@ class ResponseCache:
 
     def cacheable(self, body: dict[str, Any]) -> bool:
         """Whether this request may be answered from, and stored in, the cache."""
-        return self.mode == "always" or body.get("temperature") == 0
+        return self.mode in ("always", "replay") or body.get("temperature") == 0
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored reply for ``key`` (text, finish_reason, usage, tool_calls), or ``None``."""
@@ -117,10 +135,15 @@ class ResponseCache:
         )
 
     def lookup(self, base_url: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The stored reply for this request, if the mode allows reading it."""
+        """The stored reply for this request, if the mode allows reading it; in replay mode a
+        miss raises :class:`~oxen_notebook.CacheMissError`."""
         if self.mode == "refresh" or not self.cacheable(body):
             return None
-        return self.get(cache_key(base_url, body))
+        key = cache_key(base_url, body)
+        hit = self.get(key)
+        if hit is None and self.replaying:
+            raise CacheMissError(key)
+        return hit
 
     def __len__(self) -> int:
         return self._connect().execute("SELECT COUNT(*) FROM replies").fetchone()[0]
@@ -139,26 +162,30 @@ class ResponseCache:
 
 
 def open_cache(cache: bool | str | os.PathLike[str] | ResponseCache | None) -> ResponseCache | None:
-    """``Session(cache=...)``: ``True``, ``"refresh"``, ``"always"``, a file path, or a ``ResponseCache``."""
+    """``Session(cache=...)``: ``True``, ``"refresh"``, ``"always"``, ``"replay"``, a file path, or a
+    ``ResponseCache``. ``OXEN_CACHE_MODE``, when set, is the mode of any but a ``ResponseCache``."""
     if cache is None or cache is False:
         return None
     if isinstance(cache, ResponseCache):
         return cache
+    forced = os.environ.get(MODE_ENV, "").strip()
+    if forced and forced not in MODES:
+        raise ParameterError(f"{MODE_ENV}={forced!r} is invalid: expected one of {', '.join(MODES)}.")
     if cache is True:
-        return ResponseCache()
+        return ResponseCache(mode=forced or "on")
     if isinstance(cache, str) and cache in MODES:
-        return ResponseCache(mode=cache)
+        return ResponseCache(mode=forced or cache)
     if isinstance(cache, (str, os.PathLike)):
-        return ResponseCache(cache)
+        return ResponseCache(cache, mode=forced or "on")
     raise ParameterError(
-        f"cache={cache!r} is invalid: expected True, 'refresh', 'always', a file path or False."
+        f"cache={cache!r} is invalid: expected True, 'refresh', 'always', 'replay', a file path or False."
     )
 
 
 def store(cache: ResponseCache, base_url: str, body: dict[str, Any], reply: dict[str, Any]) -> None:
     """Keep ``reply`` (text, finish_reason, usage, tool_calls) if it is complete and the mode takes
-    this request; a cache that cannot be written is logged, never raised."""
-    if reply.get("finish_reason") not in _STORED_REASONS or not cache.cacheable(body):
+    this request (never in replay mode); a cache that cannot be written is logged, never raised."""
+    if cache.replaying or reply.get("finish_reason") not in _STORED_REASONS or not cache.cacheable(body):
         return
     import sqlite3
 
@@ -169,11 +196,35 @@ def store(cache: ResponseCache, base_url: str, body: dict[str, Any], reply: dict
 
 
 def lookup(cache: ResponseCache, base_url: str, body: dict[str, Any]) -> dict[str, Any] | None:
-    """The stored reply for this request, or ``None``; a cache that cannot be read is logged."""
+    """The stored reply for this request, or ``None``; a cache that cannot be read is logged (in
+    replay mode, a miss or an unreadable cache raises :class:`~oxen_notebook.CacheMissError`)."""
     import sqlite3
 
     try:
         return cache.lookup(base_url, body)
-    except sqlite3.Error:
+    except sqlite3.Error as exc:
+        if cache.replaying:
+            raise CacheMissError(
+                cache_key(base_url, body), reason=f"the cache could not be read: {exc}"
+            ) from None
         _log.warning("the oxen_notebook response cache could not be read", exc_info=True)
         return None
+
+
+def lookup_first(
+    cache: ResponseCache, base_url: str, bodies: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The first of ``bodies`` that is stored, as ``(reply, body)``; ``(None, bodies[0])`` when none
+    is. In replay mode a miss of every body raises the first one's :class:`CacheMissError`."""
+    first: CacheMissError | None = None
+    for body in bodies:
+        try:
+            hit = lookup(cache, base_url, body)
+        except CacheMissError as miss:
+            first = first or miss
+            continue
+        if hit is not None:
+            return hit, body
+    if first is not None:
+        raise first
+    return None, bodies[0]

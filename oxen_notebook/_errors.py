@@ -11,6 +11,7 @@ OxenError
 ├── ReplyConsumedError        a reply was iterated a second time (also a RuntimeError)
 ├── SchemaError               a reply is not JSON that matches the requested schema (.errors, .text)
 ├── ToolLoopError             the model still called tools after max_tool_rounds rounds
+├── CacheMissError            replay mode: the request is not in the response cache (.key)
 └── APIError                  the API or the connection failed
     ├── APIStatusError        an HTTP error status, or an error event in a stream
     │   ├── BadRequestError           400, 422 (types invalid_params, invalid_file_input)
@@ -42,6 +43,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheMissError",
     "InsufficientCreditsError",
     "MissingAPIKeyError",
     "MissingDependencyError",
@@ -103,6 +105,28 @@ class SchemaError(OxenError):
 
 class ToolLoopError(OxenError):
     """The model still called tools after ``max_tool_rounds`` rounds of answers."""
+
+
+class CacheMissError(OxenError):
+    """``cache="replay"``: the request is not in the response cache, and replay sends nothing.
+    ``key`` is its cache key; ``row`` the batch row it belongs to (``map``), if any."""
+
+    hint = (
+        "record it first: run once with the cache in mode 'on' (which stores temperature=0 "
+        "requests) or 'always', then replay."
+    )
+
+    def __init__(self, key: str, *, row: int | None = None, reason: str | None = None) -> None:
+        self.key = key
+        self.row = row
+        self.reason = reason
+        where = f"row {row}: " if row is not None else ""
+        why = f"; {reason}" if reason else ""
+        super().__init__(f"{where}not in the replay cache (key {key[:12]}…){why} — {self.hint}")
+
+    def at_row(self, row: int) -> CacheMissError:
+        """The same miss, naming the batch row it belongs to."""
+        return CacheMissError(self.key, row=row, reason=self.reason)
 
 
 class APIError(OxenError):

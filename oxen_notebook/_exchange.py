@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._assembler import Assembler
-from ._cache import ResponseCache, lookup, store
+from ._cache import ResponseCache, lookup_first, store
 from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError
 from ._records import Message, new_id
 from ._request import with_fallback
@@ -133,12 +133,21 @@ class Exchange:
         self._started = True
 
     def _replay(self) -> list[str] | None:
-        """Answer from the response cache: fill the reply in and return its deltas, or ``None``."""
+        """Answer from the response cache: fill the reply in and return its deltas, or ``None``.
+        In replay mode a miss raises :class:`CacheMissError` (it ends the reply as an error)."""
         if self._cache is None:
             return None
-        hit = lookup(self._cache, self.request.base_url, self.request.body)
+        request = self.request
+        bodies = [request.body]
+        if self._cache.replaying and request.fallback is not None and not request.use_fallback:
+            # Replay reads no model details, so it cannot know that the model takes only
+            # json_object: if the recording sent the fallback, that body is the key.
+            bodies.append(with_fallback(request.body, request.fallback))
+        hit, body = lookup_first(self._cache, request.base_url, bodies)
         if hit is None:
             return None
+        if body is not request.body:
+            request.body, request.use_fallback = body, True
         self.cached = True
         text = self._assembler.restore(hit)
         return [text] if text else []

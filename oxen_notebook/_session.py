@@ -36,6 +36,8 @@ from ._values import fill
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ._batch import Estimate
+
 __all__ = ["DEFAULT_MODEL", "Session"]
 
 DEFAULT_MODEL = "gpt-5-2-chat-latest"
@@ -51,7 +53,8 @@ class Session:
     ``defaults`` are request parameters (``temperature``, ``max_tokens``, ...) for every request;
     per-call keywords override them. ``journal="chat.jsonl"`` appends each message as it finishes.
     ``cache=True`` answers repeated ``temperature=0`` requests from a local SQLite cache
-    (``"refresh"`` re-asks and overwrites, ``"always"`` caches any temperature, or give a file path).
+    (``"refresh"`` re-asks and overwrites, ``"always"`` caches any temperature, ``"replay"`` answers
+    only from the cache and sends nothing, or give a file path).
     ``max_turns`` (attribute, default ``None``: all) caps how many earlier turns a request sends.
     ``context_rows`` / ``context_chars`` bound what a DataFrame, list, dict or long string filled
     into a template (``map``, ``compare``, ``preview``) becomes: at most that many rows and characters.
@@ -225,7 +228,9 @@ class Session:
             raise ParameterError("prompt is empty: give the text to send.")
         merged = validate_params({**self.defaults, **params})
         options = turn_options(merged, **typed)
-        schema = self.catalog.request_schema(model) if self.validate_schema else None
+        # Replay sends nothing, not even GET /models/{id}: the recording checked the parameters.
+        published = self.validate_schema and not (self.cache is not None and self.cache.replaying)
+        schema = self.catalog.request_schema(model) if published else None
         request = prepare_request(
             prompt,
             model=model,
@@ -239,7 +244,7 @@ class Session:
         )
         request.fallback = options.fallback
         if options.fallback is not None:
-            takes = self.catalog.takes_json_schema(model, published=self.validate_schema)
+            takes = self.catalog.takes_json_schema(model, published=published)
             request.use_fallback = not takes
         return request, self._plan(request, options)
 
@@ -495,6 +500,7 @@ class Session:
         schema: Any = None,
         images: list[Any] | None = None,
         files: list[Any] | None = None,
+        max_cost_usd: float | None = None,
         **params: Any,
     ) -> pd.DataFrame:
         """Send ``template``, filled from each row of ``data`` (a DataFrame, a list of dicts, or a
@@ -506,12 +512,38 @@ class Session:
         sent unstreamed (the body carries the server's token counts); ``stream=True`` streams them.
         ``schema=`` (as in :meth:`stream`) adds one typed column per field and ``parsed`` after the
         data's columns; a row that does not validate after its repair has NA there and its error.
-        ``images=`` / ``files=`` (as in :meth:`stream`) go with every row, read once."""
+        ``images=`` / ``files=`` (as in :meth:`stream`) go with every row, read once.
+        ``max_cost_usd=`` starts no row that could pass the budget (the spent cost plus the rows in
+        flight at their estimate, as :meth:`estimate` counts); the rows not sent say so in ``error``,
+        and ``out.attrs`` has ``cost_usd`` and ``budget_stopped``."""
         from ._batch import run_map
 
         return run_map(
             self, data, template, concurrency=concurrency, on_error=on_error, progress=progress,
-            stream=stream, schema=schema, images=images, files=files, **params,
+            stream=stream, schema=schema, images=images, files=files, max_cost_usd=max_cost_usd,
+            **params,
+        )  # fmt: skip
+
+    def estimate(
+        self,
+        data: Any,
+        template: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        expected_output_tokens: int | None = None,
+        sample: int | None = None,
+        **params: Any,
+    ) -> Estimate:
+        """What :meth:`map` of ``template`` over ``data`` would send and cost; nothing is sent but
+        the model's details (once). Each row is filled and counted as :meth:`preview` counts it;
+        over 100,000 rows (or with ``sample=N``) a seeded random sample is counted and scaled.
+        Replies count ``expected_output_tokens`` a row, else ``max_tokens`` (a bound), else 256."""
+        from ._batch import estimate_map
+
+        return estimate_map(
+            self, data, template, model=model, max_tokens=max_tokens,
+            expected_output_tokens=expected_output_tokens, sample=sample, **params,
         )  # fmt: skip
 
     def compare(

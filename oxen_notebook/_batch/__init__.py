@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from ._commit import commit_results
 from ._compare import compare_html, run_compare
+from ._estimate import Estimate, estimate_map
 from ._map import MAP_COLUMNS, run_map
 from ._progress import BatchProgress, make_progress
 
 __all__ = [
-    "MAP_COLUMNS", "BatchProgress", "commit_results", "compare_html", "make_progress", "run_compare",
-    "run_map",
+    "MAP_COLUMNS", "BatchProgress", "Estimate", "commit_results", "compare_html", "estimate_map",
+    "make_progress", "run_compare", "run_map",
 ]  # fmt: skip

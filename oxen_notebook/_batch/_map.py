@@ -26,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._errors import OxenError, ParameterError, StreamError
+from .._errors import CacheMissError, OxenError, ParameterError, StreamError
 from .._params import validate_params
 from .._records import Message, new_id
 from .._request import attachments
 from .._turn import AsyncTurn
+from ._budget import Budget, make_budget
 from ._commit import record_run
 from ._progress import BatchProgress, make_progress
 from ._templates import check_template, fill, table
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .._attachments import Attachment
+    from .._cache import ResponseCache
     from .._client import Client
     from .._models import ModelCatalog
     from .._records import BatchLog
@@ -58,6 +60,9 @@ class BatchSession(Protocol):
     batch_log: BatchLog
     context_rows: int | None  # how much of a DataFrame, list, dict or long string a {field} shows
     context_chars: int | None
+    system: str | None  # what a row's estimate counts (max_cost_usd=)
+    defaults: dict[str, Any]
+    cache: ResponseCache | None  # replay mode sends nothing, not even GET /models/{id}
 
     def client(self, model: str | None = None) -> Client: ...
 
@@ -134,8 +139,10 @@ class _Runner:
         stream: bool = False,
         schema: BatchSchema | None = None,
         files: list[Attachment] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.session = session
+        self.budget = budget  # max_cost_usd=: the gate rows start through
         self.stream = stream
         # What every row's request takes besides its prompt: the schema's options, the attachments.
         self.typed = {**(schema.request if schema is not None else {}), **({"files": files} if files else {})}
@@ -188,6 +195,10 @@ class _Runner:
     async def _worker(self) -> None:
         while not self._stopping and self._next < len(self.jobs):
             index = self._next
+            if self.budget is not None and not self.budget.admit(index):
+                if await self.budget.wait():
+                    continue  # a row in flight finished: look again
+                break  # nothing in flight and the row does not fit: no more start
             self._next += 1
             outcome = self.outcomes[index]
             outcome.state = "running"
@@ -198,11 +209,14 @@ class _Runner:
                 self._settle(index, reply, cancelled=True)
                 return
             self._settle(index, reply, cancelled=False)
+            if self.budget is not None:
+                self.budget.finished(index, outcome.replies)
             self.stats.done += 1
             if outcome.state == "failed":
                 self.stats.failed += 1
                 if self.on_error == "raise" and self.first_error is None:
                     error = reply[-1].error if reply else None
+                    error = error.at_row(index) if isinstance(error, CacheMissError) else error
                     self.first_error = error or ParameterError(outcome.error or "the row failed.")
                     self._stop()
 
@@ -289,11 +303,15 @@ def _wait(runner: _Runner, progress: bool | Callable[[BatchProgress], Any]) -> N
     finally:
         if runner.first_error is not None and note is None:
             note = "stopped at the first error"
+        if runner.budget is not None and runner.budget.stopped and note is None:
+            note = runner.budget.note()
         display.close(runner.stats, note)
 
 
 def _prefetch(session: BatchSession, models: set[str]) -> None:
     """Fetch model details and prices before the batch so the loop never blocks on them."""
+    if session.cache is not None and session.cache.replaying:
+        return  # nothing is sent in replay mode
     for model in models:
         session.catalog.known(model)
         session.ledger.pricing(model)
@@ -315,6 +333,7 @@ def execute(
     stream: bool = False,
     schema: BatchSchema | None = None,
     files: list[Attachment] | None = None,
+    budget: Budget | None = None,
 ) -> _Runner:
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ParameterError(f"concurrency={concurrency!r} is invalid: expected a positive integer.")
@@ -327,7 +346,7 @@ def execute(
         if schema is not None and job.params.get("response_format"):
             raise ParameterError("give schema= or response_format=, not both.")
     _prefetch(session, {job.model or session.model for job in jobs if job.error is None})
-    runner = _Runner(session, jobs, concurrency, on_error, stream, schema, files)
+    runner = _Runner(session, jobs, concurrency, on_error, stream, schema, files, budget)
     if jobs:
         try:
             _wait(runner, progress)
@@ -396,6 +415,7 @@ def run_map(
     max_repairs: int = 1,
     images: list[Any] | None = None,
     files: list[Any] | None = None,
+    max_cost_usd: float | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """See :meth:`Session.map`. ``stream=True`` streams each row (SSE) instead of reading one
@@ -418,10 +438,16 @@ def run_map(
             jobs.append(Job(fill(template, row, positional, **limits), model, dict(params)))
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
             jobs.append(Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}"))
-    runner = execute(session, jobs, concurrency, on_error, progress, stream, typed, attached)
+    budget = make_budget(session, jobs, model, max_cost_usd, params)
+    runner = execute(session, jobs, concurrency, on_error, progress, stream, typed, attached, budget)
+    if budget is not None:
+        budget.mark_unsent(runner.outcomes)
     out = result_columns(frame, runner.outcomes, typed)
     out.attrs["batch_id"] = runner.batch_id
     out.attrs["interrupted"] = runner.interrupted
+    spent = out["cost_usd"].dropna()  # the rows' costs, as the ledger priced them
+    out.attrs["cost_usd"] = float(spent.sum()) if len(spent) else None
+    out.attrs["budget_stopped"] = budget is not None and budget.stopped
     record_run(out, template=template, model=model or session.model, params={**session.defaults, **params},
                batch_id=runner.batch_id)  # fmt: skip
     return out

@@ -1,0 +1,171 @@
+"""``map(max_cost_usd=)``: the gate a batch's rows start through, so that it stops before its budget.
+
+A row starts only if the cost so far (the finished rows' ``cost_usd``, from the ledger) plus the
+estimates of the rows in flight plus its own estimate stays within the budget. A row that does
+not fit while others are in flight waits for one of them to finish (its real cost replaces its
+estimate) and looks again; when nothing is in flight and it still does not fit, no more rows start
+and the rest are marked not sent. Rows start in order, so the ones sent are always a prefix.
+
+A row's estimate is its prompt counted as ``Session.estimate`` counts it, plus its reply: with
+``max_tokens`` (an upper bound) the spent total can never pass the budget; without it, the reply is
+taken as :data:`~._estimate.DEFAULT_REPLY_TOKENS`, or the longest reply of the batch so far if that
+is longer, so rows in flight may cost more than estimated. A schema row's repair request is not in
+its estimate; it is counted once the row finishes. Only a model priced per token can be kept to a
+budget: anything else is a :class:`ParameterError` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ParameterError
+from .._params import validate_params
+from ._estimate import PromptCounter, pricing_problem, reply_rule
+
+if TYPE_CHECKING:
+    from .._pricing import Pricing
+    from .._records import Message
+    from ._map import BatchSession, Job
+
+__all__ = ["Budget", "make_budget"]
+
+
+class Budget:
+    """The budget of one batch. ``prompt_tokens(index)`` is a row's prompt tokens (``None``: the
+    row sends nothing). Used on the batch's event loop only: ``admit`` before a row starts,
+    ``await wait()`` when it refused, ``finished`` when the row ended."""
+
+    def __init__(
+        self,
+        limit: float,
+        pricing: Pricing,
+        prompt_tokens: Callable[[int], int | None],
+        reply_tokens: int,
+        *,
+        bound: bool,
+        total: int,
+    ) -> None:
+        self.limit = limit
+        self.total = total
+        self.spent = 0.0  # the finished rows' cost
+        self.started = 0
+        self.stopped = False  # a row did not fit with nothing in flight: no more start
+        self._input = pricing.input_cost_per_token or 0.0
+        self._output = pricing.output_cost_per_token or 0.0
+        self._prompt_tokens = prompt_tokens
+        self._reply_tokens = reply_tokens
+        self._bound = bound
+        self._in_flight: dict[int, float] = {}  # row -> its estimate
+        self._changed: asyncio.Event | None = None
+        self._counted: tuple[int, int | None] = (-1, None)
+
+    @property
+    def in_flight(self) -> float:
+        """The estimates of the rows running."""
+        return sum(self._in_flight.values())
+
+    @property
+    def reason(self) -> str:
+        """What the rows not sent say in their ``error``."""
+        return f"not sent: the budget of ${self.limit:,.2f} would be passed"
+
+    def note(self) -> str:
+        """One line for the progress bar: what was spent, how many rows were not sent."""
+        left = self.total - self.started
+        return (
+            f"stopped by the budget: ${self.spent:,.4f} of ${self.limit:,.2f} spent, "
+            f"{left:,} row{'s' if left != 1 else ''} not sent"
+        )
+
+    def estimate(self, index: int) -> float:
+        """Row ``index``'s estimated cost in dollars."""
+        if self._counted[0] != index:  # a row that waits is looked at again: count it once
+            self._counted = (index, self._prompt_tokens(index))
+        tokens = self._counted[1]
+        if tokens is None:
+            return 0.0
+        return tokens * self._input + self._reply_tokens * self._output
+
+    def admit(self, index: int) -> bool:
+        """Whether row ``index`` may start now; if so it counts as in flight at its estimate."""
+        if self.stopped:
+            return False
+        cost = self.estimate(index)
+        if self.spent + self.in_flight + cost > self.limit:
+            return False
+        self._in_flight[index] = cost
+        self.started += 1
+        return True
+
+    async def wait(self) -> bool:
+        """After ``admit`` refused: wait until a row in flight finishes, then ``True`` (look
+        again). With none in flight the budget cannot take the row: stop, and ``False``."""
+        if not self.stopped and self._in_flight:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+            return not self.stopped
+        self.stopped = True
+        self._wake()
+        return False
+
+    def finished(self, index: int, replies: list[Message]) -> None:
+        """Row ``index`` ended with ``replies``: their cost replaces its estimate."""
+        self._in_flight.pop(index, None)
+        self.spent += sum(m.cost_usd for m in replies if m.cost_usd is not None)
+        if not self._bound:  # the guess grows to the longest reply seen
+            longest = max((m.completion_tokens or 0 for m in replies), default=0)
+            self._reply_tokens = max(self._reply_tokens, longest)
+        self._wake()
+
+    def mark_unsent(self, outcomes: list[Any]) -> None:
+        """Give the rows the budget kept from starting their state and error."""
+        if not self.stopped:
+            return
+        for outcome in outcomes:
+            if outcome.state == "not sent":
+                outcome.state, outcome.error = "interrupted", self.reason
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, None
+        if event is not None:
+            event.set()
+
+
+def make_budget(
+    session: BatchSession, jobs: list[Job], model: str | None, limit: Any, params: dict[str, Any]
+) -> Budget | None:
+    """The budget for ``map(max_cost_usd=limit)``, or ``None`` without one (and in replay mode,
+    which sends nothing). A bad limit, or a model that cannot be priced per token before its rows
+    run, is a one-line :class:`ParameterError`, raised before anything is sent."""
+    if limit is None:
+        return None
+    if (
+        not isinstance(limit, (int, float))
+        or isinstance(limit, bool)
+        or not math.isfinite(limit)
+        or limit <= 0
+    ):
+        raise ParameterError(f"max_cost_usd={limit!r} is invalid: expected a positive number of dollars.")
+    if session.cache is not None and session.cache.replaying:
+        return None
+    model = model or session.model
+    pricing = session.ledger.pricing(model)
+    problem = pricing_problem(model, pricing)
+    if problem is not None or pricing is None:
+        raise ParameterError(
+            f"max_cost_usd={limit!r} cannot be kept: {problem}; drop max_cost_usd, or use a model "
+            "priced per token (oxen_notebook.list_models())."
+        )
+    merged = validate_params({**session.defaults, **params})
+    counter = PromptCounter(session.system, merged)
+    rule = reply_rule(merged)
+
+    def prompt_tokens(index: int) -> int | None:
+        job = jobs[index]
+        return counter(job.prompt) if job.prompt is not None and job.error is None else None
+
+    return Budget(limit, pricing, prompt_tokens, rule.tokens, bound=rule.bound, total=len(jobs))
