@@ -30,8 +30,9 @@ stray ``\begin{…}`` is never typeset, whatever the frontend's delimiter settin
   and ends at the first line ending with ``$$`` / ``\]``; a blank line, a less indented line or
   another delimiter first makes it ordinary text (so an unclosed ``$$`` never takes the rest of the
   reply, and a streamed block shows as text until its closing line arrives).
-- Nothing in code spans, fences or indented code is math. In tables, GFM turns ``\|`` into ``|``
-  before any inline rule runs, math included.
+- Nothing in code spans, fences or indented code is math, and inline math never holds a backtick
+  (so ``costs $10, run `echo $HOME` `` stays a price and code). In tables, GFM turns ``\|`` into
+  ``|`` before any inline rule runs, math included.
 
 **Macro policy.** Math that uses any of :data:`REFUSED_MACROS` (or a macro whose name starts with
 ``html``) is not typeset: it is shown as its source in a ``<code>`` element, which typesetters skip.
@@ -156,8 +157,8 @@ def _bracket_inline(state: StateInline, silent: bool) -> bool:
         state.cache[key] = pos
         return False
     content = src[pos + 2 : close]
-    if not content.strip():
-        return False
+    if not content.strip() or "`" in content:
+        return False  # empty, or reaching into a code span
     if not silent:
         token = state.push("math_inline" if opener == "(" else "math_inline_double", "math", 0)
         token.content = content
@@ -248,11 +249,30 @@ def _render_text(self: Any, tokens: Sequence[Token], idx: int, options: Any, env
     return escape_text(tokens[idx].content)
 
 
+_DOLLARS = math_inline_dollar(allow_space=False, allow_digits=False, allow_double=True)
+
+
+def _dollar_inline(state: StateInline, silent: bool) -> bool:
+    """``$…$`` and ``$$…$$`` inside a paragraph, by ``dollarmath``'s rule, but not into a code span:
+    math that would hold a backtick is text (``$10, run `echo $HOME` `` has a price and code)."""
+    if state.src[state.pos] != "$":
+        return False
+    start = state.pos
+    if not _DOLLARS(state, True):
+        return False
+    if "`" in state.src[start : state.pos]:
+        state.pos = start
+        return False
+    if silent:
+        return True
+    state.pos = start
+    return _DOLLARS(state, False)
+
+
 def math_plugin(md: MarkdownIt) -> MarkdownIt:
     """Add the math rules and their renderers to ``md`` (and the text renderer that keeps ordinary
     text from looking like math to a typesetter)."""
-    dollars = math_inline_dollar(allow_space=False, allow_digits=False, allow_double=True)
-    md.inline.ruler.before("escape", "math_inline", dollars)
+    md.inline.ruler.before("escape", "math_inline", _dollar_inline)
     md.inline.ruler.before("escape", "math_inline_bracket", _bracket_inline)
     md.block.ruler.before(
         "fence", "math_block", _display_block, {"alt": ["paragraph", "reference", "blockquote", "list"]}

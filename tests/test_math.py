@@ -98,6 +98,9 @@ PRICES = {
     "echo $HOME and $PATH": "echo <span>$</span>HOME and <span>$</span>PATH",
     "from $5 to $x$": "from <span>$</span>5 to <span>\\(x\\)</span>",  # the first closer fails: text
     "$20,000 and $30,000": "<span>$</span>20,000 and <span>$</span>30,000",
+    # Math never reaches into a code span (the browser test found this one).
+    "It costs $10. Code: `$HOME`.": "It costs <span>$</span>10. Code: <code>$HOME</code>.",
+    "\\(a `\\) b` \\)": "(a <code>\\) b</code> )",
 }
 
 
