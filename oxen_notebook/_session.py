@@ -501,10 +501,14 @@ class Session:
         images: list[Any] | None = None,
         files: list[Any] | None = None,
         max_cost_usd: float | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        resume: bool = True,
+        retry_errors: bool = False,
         **params: Any,
     ) -> pd.DataFrame:
         """Send ``template``, filled from each row of ``data`` (a DataFrame, a list of dicts, or a
-        list of strings for ``{}``/``{text}``), as one-shot requests, ``concurrency`` at a time.
+        list of strings for ``{}``/``{text}``; also any iterable of those, or a Parquet file's
+        path), as one-shot requests, ``concurrency`` at a time.
 
         Returns the data in its order with ``reply``, ``finish_reason``, token, ``latency_s``,
         ``cost_usd``, ``cached`` and ``error`` columns. ``on_error="raise"`` stops at the first
@@ -515,13 +519,19 @@ class Session:
         ``images=`` / ``files=`` (as in :meth:`stream`) go with every row, read once.
         ``max_cost_usd=`` starts no row that could pass the budget (the spent cost plus the rows in
         flight at their estimate, as :meth:`estimate` counts); the rows not sent say so in ``error``,
-        and ``out.attrs`` has ``cost_usd`` and ``budget_stopped``."""
+        and ``out.attrs`` has ``cost_usd`` and ``budget_stopped``.
+        ``checkpoint="runs/x"`` reads the data lazily (a generator or a Parquet file in batches)
+        and writes finished rows to Parquet parts in that folder as it goes, with their batch log;
+        the result is read back from them. Run the same call again (after an error, a Ctrl-C or a
+        dead kernel) and it goes on where it stopped, sending no finished row again; a changed
+        template, model or parameters is an error, and ``resume=False`` clears the folder and
+        starts over. Failed rows count as finished; ``retry_errors=True`` sends them again."""
         from ._batch import run_map
 
         return run_map(
             self, data, template, concurrency=concurrency, on_error=on_error, progress=progress,
             stream=stream, schema=schema, images=images, files=files, max_cost_usd=max_cost_usd,
-            **params,
+            checkpoint=checkpoint, resume=resume, retry_errors=retry_errors, **params,
         )  # fmt: skip
 
     def estimate(

@@ -330,8 +330,8 @@ class Checkpoint:
         except (pa.ArrowException, TypeError, ValueError):  # a column whose type changed between parts
             frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
         else:
-            del tables
-            frame = table.to_pandas()
+            del tables  # the concatenated table holds the buffers: Arrow frees each column as it is read
+            frame = table.to_pandas(split_blocks=True, self_destruct=True)
             del table
         if frame[ROW].duplicated().any():
             frame = frame.drop_duplicates(ROW, keep="last")

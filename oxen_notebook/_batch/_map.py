@@ -13,6 +13,12 @@ shared 429 pause holds every worker.
 With ``schema=`` a row is an ``AsyncTurn``: its reply, and a repair request when the reply does not
 validate. Every request of the row is in the batch log, and the row's tokens, latency and cost are
 their sums; the typed columns are ``_typed.py``'s.
+
+Rows come from an iterator of ``(position, Job)``, taken one at a time as a worker frees up
+(:meth:`_Runner._next_row`, the one place a row starts). Without a checkpoint every outcome is kept
+in order; with ``checkpoint=`` the data is a lazy ``_sources.Source``, each finished row goes to the
+checkpoint's next Parquet part (``_checkpoint.py``) and is dropped, so memory holds the rows in
+flight and one part, and the result is read back from the parts.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import concurrent.futures
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,7 +66,7 @@ class BatchSession(Protocol):
     batch_log: BatchLog
     context_rows: int | None  # how much of a DataFrame, list, dict or long string a {field} shows
     context_chars: int | None
-    system: str | None  # what a row's estimate counts (max_cost_usd=)
+    system: str | None  # what a row's estimate counts (max_cost_usd=), and a checkpoint records
     defaults: dict[str, Any]
     cache: ResponseCache | None  # replay mode sends nothing, not even GET /models/{id}
 
@@ -98,6 +104,7 @@ class Job:
     model: str | None
     params: dict[str, Any]
     error: str | None = None  # the row could not be made into a request
+    data: dict[str, Any] | None = None  # the row's data, which a checkpoint stores with its result
 
 
 @dataclass
@@ -109,6 +116,18 @@ class _Outcome:
     records: list[Message] = field(default_factory=list)  # every message of the row, in order
     replies: list[Message] = field(default_factory=list)  # every reply: the row's totals
     parsed: Any = None  # the validated value (schema=)
+
+
+class RowSink(Protocol):
+    """Where a runner puts each finished row instead of keeping it (a checkpoint's next part)."""
+
+    def add(self, index: int, job: Job, outcome: _Outcome) -> None: ...
+
+    def due(self) -> bool: ...  # rows have waited long enough: flush now
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _send_as(current: AsyncReply | AsyncTurn, stream: bool) -> None:
@@ -128,32 +147,45 @@ def _row_messages(current: AsyncReply | AsyncTurn) -> tuple[list[Message], list[
 
 
 class _Runner:
-    """Runs the jobs with at most ``concurrency`` in flight; ``outcomes`` keeps their order."""
+    """Runs the rows with at most ``concurrency`` in flight. For a list of jobs every outcome is
+    kept in order (``outcomes``); for an iterator of ``(position, job)`` with a ``sink`` (a
+    checkpoint) each finished row goes there and is dropped."""
 
     def __init__(
         self,
         session: BatchSession,
-        jobs: list[Job],
+        jobs: list[Job] | Iterator[tuple[int, Job]],
         concurrency: int,
         on_error: str,
         stream: bool = False,
         schema: BatchSchema | None = None,
         files: list[Attachment] | None = None,
         budget: Budget | None = None,
+        *,
+        total: int | None = None,
+        models: set[str | None] | None = None,
+        sink: RowSink | None = None,
     ) -> None:
         self.session = session
         self.budget = budget  # max_cost_usd=: the gate rows start through
         self.stream = stream
         # What every row's request takes besides its prompt: the schema's options, the attachments.
         self.typed = {**(schema.request if schema is not None else {}), **({"files": files} if files else {})}
-        self.jobs = jobs
+        self.outcomes: list[_Outcome] = []
+        if isinstance(jobs, list):
+            total, models = len(jobs), {job.model for job in jobs}
+            self.outcomes = [_Outcome() for _ in jobs]
+            jobs = enumerate(jobs)
+        self._rows = jobs
+        self._pending: tuple[int, Job] | None = None  # taken from the rows, not started yet
+        self.models = models or {None}
+        self.sink = sink
         self.concurrency = concurrency
         self.on_error = on_error
-        self.outcomes = [_Outcome() for _ in jobs]
-        self.stats = BatchProgress(total=len(jobs))
+        self.stats = BatchProgress(total=total)
         self.first_error: OxenError | None = None
+        self.failure: BaseException | None = None  # the data or the checkpoint failed: raised after
         self.interrupted = False
-        self._next = 0
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,15 +195,20 @@ class _Runner:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         session = self.session
-        clients = {session.client(job.model) for job in self.jobs}
+        clients = {session.client(model) for model in self.models}
         for client in clients:
             _active[id(client)] = _active.get(id(client), 0) + 1
-        workers = min(self.concurrency, len(self.jobs))
+        total = self.stats.total
+        workers = self.concurrency if total is None else min(self.concurrency, total)
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(workers)]
+        ticker = asyncio.create_task(self._tick()) if self.sink is not None else None
         try:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             self.stats.ended = self.stats.ended or time.perf_counter()
+            if ticker is not None:
+                ticker.cancel()
+                self._store(self.sink.close)  # the rows finished since the last part
             for client in clients:
                 _active[id(client)] -= 1
                 if not _active[id(client)]:
@@ -192,26 +229,60 @@ class _Runner:
             if task is not me:
                 task.cancel()
 
-    async def _worker(self) -> None:
-        while not self._stopping and self._next < len(self.jobs):
-            index = self._next
+    def _store(self, write: Callable[[], Any]) -> None:
+        """Write to the checkpoint; if that fails, stop the batch and raise the error after it."""
+        try:
+            write()
+        except Exception as exc:
+            self.failure = self.failure or exc
+            self._stop()
+
+    async def _tick(self) -> None:
+        """Write a part when finished rows have waited long enough, though no row finishes."""
+        assert self.sink is not None
+        while True:
+            await asyncio.sleep(0.5)
+            if self.sink.due():
+                self._store(self.sink.flush)
+
+    async def _next_row(self) -> tuple[int, Job] | None:
+        """The next row to start, or ``None``: start no more. The one place a row starts."""
+        while not self._stopping:
+            if self._pending is None:
+                try:
+                    self._pending = next(self._rows)
+                except StopIteration:
+                    return None
+                except Exception as exc:  # the data failed (a generator raised): no more start
+                    self.failure = self.failure or exc
+                    self._stopping = True  # the rows in flight finish
+                    return None
+            index, _ = self._pending
             if self.budget is not None and not self.budget.admit(index):
                 if await self.budget.wait():
                     continue  # a row in flight finished: look again
-                break  # nothing in flight and the row does not fit: no more start
-            self._next += 1
-            outcome = self.outcomes[index]
+                return None  # nothing in flight and the row does not fit: no more start
+            taken, self._pending = self._pending, None
+            return taken
+        return None
+
+    async def _worker(self) -> None:
+        while (taken := await self._next_row()) is not None:
+            index, job = taken
+            outcome = self.outcomes[index] if self.outcomes else _Outcome()
             outcome.state = "running"
             reply: list[AsyncReply | AsyncTurn] = []
             try:
-                await self._row(index, reply)
+                await self._row(job, reply)
             except asyncio.CancelledError:
-                self._settle(index, reply, cancelled=True)
+                self._settle(job, outcome, reply, cancelled=True)
                 return
-            self._settle(index, reply, cancelled=False)
+            self._settle(job, outcome, reply, cancelled=False)
             if self.budget is not None:
                 self.budget.finished(index, outcome.replies)
             self.stats.done += 1
+            if self.sink is not None:
+                self._store(lambda: self.sink.add(index, job, outcome))  # noqa: B023 (called at once)
             if outcome.state == "failed":
                 self.stats.failed += 1
                 if self.on_error == "raise" and self.first_error is None:
@@ -220,8 +291,7 @@ class _Runner:
                     self.first_error = error or ParameterError(outcome.error or "the row failed.")
                     self._stop()
 
-    async def _row(self, index: int, reply: list[AsyncReply | AsyncTurn]) -> None:
-        job = self.jobs[index]
+    async def _row(self, job: Job, reply: list[AsyncReply | AsyncTurn]) -> None:
         if job.error is not None:
             return
         assert job.prompt is not None
@@ -250,8 +320,9 @@ class _Runner:
                 pass
             return
 
-    def _settle(self, index: int, replies: list[AsyncReply | AsyncTurn], *, cancelled: bool) -> None:
-        outcome = self.outcomes[index]
+    def _settle(
+        self, job: Job, outcome: _Outcome, replies: list[AsyncReply | AsyncTurn], *, cancelled: bool
+    ) -> None:
         reply = replies[-1] if replies else None
         if reply is not None:
             outcome.user = reply.user_message
@@ -263,7 +334,7 @@ class _Runner:
             outcome.error = _CUT_SHORT if reply is not None else _NOT_SENT
         elif message is None:
             outcome.state = "failed"
-            outcome.error = self.jobs[index].error or "the row was not sent."
+            outcome.error = job.error or "the row was not sent."
         elif message.finish_reason in ("error", "interrupted"):
             outcome.state = "failed" if message.finish_reason == "error" else "interrupted"
             outcome.error = message.error or _CUT_SHORT
@@ -300,8 +371,13 @@ def _wait(runner: _Runner, progress: bool | Callable[[BatchProgress], Any]) -> N
         # A second Ctrl-C: return what is there without waiting for the stragglers.
         with contextlib.suppress(KeyboardInterrupt, concurrent.futures.TimeoutError):
             future.result(timeout=30)
+    except BaseException:  # the progress callback failed: stop the rows (a checkpoint keeps its part)
+        runner.stop_threadsafe()
+        with contextlib.suppress(BaseException):
+            future.result(timeout=30)
+        raise
     finally:
-        if runner.first_error is not None and note is None:
+        if (runner.first_error is not None or runner.failure is not None) and note is None:
             note = "stopped at the first error"
         if runner.budget is not None and runner.budget.stopped and note is None:
             note = runner.budget.note()
@@ -324,6 +400,15 @@ def _log_batch(session: BatchSession, runner: _Runner) -> str:
     return batch_id
 
 
+def _check_options(concurrency: Any, on_error: Any, stream: Any) -> None:
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ParameterError(f"concurrency={concurrency!r} is invalid: expected a positive integer.")
+    if on_error not in ("record", "raise"):
+        raise ParameterError(f"on_error={on_error!r} is invalid: expected 'record' or 'raise'.")
+    if not isinstance(stream, bool):
+        raise ParameterError(f"stream={stream!r} is invalid: expected True or False.")
+
+
 def execute(
     session: BatchSession,
     jobs: list[Job],
@@ -335,12 +420,7 @@ def execute(
     files: list[Attachment] | None = None,
     budget: Budget | None = None,
 ) -> _Runner:
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-        raise ParameterError(f"concurrency={concurrency!r} is invalid: expected a positive integer.")
-    if on_error not in ("record", "raise"):
-        raise ParameterError(f"on_error={on_error!r} is invalid: expected 'record' or 'raise'.")
-    if not isinstance(stream, bool):
-        raise ParameterError(f"stream={stream!r} is invalid: expected True or False.")
+    _check_options(concurrency, on_error, stream)
     for job in jobs:
         validate_params(job.params)
         if schema is not None and job.params.get("response_format"):
@@ -372,34 +452,43 @@ def result_columns(
     """``frame`` with the schema's columns (if any), then :data:`MAP_COLUMNS`, one row per outcome."""
     import pandas as pd
 
-    values: dict[str, list[Any]] = {name: [] for name in MAP_COLUMNS}
-    for outcome in outcomes:
-        message = outcome.message
-        if outcome.state in ("not sent", "running"):  # never started: the batch was interrupted
-            outcome.state, outcome.error = "interrupted", _NOT_SENT
-        if message is None:
-            message = Message(role="assistant", content="", finish_reason=outcome.state)
-            message.finish_reason = "interrupted" if outcome.state == "interrupted" else "error"
-        done = outcome.state == "done"
-        replies = outcome.replies
-        values["reply"].append(message.content if message.content or done else None)
-        values["finish_reason"].append(message.finish_reason)
-        values["prompt_tokens"].append(_total([m.prompt_tokens for m in replies]))
-        values["completion_tokens"].append(_total([m.completion_tokens for m in replies]))
-        values["latency_s"].append(_total([m.duration_s for m in replies]))
-        values["cost_usd"].append(_total([m.cost_usd for m in replies]))
-        values["cached"].append(bool(replies) and all(m.cached for m in replies))
-        values["error"].append(None if done else outcome.error)
+    rows = [_values(outcome) for outcome in outcomes]
+    values = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in MAP_COLUMNS]
     if schema is not None:
         parsed = [outcome.parsed if outcome.state == "done" else None for outcome in outcomes]
         for name, column in schema.frame_columns(parsed, frame.index).items():
             frame[name] = column
-    dtypes = {"reply": "string", "finish_reason": "string", "prompt_tokens": "Int64",
-              "completion_tokens": "Int64", "latency_s": "Float64", "cost_usd": "Float64",
-              "cached": "boolean", "error": "string"}  # fmt: skip
-    for name in MAP_COLUMNS:
-        frame[name] = pd.Series(values[name], index=frame.index, dtype="object").astype(dtypes[name])
+    for name, column in zip(MAP_COLUMNS, values, strict=True):
+        frame[name] = pd.Series(column, index=frame.index, dtype="object").astype(_DTYPES[name])
     return frame
+
+
+_DTYPES = {"reply": "string", "finish_reason": "string", "prompt_tokens": "Int64",
+           "completion_tokens": "Int64", "latency_s": "Float64", "cost_usd": "Float64",
+           "cached": "boolean", "error": "string"}  # fmt: skip
+
+
+def _values(outcome: _Outcome) -> list[Any]:
+    """The row's :data:`MAP_COLUMNS` values."""
+    message = outcome.message
+    if outcome.state in ("not sent", "running"):  # never started: the batch was interrupted
+        outcome.state, outcome.error = "interrupted", _NOT_SENT
+    done = outcome.state == "done"
+    if message is None:
+        reply, finish = None, "interrupted" if outcome.state == "interrupted" else "error"
+    else:
+        reply, finish = message.content if message.content or done else None, message.finish_reason
+    replies = outcome.replies
+    return [
+        reply,
+        finish,
+        _total([m.prompt_tokens for m in replies]),
+        _total([m.completion_tokens for m in replies]),
+        _total([m.duration_s for m in replies]),
+        _total([m.cost_usd for m in replies]),
+        bool(replies) and all(m.cached for m in replies),
+        None if done else outcome.error,
+    ]
 
 
 def run_map(
@@ -416,13 +505,25 @@ def run_map(
     images: list[Any] | None = None,
     files: list[Any] | None = None,
     max_cost_usd: float | None = None,
+    checkpoint: Any = None,
+    resume: bool = True,
+    retry_errors: bool = False,
     **params: Any,
 ) -> pd.DataFrame:
     """See :meth:`Session.map`. ``stream=True`` streams each row (SSE) instead of reading one
     ``chat.completion`` body per row. ``schema=`` adds a column per field, and ``parsed``, after
     the data's (``_typed.py``); ``max_repairs`` is each row's, as in :meth:`Session.astream`.
-    ``images=`` / ``files=`` go with every row: read and encoded once, before any row is sent."""
+    ``images=`` / ``files=`` go with every row: read and encoded once, before any row is sent.
+    ``checkpoint=DIR`` reads the data lazily and keeps finished rows in ``DIR`` (``_checkpoint.py``);
+    ``resume=False`` clears it first, ``retry_errors=True`` sends its failed rows again."""
     attached = attachments(images, files)
+    if checkpoint is not None:
+        from ._outofcore import run_checkpointed  # it builds on this module's runner
+
+        options = {"concurrency": concurrency, "on_error": on_error, "progress": progress, "stream": stream,
+                   "max_cost_usd": max_cost_usd, "schema": schema, "max_repairs": max_repairs}  # fmt: skip
+        store = {"path": checkpoint, "resume": resume, "retry_errors": retry_errors}
+        return run_checkpointed(session, data, template, attached, store, options, params)
     frame, rows, strings = table(data)
     positional = check_template(template, {str(c) for c in frame.columns} | {"text"} if strings
                                  else {str(c) for c in frame.columns}, strings)  # fmt: skip
@@ -431,13 +532,8 @@ def run_map(
         typed = BatchSchema(schema, max_repairs)
         typed.check_names(frame.columns, MAP_COLUMNS)
     model = params.pop("model", None)
-    jobs = []
     limits = {"rows": session.context_rows, "chars": session.context_chars}
-    for row in rows:
-        try:
-            jobs.append(Job(fill(template, row, positional, **limits), model, dict(params)))
-        except (KeyError, IndexError, ValueError, AttributeError) as exc:
-            jobs.append(Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}"))
+    jobs = [_job(template, row, positional, model, params, limits) for row in rows]
     budget = make_budget(session, jobs, model, max_cost_usd, params)
     runner = execute(session, jobs, concurrency, on_error, progress, stream, typed, attached, budget)
     if budget is not None:
@@ -451,3 +547,13 @@ def run_map(
     record_run(out, template=template, model=model or session.model, params={**session.defaults, **params},
                batch_id=runner.batch_id)  # fmt: skip
     return out
+
+
+def _job(
+    template: str, row: dict[str, Any], positional: bool, model: str | None, params: dict[str, Any],
+    limits: dict[str, int | None],
+) -> Job:  # fmt: skip
+    try:
+        return Job(fill(template, row, positional, **limits), model, dict(params))
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        return Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}")

@@ -1,0 +1,173 @@
+"""``map(..., checkpoint=DIR)``: the data read lazily, each finished row stored and dropped.
+
+The rows come from a ``_sources.Source`` one at a time, as the runner's workers free up; the rows
+the checkpoint has already are skipped (never sent again); each finished row goes to the
+checkpoint's next Parquet part (``_checkpoint.py``), its batch-log records too, and the result is
+read back from the parts once the run ends (also after a Ctrl-C: the rows finished so far). The
+Session's batch log keeps only a link to the checkpoint's log, read when it is exported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ParameterError
+from .._params import validate_params
+from .._records import new_id
+from ._budget import make_budget
+from ._checkpoint import ROW, Checkpoint, fingerprint
+from ._commit import record_run
+from ._map import (
+    _DTYPES,
+    MAP_COLUMNS,
+    BatchSession,
+    Job,
+    _check_options,
+    _job,
+    _Outcome,
+    _prefetch,
+    _Runner,
+    _values,
+    _wait,
+)
+from ._sources import Source, open_source
+from ._templates import check_template
+from ._typed import PARSED, BatchSchema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .._attachments import Attachment
+
+__all__ = ["run_checkpointed"]
+
+
+class _Stored:
+    """The runner's sink for a checkpoint: each finished row's data, result and records."""
+
+    def __init__(self, store: Checkpoint, batch_id: str, schema: BatchSchema | None) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self.schema = schema
+        self.sent = 0  # rows stored by this run
+        self.due, self.flush, self.close = store.due, store.flush, store.close
+
+    def add(self, index: int, job: Job, outcome: _Outcome) -> None:
+        if outcome.state not in ("done", "failed"):
+            return  # cut short: not finished, so it runs again when the batch resumes
+        result = dict(zip(MAP_COLUMNS, _values(outcome), strict=True))
+        if self.schema is not None:
+            value = self.schema.output.dump(outcome.parsed) if outcome.state == "done" else None
+            result[PARSED] = None if value is None else json.dumps(value, ensure_ascii=False)
+        self.sent += 1
+        self.store.add(index, job.data or {}, result, outcome.records, self.batch_id)
+
+
+class _Latest:
+    """``jobs[index]`` for a budget over lazy rows: the row it asks about is the last one taken."""
+
+    def __init__(self, total: int | None) -> None:
+        self.index, self.job, self.total = -1, Job(None, None, {}), total or 0
+
+    def __getitem__(self, index: int) -> Job:
+        return self.job if index == self.index else Job(None, None, {})
+
+    def __len__(self) -> int:
+        return self.total
+
+
+def run_checkpointed(
+    session: BatchSession, data: Any, template: str, attached: list[Attachment], store: dict[str, Any],
+    options: dict[str, Any], params: dict[str, Any],
+) -> pd.DataFrame:  # fmt: skip
+    """``run_map`` with ``store`` (``path``, ``resume``, ``retry_errors``) and its other
+    ``options``; ``params`` are the request parameters (``model`` among them)."""
+    source = open_source(data)
+    names = {str(c) for c in source.columns} | ({"text"} if source.strings else set())
+    positional = check_template(template, names, source.strings)
+    schema = options["schema"]
+    typed = BatchSchema(schema, options["max_repairs"]) if schema is not None else None
+    if typed is not None:
+        typed.check_names(source.columns, MAP_COLUMNS)
+        if params.get("response_format"):
+            raise ParameterError("give schema= or response_format=, not both.")
+    _check_options(options["concurrency"], options["on_error"], options["stream"])
+    model = params.pop("model", None)
+    validate_params(params)
+    manifest = {
+        "template": template,
+        "model": model or session.model,
+        "params": {**session.defaults, **params},
+        "schema": fingerprint(typed.output.json_schema) if typed is not None else None,
+        "system": fingerprint(session.system),
+        "attachments": [a.sha256 or a.url for a in attached],
+        "data": source.description,
+        "rows_total": source.total,
+    }
+    checkpoint = Checkpoint(
+        store["path"], manifest, resume=store["resume"], retry_errors=store["retry_errors"]
+    )
+    total = None if source.total is None else source.total - checkpoint.finished
+    latest = _Latest(total)
+    budget = make_budget(session, latest, model, options["max_cost_usd"], params)  # type: ignore[arg-type]
+    limits = {"rows": session.context_rows, "chars": session.context_chars}
+
+    def rows() -> Iterator[tuple[int, Job]]:
+        for index, row in enumerate(source.rows()):
+            if not checkpoint.is_done(index):
+                job = _job(template, row, positional, model, params, limits)
+                job.data = source.stored(row)
+                latest.index, latest.job = index, job
+                yield index, job
+
+    _prefetch(session, {model or session.model})
+    batch_id = new_id()
+    sink = _Stored(checkpoint, batch_id, typed)
+    runner = _Runner(session, rows(), options["concurrency"], options["on_error"], options["stream"], typed,
+                     attached, budget, total=total, models={model}, sink=sink)  # fmt: skip
+    runner.batch_id = batch_id
+    try:
+        if total != 0:
+            _wait(runner, options["progress"])
+    finally:
+        if sink.sent:  # the batch log stays in the checkpoint: read when it is exported
+            session.batch_log.link(batch_id, checkpoint.log_reader(batch_id))
+    if runner.failure is not None:
+        raise runner.failure
+    if runner.first_error is not None:
+        raise runner.first_error
+    out = _read_back(checkpoint.results(), source, typed)
+    out.attrs.update(batch_id=batch_id, interrupted=runner.interrupted, checkpoint=str(checkpoint.path),
+                     resumed_rows=checkpoint.resumed, budget_stopped=budget is not None and budget.stopped)  # fmt: skip
+    spent = out["cost_usd"].dropna()
+    out.attrs["cost_usd"] = float(spent.sum()) if len(spent) else None
+    record_run(out, template=template, model=manifest["model"], params=manifest["params"], batch_id=batch_id)
+    return out
+
+
+def _read_back(stored: pd.DataFrame, source: Source, schema: BatchSchema | None) -> pd.DataFrame:
+    """The result from a checkpoint's rows: the data's columns, the schema's, :data:`MAP_COLUMNS`."""
+    import pandas as pd
+
+    positions = stored.pop(ROW).to_numpy()
+    ours = [*MAP_COLUMNS, PARSED]
+    if source.frame is not None:  # an in-memory frame: its own columns, dtypes and index
+        out = source.frame.iloc[positions].copy()
+    else:
+        names = [str(c) for c in source.columns]
+        names += [c for c in stored.columns if c not in names and c not in ours]
+        out = pd.DataFrame({name: stored.pop(name) if name in stored else None for name in names},
+                           index=stored.index)  # fmt: skip
+        complete = len(positions) == 0 or positions[-1] == len(positions) - 1
+        out.index = pd.RangeIndex(len(out)) if complete else pd.Index(positions)
+    if schema is not None:
+        texts = stored[PARSED].tolist() if PARSED in stored else [None] * len(out)
+        values = [None if text is None or text != text else schema.output.parse(text) for text in texts]
+        for name, column in schema.frame_columns(values, out.index).items():
+            out[name] = column
+    for name in MAP_COLUMNS:  # each column moved over (and dropped from ``stored``) in its own dtype
+        column = stored.pop(name) if name in stored else pd.Series([None] * len(out), dtype="object")
+        out[name] = column.astype(_DTYPES[name]).set_axis(out.index)
+    return out
