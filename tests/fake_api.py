@@ -542,6 +542,33 @@ class FakeAPI:
             out.write(b"".join(pending))
             out.flush()
 
+    # -- requests in flight (the cluster tests) -------------------------------------------------------
+
+    in_flight = 0  # POSTs being handled now, once track_in_flight() is on
+    max_in_flight = 0  # the most at once since then
+
+    def track_in_flight(self) -> FakeAPI:
+        """From now on count the POSTs being handled at once, from their arrival to the last byte
+        written: ``in_flight``, and its peak ``max_in_flight`` (``reset_in_flight()`` starts it again)."""
+        post = self._post
+
+        def counted(handler: BaseHTTPRequestHandler) -> None:
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                post(handler)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+        self._post = counted  # type: ignore[method-assign]
+        return self
+
+    def reset_in_flight(self) -> None:
+        with self._lock:
+            self.max_in_flight = self.in_flight
+
 
 def _interleaved_tool_calls(calls: list[dict[str, Any]], send: Callable[[dict[str, Any]], None]) -> None:
     """As OpenAI streams parallel calls: each call's id and name first (empty arguments), then its

@@ -516,6 +516,12 @@ def run_map(
     ``images=`` / ``files=`` go with every row: read and encoded once, before any row is sent.
     ``checkpoint=DIR`` reads the data lazily and keeps finished rows in ``DIR`` (``_checkpoint.py``);
     ``resume=False`` clears it first, ``retry_errors=True`` sends its failed rows again."""
+    if type(data).__module__.startswith("dask") and hasattr(data, "map_partitions"):
+        from ._dask import map_dask  # a Dask DataFrame: its partitions, on dask.distributed workers
+
+        return map_dask(session, data, template, concurrency=concurrency, on_error=on_error, progress=progress,
+                        stream=stream, schema=schema, max_repairs=max_repairs, images=images, files=files,
+                        max_cost_usd=max_cost_usd, checkpoint=checkpoint, **params)  # fmt: skip
     attached = attachments(images, files)
     if checkpoint is not None:
         from ._outofcore import run_checkpointed  # it builds on this module's runner

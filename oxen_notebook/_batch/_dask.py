@@ -1,0 +1,423 @@
+"""``Session.map`` over a Dask DataFrame: its partitions, mapped on ``dask.distributed`` workers.
+
+Each partition is a plain ``Session.map`` on the worker that runs it, by a Session made there from
+the caller's settings (model, system prompt, defaults, base URL, timeouts, retries, context limits,
+the cache's path and mode). The API key is not among them: each worker finds its own
+(``OXEN_API_KEY`` or the Oxen CLI's config on that machine), so no key is ever in the task graph.
+
+Two cluster-wide objects, both on the scheduler, hold the workers together:
+
+- **Concurrency**: a ``distributed.Semaphore`` with ``concurrency`` leases. A partition takes one
+  lease (waiting for it), then up to its share, ``ceil(concurrency / partitions that can run at
+  once)``, without waiting; it runs with as many rows in flight as it holds leases and returns
+  them when it ends. A row has one request in flight at a time (a retry or a repair comes after
+  the one before), so the cluster never has more than ``concurrency`` requests in flight.
+- **The 429 pause**: every worker's client sends through :class:`_PausingTransport`, which waits
+  while the cluster is paused; a 429 it receives pauses the cluster for its ``Retry-After`` (or
+  0.5 s without one), written as a wall-clock time to a ``distributed.Variable`` that every
+  partition polls every 50 ms. (The worker's own client pauses too, as on one machine.) Workers on
+  several machines need clocks that agree to well under a second.
+
+``map`` returns when every partition is done, with the result persisted on the workers: a Dask
+DataFrame whose ``.compute()``, or any further step, never sends the requests again. The
+partitions' frames carry the run in ``attrs`` (as a pandas ``map`` result does), so the computed
+frame goes straight to ``commit_results``. Ctrl-C sets a stop event: the running partitions see it
+at their next poll and stop as ``map`` stops on Ctrl-C, the ones not begun begin with no rows, and
+``map`` waits for them before it raises ``KeyboardInterrupt``, so nothing is sent after it. With
+``on_error="raise"`` the first failing partition stops the others the same way and its error is
+raised here, as the same class. The usage ledger and the batch log of each partition stay on its
+worker; the result's columns have every row's tokens and cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from .._cache import ResponseCache
+from .._client import Client
+from .._errors import MissingDependencyError, OxenError, ParameterError
+from .._records import new_id
+from .._request import attachments
+from .._session import Session
+from ._commit import record_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .._attachments import Attachment
+
+__all__ = ["ClusterMap", "ClusterSession", "map_dask", "plan_dask_map"]
+
+_POLL_S = 0.05  # how often a partition reads the cluster's pause and stop
+_RPC_TIMEOUT_S = 5.0
+_MAX_PAUSE_S = 60.0
+_STOP_WAIT_S = 30.0  # how long a stopped map waits for its running partitions
+_DEFAULT_PAUSE_S = 0.5  # a 429 without Retry-After (the client's first backoff)
+
+
+class ClusterSession(Protocol):
+    """What the cluster path reads of the caller's Session."""
+
+    model: str
+    system: str | None
+    base_url: str
+    defaults: dict[str, Any]
+    context_rows: int | None
+    context_chars: int | None
+    cache: ResponseCache | None
+
+    def client(self, model: str | None = None) -> Client: ...
+
+    def map(self, data: Any, template: str, **kwargs: Any) -> pd.DataFrame: ...
+
+
+# -- what every partition takes (picklable, and without the key) ---------------------------------
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """A worker's Session: the caller's, but for the key."""
+
+    model: str
+    system: str | None
+    base_url: str
+    defaults: dict[str, Any]
+    context_rows: int | None
+    context_chars: int | None
+    timeout: float
+    connect_timeout: float
+    max_retries: int
+    cache: tuple[str, str] | None  # path, mode
+
+    @classmethod
+    def of(cls, session: ClusterSession) -> _Settings:
+        client = session.client()
+        cache = session.cache
+        return cls(
+            model=session.model, system=session.system, base_url=session.base_url,
+            defaults=dict(session.defaults), context_rows=session.context_rows,
+            context_chars=session.context_chars, timeout=client.timeout,
+            connect_timeout=client.connect_timeout, max_retries=client.max_retries,
+            cache=(str(cache.path), cache.mode) if cache is not None else None,
+        )  # fmt: skip
+
+    def session(self, pause: _ClusterPause) -> Session:
+        options = {"timeout": self.timeout, "connect_timeout": self.connect_timeout,
+                   "max_retries": self.max_retries}  # fmt: skip
+        session = Session(
+            self.model, self.system, base_url=self.base_url, context_rows=self.context_rows,
+            context_chars=self.context_chars, cache=ResponseCache(*self.cache) if self.cache else None,
+            **options, **self.defaults,
+        )  # fmt: skip
+        # The hosted API through the cluster's pause; the key is looked up on this worker.
+        transport = _PausingTransport(pause, self.base_url)
+        session.clients.hosted = Client(self.base_url, async_transport=transport, **options)
+        return session
+
+
+@dataclass(frozen=True)
+class _Plan:
+    settings: _Settings
+    template: str
+    options: dict[str, Any]  # on_error, stream, schema, max_repairs, files
+    params: dict[str, Any]  # the call's, model included
+    semaphore: Any  # distributed.Semaphore: pickled as its name and size
+    share: int
+    pause: str  # the names of the Variable and the Event
+    stop: str
+    batch_id: str
+
+
+# -- on a worker ---------------------------------------------------------------------------------
+
+
+def _retry_after(headers: httpx.Headers) -> float:
+    """How long a 429 pauses the cluster: ``retry-after-ms``, ``Retry-After`` (seconds or a date),
+    or the client's first backoff."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if not value:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                continue
+        if 0 <= seconds <= _MAX_PAUSE_S:
+            return seconds
+    return _DEFAULT_PAUSE_S
+
+
+class _ClusterPause:
+    """A partition's view of the cluster's pause and stop, read every ``_POLL_S`` in a thread."""
+
+    def __init__(self, variable: Any, event: Any) -> None:
+        self.until = 0.0  # time.time() before which nothing is sent
+        self.stopped = False
+        self._variable = variable
+        self._event = event
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="oxen-cluster-pause", daemon=True)
+
+    def __enter__(self) -> _ClusterPause:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=_RPC_TIMEOUT_S)
+
+    def _watch(self) -> None:
+        while not self._done.wait(_POLL_S):
+            try:
+                self.until = max(self.until, float(self._variable.get(timeout=_RPC_TIMEOUT_S)))
+                self.stopped = self.stopped or bool(self._event.is_set())
+            except Exception:  # the scheduler is busy or gone: keep what is known, try again
+                continue
+
+    def pause(self, seconds: float) -> None:
+        """Pause this partition now and every other one at its next poll."""
+        until = time.time() + seconds
+        if until <= self.until:
+            return
+        self.until = until
+        threading.Thread(target=self._publish, args=(until,), daemon=True).start()
+
+    def _publish(self, until: float) -> None:
+        with contextlib.suppress(Exception):  # this partition pauses anyway; the others: at the next 429
+            self._variable.set(max(until, self.until), timeout=_RPC_TIMEOUT_S)
+
+    async def wait(self) -> None:
+        while (left := self.until - time.time()) > 0:
+            await asyncio.sleep(left)
+
+    def check(self, _stats: Any) -> None:
+        """The partition's progress callback: a stop from the caller stops it as Ctrl-C would."""
+        if self.stopped:
+            raise KeyboardInterrupt
+
+
+def _proxy_for(base_url: str) -> str | None:
+    from urllib.request import getproxies, proxy_bypass
+
+    url = httpx.URL(base_url)
+    if proxy_bypass(url.host):
+        return None
+    proxies = getproxies()
+    return proxies.get(url.scheme) or proxies.get("all")
+
+
+class _PausingTransport(httpx.AsyncBaseTransport):
+    """httpx's transport, but it waits out the cluster's pause and spreads a 429's. It goes through
+    the proxy the environment names for ``base_url``, as httpx's own transport would."""
+
+    def __init__(self, pause: _ClusterPause, base_url: str) -> None:
+        self._pause = pause
+        self._proxy = _proxy_for(base_url)
+        self._inner: httpx.AsyncHTTPTransport | None = None  # made on the loop that uses it
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self._pause.wait()
+        if self._inner is None:
+            self._inner = httpx.AsyncHTTPTransport(proxy=self._proxy)
+        response = await self._inner.handle_async_request(request)
+        if response.status_code == 429:
+            self._pause.pause(_retry_after(response.headers))
+        return response
+
+    async def aclose(self) -> None:
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            await inner.aclose()
+
+
+class _Raised(Exception):
+    """An OxenError on its way from a worker: rebuilt as the same class, whatever its constructor."""
+
+    def rebuild(self) -> OxenError:
+        cls, message, state = self.args
+        error = cls.__new__(cls)
+        Exception.__init__(error, message)
+        error.__dict__.update(state)
+        return error
+
+
+def _take_leases(semaphore: Any, share: int) -> int:
+    semaphore.acquire()
+    leases = 1
+    while leases < share and semaphore.acquire(timeout=0):
+        leases += 1
+    return leases
+
+
+def _map_partition(part: pd.DataFrame, plan: _Plan) -> pd.DataFrame:
+    """One partition, on a worker: its leases, its Session, ``Session.map``."""
+    from distributed import Event, Variable, get_client
+
+    client = get_client()
+    stop = Event(plan.stop, client=client)
+    leases = _take_leases(plan.semaphore, plan.share)
+    try:
+        if stop.is_set():  # the caller stopped the map before this partition began: send nothing
+            part = part.iloc[:0]
+        with _ClusterPause(Variable(plan.pause, client=client), stop) as pause:
+            session = plan.settings.session(pause)
+            try:
+                out = session.map(part, plan.template, concurrency=leases, progress=pause.check,
+                                  **plan.options, **plan.params)  # fmt: skip
+            except OxenError as exc:
+                raise _Raised(type(exc), str(exc), dict(vars(exc))) from None
+            finally:
+                session.close()
+    finally:
+        for _ in range(leases):
+            plan.semaphore.release()
+    # The same attrs on every partition (pandas keeps only attrs that agree when .compute() concatenates
+    # them): the run and its batch id, not this partition's cost or its own batch id.
+    out.attrs.clear()
+    params = {k: v for k, v in plan.params.items() if k != "model"}
+    record_run(out, template=plan.template, model=plan.params.get("model") or plan.settings.model,
+               params={**plan.settings.defaults, **params}, batch_id=plan.batch_id)  # fmt: skip
+    out.attrs["batch_id"] = plan.batch_id
+    return out
+
+
+# -- on the caller's machine ---------------------------------------------------------------------
+
+
+def _distributed() -> Any:
+    try:
+        import dask.dataframe  # noqa: F401  (a Dask DataFrame needs it; so does make_meta)
+        import distributed
+    except ImportError:
+        raise MissingDependencyError(
+            'map over a Dask DataFrame needs dask.distributed: pip install "oxen-notebook[dask]".'
+        ) from None
+    return distributed
+
+
+def _dask_client(distributed: Any) -> Any:
+    try:
+        return distributed.get_client()
+    except ValueError:
+        raise ParameterError(
+            "map over a Dask DataFrame runs on a dask.distributed cluster: start a client first "
+            "(from dask.distributed import Client; client = Client()), or .compute() the frame."
+        ) from None
+
+
+def plan_dask_map(
+    session: ClusterSession,
+    data: Any,
+    template: str,
+    *,
+    concurrency: int = 8,
+    on_error: str = "record",
+    stream: bool = False,
+    schema: Any = None,
+    max_repairs: int = 1,
+    files: list[Attachment] | None = None,
+    **params: Any,
+) -> ClusterMap:
+    """The map as a lazy collection, checked before anything is sent (an empty ``map`` of the
+    frame's meta checks the template and options, and gives the result's columns and dtypes)."""
+    distributed = _distributed()
+    from dask.dataframe.utils import make_meta
+
+    client = _dask_client(distributed)
+    options = {"on_error": on_error, "stream": stream, "schema": schema, "max_repairs": max_repairs,
+               "files": files or None}  # fmt: skip
+    meta = session.map(
+        make_meta(data), template, concurrency=concurrency, progress=False, **options, **params
+    )
+    batch_id = new_id()
+    name = f"oxen-notebook-map-{batch_id}"
+    semaphore = distributed.Semaphore(max_leases=concurrency, name=name)
+    distributed.Variable(f"{name}-pause", client=client).set(0.0)
+    threads = sum(client.nthreads().values()) or 1
+    plan = _Plan(
+        settings=_Settings.of(session), template=template, options=options, params=dict(params),
+        semaphore=semaphore, share=math.ceil(concurrency / max(1, min(threads, data.npartitions))),
+        pause=f"{name}-pause", stop=f"{name}-stop", batch_id=batch_id,
+    )  # fmt: skip
+    return ClusterMap(data.map_partitions(_map_partition, plan, meta=meta, token=name), client, plan)
+
+
+@dataclass(frozen=True)
+class ClusterMap:
+    """A planned map: ``collection`` (lazy), the dask ``client`` it runs on, and its plan."""
+
+    collection: Any
+    client: Any
+    plan: _Plan
+
+    def run(self, progress: bool) -> Any:
+        """Compute and persist the collection; stop the cluster's partitions on Ctrl-C or an error."""
+        import distributed
+
+        client, plan = self.client, self.plan
+        persisted = client.persist(self.collection)
+        futures = distributed.futures_of(persisted)
+        try:
+            if progress:
+                distributed.progress(persisted)
+            for future in distributed.as_completed(futures):
+                if future.status == "error":  # the first failed partition stops the others
+                    error = future.exception()
+                    raise error.rebuild() if isinstance(error, _Raised) else error
+        except BaseException:
+            # Stop the running partitions (at their next poll) and wait for them, so that nothing
+            # is sent once this raises; the partitions not begun yet begin with no rows.
+            distributed.Event(plan.stop, client=client).set()
+            with contextlib.suppress(KeyboardInterrupt, TimeoutError):  # a second Ctrl-C: go now
+                distributed.wait(futures, timeout=_STOP_WAIT_S)
+            client.cancel(futures)
+            raise
+        plan.semaphore.close()
+        distributed.Variable(plan.pause, client=client).delete()
+        return persisted
+
+
+def map_dask(
+    session: ClusterSession,
+    data: Any,
+    template: str,
+    *,
+    concurrency: int = 8,
+    on_error: str = "record",
+    progress: Any = True,
+    stream: bool = False,
+    schema: Any = None,
+    max_repairs: int = 1,
+    images: list[Any] | None = None,
+    files: list[Any] | None = None,
+    max_cost_usd: float | None = None,
+    checkpoint: Any = None,
+    **params: Any,
+) -> Any:
+    """See the module's docstring: the mapped Dask DataFrame, computed and persisted."""
+    if checkpoint is not None:
+        raise ParameterError(
+            "checkpoint= is for a map on one machine; a Dask DataFrame's result stays on the cluster: "
+            "write it with .to_parquet(...)."
+        )
+    if max_cost_usd is not None:
+        raise ParameterError("max_cost_usd= is not supported with a Dask DataFrame: leave it out.")
+    if callable(progress) and not isinstance(progress, bool):
+        raise ParameterError("progress= is True (Dask's progress bar) or False with a Dask DataFrame.")
+    planned = plan_dask_map(
+        session, data, template, concurrency=concurrency, on_error=on_error, stream=stream, schema=schema,
+        max_repairs=max_repairs, files=attachments(images, files), **params,
+    )  # fmt: skip
+    return planned.run(bool(progress))
