@@ -32,8 +32,9 @@ def make_session(fake_api, **kwargs) -> Session:
 
 
 def sent(fake_api) -> collections.Counter:
-    """How many requests the server got for each prompt."""
-    return collections.Counter(_prompt_text(body) for body in fake_api.chat_requests())
+    """How many requests the server got for each prompt (not counting a body cut off mid-way by
+    a cancelled request: it never reached the model)."""
+    return collections.Counter(_prompt_text(body) for body in fake_api.chat_requests() if body is not None)
 
 
 def parts(folder: Path) -> list[Path]:
@@ -258,6 +259,18 @@ def test_a_changed_template_model_or_parameters_is_refused_until_resume_false(fa
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["template"] == "Tell {text}" and manifest["rows_done"] == 20
 
+    # A call that finished no row (interrupted at once here) holds the folder to nothing.
+    fake_api.handler = lambda body: Script(text="slow", latency=5)
+
+    def stop(stats):
+        raise KeyboardInterrupt
+
+    empty = tmp_path / "empty"
+    assert len(s.map(rows, "A {text}", checkpoint=empty, progress=stop)) == 0 and not parts(empty)
+    fake_api.handler = None
+    out = s.map(rows, "B {text}", checkpoint=empty, progress=False)
+    assert list(out["reply"]) == [f"Echo: B r{i}" for i in range(20)]
+
     # A folder that holds other things, and no manifest, is not cleared.
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
@@ -342,3 +355,21 @@ def test_the_batch_log_of_two_runs_is_read_back_in_place(fake_api, tmp_path):
     s.map(["e"], "{text}", checkpoint=tmp_path / "two", progress=False)
     assert list(s.to_dataframe(batch=True)["content"][8:]) == ["e", "Echo: e"]
     assert s.to_dataframe(batch=True).dtypes.equals(log.dtypes)
+
+
+def test_a_budget_stops_a_checkpointed_run_and_a_larger_one_resumes_it(fake_api, tmp_path):
+    s = Session(model="gpt-5-2-chat-latest", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=30.0)
+    rows = (f"item {i}" for i in range(40))
+    # With max_tokens a row costs at most its prompt plus 10 reply tokens: about 1e-4 dollars.
+    out = s.map(rows, "Say {text}", checkpoint=tmp_path / "run", max_cost_usd=0.001, max_tokens=10,
+                concurrency=1, progress=False)  # fmt: skip
+    assert out.attrs["budget_stopped"] is True
+    assert 0 < len(out) < 40 and out.attrs["cost_usd"] <= 0.001
+    assert list(out["reply"]) == [f"Echo: Say item {i}" for i in range(len(out))]  # a prefix, all done
+    first = len(out)
+
+    out = s.map((f"item {i}" for i in range(40)), "Say {text}", checkpoint=tmp_path / "run", max_cost_usd=1.0,
+                max_tokens=10, progress=False)  # fmt: skip
+    assert out.attrs["budget_stopped"] is False and out.attrs["resumed_rows"] == first
+    assert list(out["reply"]) == [f"Echo: Say item {i}" for i in range(40)]
+    assert all(n == 1 for n in sent(fake_api).values()) and len(sent(fake_api)) == 40

@@ -127,8 +127,10 @@ class Checkpoint:
         self.resumed = 0  # rows an earlier run finished
         self._part = 0
         new = {"format": _FORMAT, **_jsonable(manifest)}
-        old = self._read_manifest()
-        if old is not None and resume:
+        old = self._read_manifest(resume)
+        # With no part yet there is nothing to keep: a call that failed before any row finished
+        # (a mistyped model, say) does not hold the folder to its settings.
+        if old is not None and resume and any(self.rows_dir.glob("part-*.parquet")):
             changed = [key for key in _COMPARED if _compared(old)[key] != _compared(new)[key]]
             if changed:
                 raise ParameterError(self._changed(old, new, changed))
@@ -151,7 +153,7 @@ class Checkpoint:
 
     # -- the manifest, and what a resumed run finds ---------------------------------------------
 
-    def _read_manifest(self) -> dict[str, Any] | None:
+    def _read_manifest(self, resume: bool) -> dict[str, Any] | None:
         try:
             text = (self.path / MANIFEST).read_text()
         except FileNotFoundError:
@@ -159,6 +161,8 @@ class Checkpoint:
         try:
             manifest = json.loads(text)
         except ValueError:
+            if not resume:
+                return {}
             raise ParameterError(
                 f"checkpoint {os.fspath(self.path)!r} has a {MANIFEST} that is not JSON: resume=False "
                 "starts over."

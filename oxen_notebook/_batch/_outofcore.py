@@ -68,14 +68,14 @@ class _Stored:
 class _Latest:
     """``jobs[index]`` for a budget over lazy rows: the row it asks about is the last one taken."""
 
-    def __init__(self, total: int | None) -> None:
-        self.index, self.job, self.total = -1, Job(None, None, {}), total or 0
+    def __init__(self) -> None:
+        self.index, self.job = -1, Job(None, None, {})
 
     def __getitem__(self, index: int) -> Job:
         return self.job if index == self.index else Job(None, None, {})
 
     def __len__(self) -> int:
-        return self.total
+        return 0  # not known before the rows are read: the budget's total is set once it is
 
 
 def run_checkpointed(
@@ -106,12 +106,16 @@ def run_checkpointed(
         "data": source.description,
         "rows_total": source.total,
     }
+    latest = _Latest()
+    budget = make_budget(session, latest, model, options["max_cost_usd"], params)  # type: ignore[arg-type]
+    _prefetch(session, {model or session.model})
+    # Everything that can refuse the call has: now the folder is opened (or cleared, resume=False).
     checkpoint = Checkpoint(
         store["path"], manifest, resume=store["resume"], retry_errors=store["retry_errors"]
     )
     total = None if source.total is None else source.total - checkpoint.finished
-    latest = _Latest(total)
-    budget = make_budget(session, latest, model, options["max_cost_usd"], params)  # type: ignore[arg-type]
+    if budget is not None:
+        budget.total = total or 0  # what its "rows not sent" counts from
     limits = {"rows": session.context_rows, "chars": session.context_chars}
 
     def rows() -> Iterator[tuple[int, Job]]:
@@ -122,7 +126,6 @@ def run_checkpointed(
                 latest.index, latest.job = index, job
                 yield index, job
 
-    _prefetch(session, {model or session.model})
     batch_id = new_id()
     sink = _Stored(checkpoint, batch_id, typed)
     runner = _Runner(session, rows(), options["concurrency"], options["on_error"], options["stream"], typed,
