@@ -5,21 +5,26 @@ untouched, to the frontend's typesetter.
 emphasis, so the LaTeX keeps its backslashes, ``_``, ``*``, ``|`` and braces. Each piece of math is
 emitted as its own element, with LaTeX's own delimiters, for the frontend's MathJax (or KaTeX) to
 typeset: ``<span>\(…\)</span>`` inline, ``<span>\[…\]</span>`` for display math inside a paragraph and
-``<p>\[…\]</p>`` for a display block. JupyterLab 4 and Notebook 7 (MathJax 3) and classic Notebook
-(MathJax 2) typeset both forms in HTML outputs and in ``ipywidgets.HTMLMath``; ``\(``/``\[`` rather
-than ``$``/``$$`` because they are also MathJax's and KaTeX's default delimiters, so more viewers of a
-saved notebook typeset them. MathML rendered in Python (``latex2mathml``) was the alternative: it would
-show math where nothing typesets, but it covers a fraction of what MathJax does, looks worse than the
-page's own typesetter (fonts, scaling, the notebook's look), and needs MathML in the sanitizer's
-allow-list, a known source of sanitizer bypasses. Where nothing typesets, the LaTeX stays readable.
+``<p>\[…\]</p>`` for a display block. In HTML outputs and ``ipywidgets.HTMLMath``, JupyterLab 4 and
+Notebook 7 (MathJax 3) and classic Notebook 6.5 (MathJax 2.7) typeset ``$``, ``$$``, ``\(`` and ``\[``
+alike (checked in Chromium); ``\(``/``\[`` because they are also MathJax's and KaTeX's default
+delimiters, so more viewers of a saved notebook typeset them. MathML rendered in Python
+(``latex2mathml``) was the alternative: it would show math where nothing typesets, but it covers a
+fraction of what MathJax does, looks worse than the page's own typesetter (fonts, scaling, the
+notebook's look), and needs MathML in the sanitizer's allow-list, a known source of sanitizer
+bypasses. Where nothing typesets, the LaTeX stays readable.
 
 **The typesetter sees only what this module vetted.** A typesetter scans every text node of the
 output for delimiters, so text that is not math must not look like math to it: in ordinary text
 (everything but code, which typesetters skip) each ``$`` and ``\`` is put in an element of its own
-(``<span>$</span>``). Neither MathJax nor KaTeX joins text across elements, so ``$5 and $10`` or a
-stray ``\begin{…}`` is never typeset, whatever the frontend's delimiter settings.
+(``<span>$</span>``). Neither MathJax nor KaTeX joins text across elements, so ``$5 and $10``, a
+bare ``\begin{equation}…`` or ``\ref{…}`` (Jupyter's MathJax 3 and 2 typeset both in any text) is
+never typeset, whatever the frontend's settings.
 
-**Delimiter rules** (dollars by ``mdit-py-plugins``' ``dollarmath`` rule, the rest here):
+**Delimiter rules.** Dollars inside a paragraph by ``mdit-py-plugins``' ``dollarmath`` inline rule;
+the display-block and ``\(``/``\[`` rules are this module's (``dollarmath``'s block rule and
+``texmath``'s ``\[`` rule take a block across blank lines, so an unclosed one would take the rest
+of a streamed reply and change blocks already sent):
 
 - ``$…$`` is math when the opening ``$`` is followed by a non-space and not preceded by a digit, and
   the first unescaped ``$`` after it is preceded by a non-space and not followed by a digit (so
@@ -36,12 +41,14 @@ stray ``\begin{…}`` is never typeset, whatever the frontend's delimiter settin
 
 **Macro policy.** Math that uses any of :data:`REFUSED_MACROS` (or a macro whose name starts with
 ``html``) is not typeset: it is shown as its source in a ``<code>`` element, which typesetters skip.
-These are the macros that make links (``\href``, ``\url``: ``javascript:`` URLs; JupyterLab's MathJax
-has them, only its safe-mode filter stands in the way, and classic Notebook's MathJax 2 autoloads
-them), set HTML attributes or raw MathML (``\class``, ``\style``, ``\cssId``, ``\data``, ``\html…``,
-``\mmlToken``, ``\bbox``'s CSS), load something (``\require``, ``\unicode``'s fonts,
-``\includegraphics``), or define macros (``\def``, ``\newcommand``, ``\let``…): MathJax keeps
-definitions for the whole page, so a reply could otherwise change how the user's own cells typeset.
+These are the macros that make links (``\href``, ``\url``), set HTML attributes, CSS or raw MathML
+(``\class``, ``\style``, ``\cssId``, ``\data``, ``\html…``, ``\mmlToken``, ``\bbox``), load something
+(``\require``, ``\unicode``'s fonts, ``\includegraphics``), or define macros (``\def``,
+``\newcommand``, ``\let``…; MathJax keeps definitions for the whole page, so a reply could change how
+the user's own cells typeset). JupyterLab's MathJax loads every TeX package (``\href``, ``\class``,
+``\style``, ``\require`` included) and classic Notebook's autoloads them; both drop ``javascript:``
+URLs with MathJax's safe filter, but ``\href{https://…}`` still makes a link there, and a saved
+notebook may be opened where no such filter runs: the policy does not depend on the viewer.
 The LaTeX is HTML-escaped like any text (``<``, ``>``, ``&`` become entities): typesetters read the
 text content, so they see the characters, and raw HTML in math is only ever text.
 """
@@ -87,6 +94,7 @@ _DELIMITER_RE = {
     "\\[": (_ESCAPED, ("\\[", "\\]")),
 }
 _INLINE_CLOSE = {"(": ")", "[": "]"}
+_CLOSERS = {"$": "$", "$$": "$$", "\\(": "\\)", "\\[": "\\]"}
 _OPENER_LINE = re.compile(r" {0,3}(?:\$\$|\\\[)")
 
 
@@ -220,10 +228,8 @@ def _display_block(state: StateBlock, start_line: int, end_line: int, silent: bo
 
 
 def _source(token: Token) -> str:
-    opener, closer = _DISPLAY.get(token.markup, (token.markup, token.markup))
-    if token.markup == "\\(":
-        closer = "\\)"
-    return f"{opener}{token.content}{closer}"
+    """The math as written: its delimiters and content."""
+    return f"{token.markup}{token.content}{_CLOSERS[token.markup]}"
 
 
 def math_as_text(tokens: Sequence[Token]) -> list[Token]:

@@ -67,7 +67,10 @@ class StreamingMarkdown:
     characters at a list item, line or word boundary (approximate until ``close()``, whose final
     full render is then reserved in the budget). A link reference definition, at any depth (block
     quotes, list items), applies to blocks sent before it: it too makes the final full render
-    mandatory and reserved. After ``close()`` the slots' HTML joined is exactly
+    mandatory and reserved. A line that may open a display math block (``$$``, ``\\[``) keeps what
+    follows it in the tail until a blank line or its closing line decides (its closing line could
+    make the blocks after it one block of math); a closed one is sent at once, whole. After
+    ``close()`` the slots' HTML joined is exactly
     ``render_markdown(text)``, in a single slot when that fits in the budget. ``overhead`` is the
     estimated bytes each update costs besides its HTML (message envelope and metadata).
     """
