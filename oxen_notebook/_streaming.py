@@ -52,6 +52,8 @@ class Update:
 _CLOSER_RE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 #: An open display block is kept whole in the live tail up to this many times ``soft_limit``.
 _MATH_PROTECTED = 8
+#: Tokens whose lines never open a display block: closed ones, and code.
+_NOT_OPENERS = ("math_block", "fence", "code_block")
 
 
 class StreamingMarkdown:
@@ -222,7 +224,7 @@ class StreamingMarkdown:
             self._references = True
         blocks = [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
         lines = complete.split("\n")
-        opener = _open_display(blocks, lines)
+        opener = _open_display(tokens, blocks, lines)
         keep = len(blocks) - 1 if opener is None else opener[0]
         if keep >= 1:
             start = blocks[keep].map[0]
@@ -396,16 +398,16 @@ class StreamingMarkdown:
         return update
 
 
-def _open_display(blocks: list[Any], lines: list[str]) -> tuple[int, int] | None:
+def _open_display(tokens: list[Any], blocks: list[Any], lines: list[str]) -> tuple[int, int] | None:
     """The first line after the last blank one that starts like a display block but is none yet
-    (``$$``/``\\[``, not inside a closed one), as (the index of its top-level block, the line): a
-    closing line may still make it and the blocks after it one display block."""
+    (``$$``/``\\[``, not in a closed one, nor in code), as (the index of its top-level block, the
+    line): a closing line may still make it and the blocks after it one display block."""
     start = len(lines) - 1
     while start > 0 and lines[start - 1].strip():
         start -= 1
-    closed = [t.map for t in blocks if t.type == "math_block" and t.map[1] > start]
+    taken = [t.map for t in tokens if t.type in _NOT_OPENERS and t.map and t.map[1] > start]
     for index in range(start, len(lines) - 1):
-        if opens_display(lines[index]) and not any(a <= index < b for a, b in closed):
+        if opens_display(lines[index]) and not any(a <= index < b for a, b in taken):
             owner = max((k for k, t in enumerate(blocks) if t.map[0] <= index), default=0)
             return owner, index
     return None

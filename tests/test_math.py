@@ -240,6 +240,15 @@ def test_display_math_is_typeset_once_closed_and_sent_whole() -> None:
     assert stream.slots[2] == "<p>Then text</p>\n"
 
 
+def test_latex_in_a_fence_streams_in_chunks_like_any_code() -> None:
+    # Lines starting with \[ inside a fence open nothing: the fence is sent chunk by chunk.
+    code = "```latex\n" + "".join(f"\\[\nx_{i}\n\\]\n" for i in range(60)) + "```\n"
+    shown, stream = snapshots([*code.splitlines(keepends=True), "\nafter\n"])
+    assert len(stream.slots) >= 4
+    assert all(slot.startswith('<pre><code class="language-latex">') for slot in stream.slots[:-1])
+    assert shown[50].startswith(stream.slots[0])  # the first chunk was final while it streamed
+
+
 MATH_TEXT = (
     "Intro with $a_1 * b_2$ and \\(\\|x\\|\\), costs $5 and $10.\n\n"
     "$$\n\\frac{\\{a\\}}{b}\n$$\n"
