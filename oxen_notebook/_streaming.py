@@ -75,6 +75,11 @@ class StreamingMarkdown:
     ``close()`` the slots' HTML joined is exactly
     ``render_markdown(text)``, in a single slot when that fits in the budget. ``overhead`` is the
     estimated bytes each update costs besides its HTML (message envelope and metadata).
+
+    The budget also grows by ``pace`` bytes per second of streaming: a model that writes 200 bytes a
+    second would otherwise earn one re-render of a growing paragraph (its tail and the overhead) only
+    every second or three, and the reply would arrive in bursts. Traffic stays linear: in the
+    reply's size and in its duration (8 KB/s by default, a few tail updates a second).
     """
 
     def __init__(
@@ -86,8 +91,11 @@ class StreamingMarkdown:
         ratio: float = 2.5,
         allowance: int = 8192,
         overhead: int = 400,
+        pace: int = 8192,
     ) -> None:
         self.throttle = Throttle(interval, clock)
+        self.pace = pace
+        self._started: float | None = None
         self.soft_limit = soft_limit
         self.ratio = ratio
         self.allowance = allowance
@@ -130,6 +138,8 @@ class StreamingMarkdown:
         delta = delta.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
         if not delta:
             return []
+        if self._started is None:
+            self._started = self.throttle.clock()
         self._parts.append(delta)
         self._pending += delta
         self._in_bytes += len(delta.encode())
@@ -384,6 +394,8 @@ class StreamingMarkdown:
 
     def _fits(self, cost: int) -> bool:
         budget = self.ratio * self._in_bytes + self.allowance + self._inflation
+        if self._started is not None:  # a slow reply still gets a few updates a second
+            budget += self.pace * (self.throttle.clock() - self._started)
         if self._approximate or self._references:
             # A soft cut or a reference definition makes the final full render mandatory: keep room.
             cost += sum(len(html.encode()) for html in self.slots) + self.overhead

@@ -434,7 +434,7 @@ def test_streaming_is_throttled_and_bytes_stay_proportional(fake_api, panels, wi
     assert elapsed > 1.5
     assert 10 <= len(changes) <= 20 * elapsed + 5
     sent = sum(len(json.dumps(d)) for _, _, d in during)
-    assert sent / len("".join(deltas).encode()) <= 3
+    assert sent <= 3 * len("".join(deltas).encode()) + 8192 * elapsed  # the reply's size, and the pace
     assert live.widget in panel._transcript.messages.items
     assert text_of(shown_html(panel)[-1]).count("Part ") == "".join(deltas).count("## Part ")
 

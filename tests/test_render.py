@@ -225,17 +225,19 @@ def test_final_render_is_exact_and_traffic_bounded(shape: str, dt: float) -> Non
     # traffic stays within 2.5x the reply plus a constant.
     # (+1 KB: the pieces of a block cut while streaming can render a little bigger than it.
     # A reference definition arriving late costs one full render more: it changes sent blocks.)
+    # And the pace: 8 KB per second of streaming, so a slow reply still updates a few times a second.
     late = len(full.encode()) if shape == "references" else 0
-    assert screen.bytes <= max(0, len(full.encode()) - reply) + 2.5 * reply + 8192 + 1024 + late
+    paced = 8192 * duration
+    assert screen.bytes <= max(0, len(full.encode()) - reply) + 2.5 * reply + 8192 + 1024 + late + paced
     if len(full.encode()) < 1.45 * reply:
-        assert screen.bytes <= 3 * reply + 8192, (screen.bytes / reply, screen.messages)
+        assert screen.bytes <= 3 * reply + 8192 + paced, (screen.bytes / reply, screen.messages)
 
 
 def test_5000_delta_reply_costs_at_most_3x_its_size() -> None:
-    screen, _ = play(PROSE, deltas=5000, dt=0.02)
+    screen, duration = play(PROSE, deltas=5000, dt=0.02)
     reply = len(PROSE.encode())
     assert reply > 20_000
-    assert screen.bytes <= 3 * reply + 8192
+    assert screen.bytes <= 3 * reply + 8192 + 8192 * duration
     # Quadratic re-sending of the whole text would cost thousands of times more.
     assert screen.messages > 50
 
@@ -372,13 +374,14 @@ def test_late_definition_in_a_quote_is_exact_and_traffic_bounded() -> None:
     text = "See [the docs][d] and [more][m].\n\n" + PROSE[:3000] + "\n\n> [d]: https://d.example\n"
     text += "> - [m]: https://m.example 'M'\n\nLast [d].\n"
     for dt in (0.0001, 0.02):
-        screen, _ = play(text, dt=dt)
+        screen, duration = play(text, dt=dt)
         full = render_markdown(text)
         assert full.count('href="https://d.example"') == 2 and 'href="https://m.example"' in full
         assert screen.html == full
         reply = len(text.encode())
         # As for a top-level definition arriving late: one full render more than the usual bound.
-        assert screen.bytes <= max(0, len(full.encode()) - reply) + 2.5 * reply + 8192 + 1024 + len(full)
+        bound = max(0, len(full.encode()) - reply) + 2.5 * reply + 8192 + 1024 + len(full)
+        assert screen.bytes <= bound + 8192 * duration
 
 
 LABELS = ["foo", "Foo", "bar baz", "a\\]b", "x"]
@@ -433,3 +436,25 @@ def test_streamed_render_equals_one_shot_render(text: str, cuts: list[int], dt: 
     pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
     assert stream_final(pieces, dt) == render_markdown(text)
     assert stream_final(text.splitlines(keepends=True), dt) == render_markdown(text)
+
+
+def test_a_slow_reply_still_updates_several_times_a_second() -> None:
+    """A model writing ~200 bytes/s (a word every 30 ms) into one long paragraph, with the chat
+    panel's settings: the screen must change at least every 0.5 s, not in bursts seconds apart."""
+    clock = Clock()
+    stream = StreamingMarkdown(clock=clock, overhead=800, ratio=2.3, allowance=4096)
+    screen = Screen()
+    changes = []
+    shown = ""
+    for i in range(600):  # 18 s of reply
+        clock.now += 0.03
+        screen.apply(stream.feed(f"word{i % 10} "))
+        if screen.html != shown:
+            shown = screen.html
+            changes.append(clock.now)
+    screen.apply(stream.close())
+    gaps = [b - a for a, b in zip([0.0, *changes], changes, strict=False)]
+    assert max(gaps) <= 0.5, max(gaps)
+    assert screen.html == render_markdown("".join(f"word{i % 10} " for i in range(600)))
+    # Linear still: the reply's bytes times the ratio, the allowance, and the pace per second.
+    assert stream.sent_bytes <= 2.3 * len(stream.text.encode()) + 4096 + 8192 * clock.now + 4 * 1024 * 2.3
