@@ -319,29 +319,36 @@ class Checkpoint:
 
     # -- reading back ---------------------------------------------------------------------------
 
-    def results(self) -> pd.DataFrame:
-        """Every finished row in the data's order (a row run again: its last run), with :data:`ROW`."""
-        import pandas as pd
+    def results(self, dtypes: dict[str, str]) -> dict[str, Any]:
+        """Every finished row's columns in the data's order (a row run again: its last run), as
+        pandas Series (:data:`ROW` an array), those named in ``dtypes`` in those dtypes.
+
+        A column at a time, read from every part and made into its Series before the next is
+        read: at the peak, memory holds the result and one column twice, not the result twice."""
+        import numpy as np
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         parts = sorted(self.rows_dir.glob("part-*.parquet"), key=_part_number)
-        tables = [pq.read_table(path) for path in parts]
-        if not tables:
-            return pd.DataFrame({ROW: pd.Series([], dtype="int64")})
-        try:
-            table = pa.concat_tables(tables, promote_options="permissive")
-        except (pa.ArrowException, TypeError, ValueError):  # a column whose type changed between parts
-            frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
-        else:
-            del tables  # the concatenated table holds the buffers: Arrow frees each column as it is read
-            frame = table.to_pandas(split_blocks=True, self_destruct=True)
-            del table
-        if frame[ROW].duplicated().any():
-            frame = frame.drop_duplicates(ROW, keep="last")
-        if not frame[ROW].is_monotonic_increasing:
-            frame = frame.sort_values(ROW, kind="stable")
-        return frame.reset_index(drop=True)
+        schemas = [pq.read_schema(path) for path in parts]
+        counts = [pq.read_metadata(path).num_rows for path in parts]
+
+        def column(name: str) -> list[Any]:
+            return [pq.read_table(path, columns=[name], use_threads=False).column(name) if name in schema.names
+                    else pa.nulls(rows) for path, schema, rows in zip(parts, schemas, counts, strict=True)]  # fmt: skip
+
+        positions = np.concatenate([c.to_numpy() for c in column(ROW)] or [np.zeros(0, np.int64)])
+        take = None  # the parts' rows are in order, each once: no column is moved
+        if len(positions) > 1 and not bool((positions[1:] > positions[:-1]).all()):
+            order = np.argsort(positions, kind="stable")
+            ranked = positions[order]
+            last = np.append(ranked[1:] != ranked[:-1], True)  # of a row run twice, its last run
+            take, positions = pa.array(order[last]), ranked[last]
+            del order, ranked, last
+        columns: dict[str, Any] = {ROW: positions}
+        for name in dict.fromkeys(n for schema in schemas for n in schema.names if n != ROW):
+            columns[name] = _series(pa, _chunked(pa, column(name), dtypes.get(name)), take, dtypes.get(name))
+        return columns
 
     def log_reader(self, batch_id: str) -> Callable[[], list[tuple[int, Message]]]:
         """What ``BatchLog.link`` reads when the batch log is exported: this run's records."""
@@ -357,6 +364,35 @@ class Checkpoint:
             return entries
 
         return read
+
+
+_ARROW_TYPES = {"string": "string", "Int64": "int64", "Float64": "float64", "boolean": "bool_"}
+
+
+def _chunked(pa: Any, chunks: list[Any], dtype: str | None) -> Any:
+    """One column's chunks from every part as one chunked array, of the type ``dtype`` reads
+    from; the data's columns of the type they share (else the widest, else text)."""
+    if dtype is not None:
+        kind = getattr(pa, _ARROW_TYPES[dtype])()
+        return pa.chunked_array([c.cast(kind) for c in chunks], kind)
+    types = list(dict.fromkeys(c.type for c in chunks))
+    if len(types) == 1:
+        return pa.chunked_array(chunks, types[0])
+    try:
+        kind = pa.unify_schemas([pa.schema([("c", t)]) for t in types], promote_options="permissive")[0].type
+        return pa.chunked_array([c.cast(kind) for c in chunks], kind)
+    except (pa.ArrowException, TypeError, ValueError):  # a column whose type changed between parts
+        return pa.chunked_array([c.cast(pa.string()) for c in chunks], pa.string())
+
+
+def _series(pa: Any, column: Any, take: Any, dtype: str | None) -> pd.Series:
+    import pandas as pd
+
+    if take is not None:
+        column = column.take(take)
+    if dtype is None:
+        return column.to_pandas()
+    return pd.Series(pd.api.types.pandas_dtype(dtype).__from_arrow__(column), copy=False)
 
 
 def _column(pa: Any, values: list[Any]) -> Any:

@@ -141,7 +141,7 @@ def run_checkpointed(
         raise runner.failure
     if runner.first_error is not None:
         raise runner.first_error
-    out = _read_back(checkpoint.results(), source, typed)
+    out = _read_back(checkpoint.results(_DTYPES), source, typed)
     out.attrs.update(batch_id=batch_id, interrupted=runner.interrupted, checkpoint=str(checkpoint.path),
                      resumed_rows=checkpoint.resumed, budget_stopped=budget is not None and budget.stopped)  # fmt: skip
     spent = out["cost_usd"].dropna()
@@ -150,27 +150,30 @@ def run_checkpointed(
     return out
 
 
-def _read_back(stored: pd.DataFrame, source: Source, schema: BatchSchema | None) -> pd.DataFrame:
-    """The result from a checkpoint's rows: the data's columns, the schema's, :data:`MAP_COLUMNS`."""
+def _read_back(stored: dict[str, Any], source: Source, schema: BatchSchema | None) -> pd.DataFrame:
+    """The result from a checkpoint's columns: the data's, the schema's, then :data:`MAP_COLUMNS`.
+    Each column is moved over, not copied (the data's own frame is taken at the rows finished)."""
     import pandas as pd
 
-    positions = stored.pop(ROW).to_numpy()
-    ours = [*MAP_COLUMNS, PARSED]
+    positions = stored.pop(ROW)
+    rows = len(positions)
     if source.frame is not None:  # an in-memory frame: its own columns, dtypes and index
-        out = source.frame.iloc[positions].copy()
+        out = source.frame.take(positions)
+        index = out.index
     else:
+        index = pd.RangeIndex(rows) if rows == 0 or positions[-1] == rows - 1 else pd.Index(positions)
         names = [str(c) for c in source.columns]
-        names += [c for c in stored.columns if c not in names and c not in ours]
-        out = pd.DataFrame({name: stored.pop(name) if name in stored else None for name in names},
-                           index=stored.index)  # fmt: skip
-        complete = len(positions) == 0 or positions[-1] == len(positions) - 1
-        out.index = pd.RangeIndex(len(out)) if complete else pd.Index(positions)
+        names += [c for c in stored if c not in names and c not in (*MAP_COLUMNS, PARSED)]
+        empty = pd.Series([None] * rows, dtype="object")
+        data = {name: (stored.pop(name) if name in stored else empty).set_axis(index) for name in names}
+        out = pd.DataFrame(data, index=index, copy=False)
     if schema is not None:
-        texts = stored[PARSED].tolist() if PARSED in stored else [None] * len(out)
+        texts = stored.pop(PARSED).tolist() if PARSED in stored else [None] * rows
         values = [None if text is None or text != text else schema.output.parse(text) for text in texts]
-        for name, column in schema.frame_columns(values, out.index).items():
+        for name, column in schema.frame_columns(values, index).items():
             out[name] = column
-    for name in MAP_COLUMNS:  # each column moved over (and dropped from ``stored``) in its own dtype
-        column = stored.pop(name) if name in stored else pd.Series([None] * len(out), dtype="object")
-        out[name] = column.astype(_DTYPES[name]).set_axis(out.index)
+    for name in MAP_COLUMNS:
+        column = stored.pop(name) if name in stored else pd.Series([None] * rows, dtype="object")
+        column = column if column.dtype == _DTYPES[name] else column.astype(_DTYPES[name])
+        out[name] = column.set_axis(index)
     return out
