@@ -313,3 +313,20 @@ def test_pathological_math_renders_in_linear_time(text: str) -> None:
     started = time.perf_counter()
     render_markdown(text)
     assert time.perf_counter() - started < 2.0
+
+
+def test_the_panel_typesets_vetted_math_and_tables_guard_model_text(session) -> None:
+    import ipywidgets as widgets
+
+    from oxen_notebook import ChatPanel
+    from oxen_notebook._magics._objects import object_bundle
+
+    panel = ChatPanel(session)
+    shown = panel._transcript.html(render_markdown(r"Euler: \(e^{i\pi} + 1 = 0\) costs $5"))
+    assert isinstance(shown, widgets.HTMLMath)  # the frontend's MathJax typesets it
+    assert r"\(e^{i\pi} + 1 = 0\)" in shown.value and "<span>$</span>5" in shown.value
+    table = object_bundle({"note": r"$\href{https://x.example}{a}$", "rows": [{"c": "$1 and $2"}]})
+    assert "<span>$</span>" in table["text/html"] and "$\\" not in table["text/html"]
+    listed = object_bundle([{"c": r"$\unicode{x}$"}])["text/html"]
+    assert "$" not in listed.replace("<span>$</span>", "") and "\\" not in listed.replace("<span>\\</span>", "")
+    panel.close()

@@ -429,7 +429,7 @@ def test_streaming_is_throttled_and_bytes_stay_proportional(fake_api, panels, wi
     elapsed = time.monotonic() - t0
     during = wire[start:]
     html_ids = {c for c, kind, d in during
-                if kind == "comm_open" and (d.get("state") or {}).get("_model_name") == "HTMLModel"}  # fmt: skip
+                if kind == "comm_open" and (d.get("state") or {}).get("_model_name") in ("HTMLModel", "HTMLMathModel")}  # fmt: skip
     changes = [c for c, kind, _ in during if c in html_ids]  # each new block or tail update
     assert elapsed > 1.5
     assert 10 <= len(changes) <= 20 * elapsed + 5

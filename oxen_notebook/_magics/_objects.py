@@ -4,9 +4,10 @@ JSON."""
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any
+
+from .._math import escape_text
 
 __all__ = ["object_bundle", "object_text"]
 
@@ -25,14 +26,14 @@ def object_bundle(value: Any) -> dict[str, str]:
         table = _frame_html(value)
     elif isinstance(value, dict):
         rows = "".join(
-            f"<tr><th{_LEFT}>{html.escape(str(name))}</th>"
-            f'<td style="text-align:left;white-space:pre-wrap">{html.escape(_cell_text(item))}</td></tr>'
+            f"<tr><th{_LEFT}>{escape_text(str(name))}</th>"
+            f'<td style="text-align:left;white-space:pre-wrap">{escape_text(_cell_text(item))}</td></tr>'
             for name, item in value.items()
         )
         head = f"<thead><tr><th{_LEFT}>field</th><th{_LEFT}>value</th></tr></thead>"
         table = f'<table class="oxen-object">{head}<tbody>{rows}</tbody></table>'
     else:
-        table = f"<pre>{html.escape(object_text(value))}</pre>"
+        table = f"<pre>{escape_text(object_text(value))}</pre>"
     return {"text/html": table, "text/plain": object_text(value)}
 
 
@@ -50,4 +51,6 @@ def _frame_html(items: list[Any]) -> str:
         else {"value": _cell_text(item)}
         for item in items
     ]
-    return pd.DataFrame(rows).to_html(index=False, na_rep="", border=0)  # escape=True, the default
+    table = pd.DataFrame(rows).to_html(index=False, na_rep="", border=0)  # escape=True, the default
+    # Model text: no $ or \\ of it may reach the notebook's math typesetter (see _math).
+    return table.replace("\\", "<span>\\</span>").replace("$", "<span>$</span>")

@@ -4,13 +4,13 @@ object as a table."""
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import sys
 import uuid
 from typing import Any
 
+from .._math import escape_text
 from .._streaming import StreamingMarkdown, Update
 
 __all__ = [
@@ -135,7 +135,7 @@ class TurnView:
             return
         from IPython.display import display
 
-        div = f'<div style="font-family:monospace;font-size:85%;opacity:0.8">{html.escape(text)}</div>'
+        div = f'<div style="font-family:monospace;font-size:85%;opacity:0.8">{escape_text(text)}</div>'
         display({"text/html": div, "text/plain": text}, raw=True, metadata=metadata or {})
 
     def close(self) -> None:
@@ -166,7 +166,7 @@ def footnote(line: str, *, rich: bool, metadata: dict[str, Any] | None = None) -
     from IPython.display import display
 
     bundle = {
-        "text/html": f'<div style="font-size:85%;opacity:0.65">{html.escape(line)}</div>',
+        "text/html": f'<div style="font-size:85%;opacity:0.65">{escape_text(line)}</div>',
         "text/plain": line,
     }
     display(bundle, raw=True, metadata=metadata)

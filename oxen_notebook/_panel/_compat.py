@@ -20,8 +20,10 @@ import ipywidgets as widgets
 
 __all__ = ["HTML_STYLE", "WidgetDisplay", "tooltip"]
 
-#: The style class an ``HTML`` widget takes (one instance can be shared by many widgets).
-HTML_STYLE: type[widgets.Widget] = widgets.HTML.class_traits()["style"].klass
+#: The style class an ``HTMLMath`` widget takes (one instance can be shared by many widgets):
+#: ``HTMLMathStyle`` in 8, ``DescriptionStyle`` in 7. The transcript's messages are ``HTMLMath``
+#: so the frontend's MathJax typesets the math ``_math`` vetted (and nothing else: see there).
+HTML_STYLE: type[widgets.Widget] = widgets.HTMLMath.class_traits()["style"].klass
 
 
 def tooltip(cls: type[widgets.Widget], text: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from .._attachments import describe
+from .._math import escape_text
 from .._records import message_facts
 from .._render import render_markdown
 from .._streaming import StreamingMarkdown, Update
@@ -32,8 +33,9 @@ __all__ = ["CSS", "AppendBox", "LiveMessage", "Transcript", "finish_note", "mess
 WIDGET_OVERHEAD = 800
 
 CSS = """<style>
-.oxen-panel .widget-html { margin: 0; width: auto; height: auto; }
-.oxen-panel .oxen-transcript .widget-html-content { line-height: 1.45; white-space: normal; }
+.oxen-panel .widget-html, .oxen-panel .widget-htmlmath { margin: 0; width: auto; height: auto; }
+.oxen-panel .oxen-transcript .widget-html-content,
+.oxen-panel .oxen-transcript .widget-htmlmath-content { line-height: 1.45; white-space: normal; }
 .oxen-panel .oxen-transcript .widget-vbox { width: 100%; }
 .oxen-panel .oxen-transcript p { margin: 0.3em 0; }
 .oxen-panel .oxen-transcript pre { margin: 0.3em 0; padding: 0.4em 0.6em; overflow-x: auto;
@@ -80,7 +82,7 @@ def _meta(message: Message) -> str:
             parts.append("cached")
     elif message.attachments:
         parts = [f"attached: {describe(message.attachments)}"]
-    return html.escape(" · ".join(parts))
+    return escape_text(" · ".join(parts))
 
 
 def role_html(message: Message) -> str:
@@ -94,7 +96,7 @@ def role_html(message: Message) -> str:
 def footer_html(message: Message) -> str:
     """The inline error (or stop note) under a reply; empty when it finished normally."""
     if message.error:
-        return f'<div class="oxen-error">{html.escape(message.error)}</div>'
+        return f'<div class="oxen-error">{escape_text(message.error)}</div>'
     if message.tool_calls:
         return calls_html(message.tool_calls)
     return ""
@@ -300,9 +302,9 @@ class Transcript:
         """The system prompt has its own field; everything else is shown."""
         return message.role != "system"
 
-    def html(self, value: str) -> widgets.HTML:
-        """An HTML widget sharing the transcript's layout and style (each would cost a widget)."""
-        return widgets.HTML(value, layout=self.html_layout, style=self.html_style)
+    def html(self, value: str) -> widgets.HTMLMath:
+        """An HTMLMath widget (the frontend typesets the math ``_math`` vetted) sharing the transcript's layout and style (each would cost a widget)."""
+        return widgets.HTMLMath(value, layout=self.html_layout, style=self.html_style)
 
     def _build(self, message: Message) -> widgets.Widget:
         return self.html(message_html(message))
@@ -348,7 +350,7 @@ class Transcript:
         widget = self._by_id.get(message.message_id)
         if live is not None:
             live.amend(message)
-        elif isinstance(widget, widgets.HTML):
+        elif isinstance(widget, (widgets.HTML, widgets.HTMLMath)):
             value = message_html(message)
             if widget.value != value:
                 widget.value = value
