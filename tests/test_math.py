@@ -328,5 +328,7 @@ def test_the_panel_typesets_vetted_math_and_tables_guard_model_text(session) -> 
     table = object_bundle({"note": r"$\href{https://x.example}{a}$", "rows": [{"c": "$1 and $2"}]})
     assert "<span>$</span>" in table["text/html"] and "$\\" not in table["text/html"]
     listed = object_bundle([{"c": r"$\unicode{x}$"}])["text/html"]
-    assert "$" not in listed.replace("<span>$</span>", "") and "\\" not in listed.replace("<span>\\</span>", "")
+    assert "$" not in listed.replace("<span>$</span>", "") and "\\" not in listed.replace(
+        "<span>\\</span>", ""
+    )
     panel.close()
