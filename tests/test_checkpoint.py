@@ -373,3 +373,26 @@ def test_a_budget_stops_a_checkpointed_run_and_a_larger_one_resumes_it(fake_api,
     assert out.attrs["budget_stopped"] is False and out.attrs["resumed_rows"] == first
     assert list(out["reply"]) == [f"Echo: Say item {i}" for i in range(40)]
     assert all(n == 1 for n in sent(fake_api).values()) and len(sent(fake_api)) == 40
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_a_checkpoint_in_use_by_another_process_is_refused_until_it_ends(fake_api, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    hold = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+    hold += "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold, str(folder / ".lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        s = make_session(fake_api)
+        with pytest.raises(ParameterError, match="is in use by another run"):
+            s.map(["a"], "{text}", checkpoint=folder, progress=False)
+        assert fake_api.chat_requests() == []
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+    assert list(s.map(["a"], "{text}", checkpoint=folder, progress=False)["reply"]) == ["Echo: a"]
+    assert list(s.map(["a"], "{text}", checkpoint=folder, progress=False)["reply"]) == ["Echo: a"]  # let go

@@ -48,6 +48,7 @@ PART_ROWS = 1_000
 PART_SECONDS = 5.0
 ROW = "__row__"
 MANIFEST = "manifest.json"
+LOCK = ".lock"  # held (flock) while a run has the folder open
 _FORMAT = 1
 #: What must be the same for a run to resume, and how an error names it.
 _COMPARED = {
@@ -126,6 +127,20 @@ class Checkpoint:
         self.finished = 0  # rows in the parts (a failed row to retry is not counted)
         self.resumed = 0  # rows an earlier run finished
         self._part = 0
+        if self.path.exists() and not self.path.is_dir():
+            raise ParameterError(f"checkpoint={os.fspath(self.path)!r} is a file: give a folder path.")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = _hold(self.path / LOCK)
+        try:
+            self._open(manifest, resume, retry_errors)
+        except BaseException:
+            self.release()
+            raise
+        self._rows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        self._log: list[tuple[str, int, Message]] = []
+        self._flushed_at = time.monotonic()
+
+    def _open(self, manifest: dict[str, Any], resume: bool, retry_errors: bool) -> None:
         new = {"format": _FORMAT, **_jsonable(manifest)}
         old = self._read_manifest(resume)
         # With no part yet there is nothing to keep: a call that failed before any row finished
@@ -147,9 +162,12 @@ class Checkpoint:
         self.rows_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._write_manifest()
-        self._rows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
-        self._log: list[tuple[str, int, Message]] = []
-        self._flushed_at = time.monotonic()
+
+    def release(self) -> None:
+        """Let another run open the folder (a process that dies lets go of it too)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     # -- the manifest, and what a resumed run finds ---------------------------------------------
 
@@ -185,11 +203,7 @@ class Checkpoint:
 
     def _refuse_foreign(self) -> None:
         """A folder with other things in it and no manifest is not ours to clear."""
-        if not self.path.exists():
-            return
-        if not self.path.is_dir():
-            raise ParameterError(f"checkpoint={os.fspath(self.path)!r} is a file: give a folder path.")
-        foreign = [p.name for p in self.path.iterdir() if p.name not in ("rows", "log")]
+        foreign = [p.name for p in self.path.iterdir() if p.name not in ("rows", "log", LOCK)]
         if foreign:
             raise ParameterError(
                 f"checkpoint={os.fspath(self.path)!r} holds other files ({', '.join(sorted(foreign)[:3])}) "
@@ -393,6 +407,25 @@ def _series(pa: Any, column: Any, take: Any, dtype: str | None) -> pd.Series:
     if dtype is None:
         return column.to_pandas()
     return pd.Series(pd.api.types.pandas_dtype(dtype).__from_arrow__(column), copy=False)
+
+
+def _hold(path: Path) -> int | None:
+    """An exclusive lock on ``path`` for this run, which the OS drops if the process dies (none
+    where there is no ``flock``: Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        raise ParameterError(
+            f"checkpoint {os.fspath(path.parent)!r} is in use by another run (another kernel or "
+            "process): wait for it to end, or give another folder."
+        ) from None
+    return descriptor
 
 
 def _column(pa: Any, values: list[Any]) -> Any:

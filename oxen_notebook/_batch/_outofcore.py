@@ -113,41 +113,46 @@ def run_checkpointed(
     checkpoint = Checkpoint(
         store["path"], manifest, resume=store["resume"], retry_errors=store["retry_errors"]
     )
-    total = None if source.total is None else source.total - checkpoint.finished
-    if budget is not None:
-        budget.total = total or 0  # what its "rows not sent" counts from
-    limits = {"rows": session.context_rows, "chars": session.context_chars}
-
-    def rows() -> Iterator[tuple[int, Job]]:
-        for index, row in enumerate(source.rows()):
-            if not checkpoint.is_done(index):
-                job = _job(template, row, positional, model, params, limits)
-                job.data = source.stored(row)
-                latest.index, latest.job = index, job
-                yield index, job
-
-    batch_id = new_id()
-    sink = _Stored(checkpoint, batch_id, typed)
-    runner = _Runner(session, rows(), options["concurrency"], options["on_error"], options["stream"], typed,
-                     attached, budget, total=total, models={model}, sink=sink)  # fmt: skip
-    runner.batch_id = batch_id
     try:
-        if total != 0:
-            _wait(runner, options["progress"])
+        total = None if source.total is None else source.total - checkpoint.finished
+        if budget is not None:
+            budget.total = total or 0  # what its "rows not sent" counts from
+        limits = {"rows": session.context_rows, "chars": session.context_chars}
+
+        def rows() -> Iterator[tuple[int, Job]]:
+            for index, row in enumerate(source.rows()):
+                if not checkpoint.is_done(index):
+                    job = _job(template, row, positional, model, params, limits)
+                    job.data = source.stored(row)
+                    latest.index, latest.job = index, job
+                    yield index, job
+
+        batch_id = new_id()
+        sink = _Stored(checkpoint, batch_id, typed)
+        runner = _Runner(session, rows(), options["concurrency"], options["on_error"], options["stream"], typed,
+                         attached, budget, total=total, models={model}, sink=sink)  # fmt: skip
+        runner.batch_id = batch_id
+        try:
+            if total != 0:
+                _wait(runner, options["progress"])
+        finally:
+            if sink.sent:  # the batch log stays in the checkpoint: read when it is exported
+                session.batch_log.link(batch_id, checkpoint.log_reader(batch_id))
+        if runner.failure is not None:
+            raise runner.failure
+        if runner.first_error is not None:
+            raise runner.first_error
+        out = _read_back(checkpoint.results(_DTYPES), source, typed)
+        out.attrs.update(batch_id=batch_id, interrupted=runner.interrupted, checkpoint=str(checkpoint.path),
+                         resumed_rows=checkpoint.resumed, budget_stopped=budget is not None and budget.stopped)  # fmt: skip
+        spent = out["cost_usd"].dropna()
+        out.attrs["cost_usd"] = float(spent.sum()) if len(spent) else None
+        record_run(
+            out, template=template, model=manifest["model"], params=manifest["params"], batch_id=batch_id
+        )
+        return out
     finally:
-        if sink.sent:  # the batch log stays in the checkpoint: read when it is exported
-            session.batch_log.link(batch_id, checkpoint.log_reader(batch_id))
-    if runner.failure is not None:
-        raise runner.failure
-    if runner.first_error is not None:
-        raise runner.first_error
-    out = _read_back(checkpoint.results(_DTYPES), source, typed)
-    out.attrs.update(batch_id=batch_id, interrupted=runner.interrupted, checkpoint=str(checkpoint.path),
-                     resumed_rows=checkpoint.resumed, budget_stopped=budget is not None and budget.stopped)  # fmt: skip
-    spent = out["cost_usd"].dropna()
-    out.attrs["cost_usd"] = float(spent.sum()) if len(spent) else None
-    record_run(out, template=template, model=manifest["model"], params=manifest["params"], batch_id=batch_id)
-    return out
+        checkpoint.release()  # another run may open the folder now
 
 
 def _read_back(stored: dict[str, Any], source: Source, schema: BatchSchema | None) -> pd.DataFrame:
