@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,18 @@ def _context_notebook(cells: dict) -> None:
     assert "local · " in outputs(cells["%%oxen --new"]) and "local · " in outputs(cells["%oxen fix"])
 
 
-CHECKS = {"05-context.ipynb": _context_notebook}
+def _prototyping_notebook(cells: dict) -> None:
+    """02: the estimate sends nothing, a checkpointed map resumes without sending, the result commits."""
+    assert "estimate, nothing sent · local · 30 rows · " in outputs(
+        cells["more = pd.concat([reviews] * 5, ignore_index=True)  # 30 rows; 200,000 work the same way"]
+    )
+    resumed = outputs(cells["runs = Path(tempfile.mkdtemp())"])
+    assert "30 rows; resumed: 0 requests sent the second time" in resumed and "manifest.json" in resumed
+    committed = outputs(cells["import importlib.util"])
+    assert re.fullmatch(r"committed [0-9a-f]{32}\n", committed), committed
+
+
+CHECKS = {"02-prompt-prototyping.ipynb": _prototyping_notebook, "05-context.ipynb": _context_notebook}
 
 
 @pytest.mark.kernel
