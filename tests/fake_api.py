@@ -237,6 +237,7 @@ class FakeAPI:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.models = list(MODELS)  # a test may have added unlisted ones
             self.handler = None
             self.closed_early = 0
 
