@@ -116,6 +116,7 @@ class Client:
         self._async_transport = async_transport
         self._sync_client: httpx.Client | None = None
         self._async_clients: dict[tuple[int, bool], httpx.AsyncClient] = {}
+        self._urls: dict[str, httpx.URL] = {}
         self._lock = threading.Lock()
         self._pause_until = 0.0
 
@@ -263,7 +264,21 @@ class Client:
         return self._delay(error, attempt)
 
     def _build(self, method: str, path: str, body: Any, headers: dict | None, stream: bool, client: Any):
-        return client.build_request(method, path, json=body, headers=self._headers(headers, stream))
+        return client.build_request(
+            method, self._url(path), json=body, headers=self._headers(headers, stream)
+        )
+
+    def _url(self, path: str) -> httpx.URL | str:
+        """``path`` under the base URL, parsed once: httpx parses a relative one twice a request."""
+        if "?" in path or not path.startswith("/"):
+            return path
+        absolute = self.base_url + path
+        url = self._urls.get(absolute)
+        if url is None:
+            import httpx
+
+            url = self._urls[absolute] = httpx.URL(absolute)
+        return url
 
     # -- requests -------------------------------------------------------------------------------
 
