@@ -36,7 +36,7 @@ def cluster(api, tmp_path_factory):
            "OXEN_CONFIG_DIR": str(tmp_path_factory.mktemp("worker-oxen-config"))}  # fmt: skip
     with (
         distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, env=env
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0", env=env
         ) as local,
         distributed.Client(local) as client,
     ):
