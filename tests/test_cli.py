@@ -33,7 +33,12 @@ NO_KEY_NOTE = (
 def env(fake_api: FakeAPI, tmp_path: Path) -> dict[str, str]:
     """The environment of a user with a key, pointed at the fake API."""
     (tmp_path / "oxen-config").mkdir()
-    values = {name: value for name, value in os.environ.items() if not name.startswith("OXEN_")}
+    # Not PYTHONUNBUFFERED either: a user's stdout into a pipe is block-buffered, unless flushed.
+    values = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("OXEN_") and name != "PYTHONUNBUFFERED"
+    }
     values.update(
         OXEN_BASE_URL=fake_api.base_url, OXEN_API_KEY=TEST_KEY, OXEN_CONFIG_DIR=str(tmp_path / "oxen-config")
     )
