@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from oxen_notebook import Session
 from tests.fake_api import FakeAPI
 
 TEST_KEY = "test-key"
+
+# Tests send real SIGINTs (Ctrl-C). A run started as a background job of a non-interactive shell
+# inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler: restore it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
