@@ -106,8 +106,17 @@ class ResponseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout = 30000")
-        if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            connection.execute("PRAGMA journal_mode = WAL")
+        # Switching to WAL takes an exclusive lock without waiting on the busy handler: two kernels
+        # opening a new cache file at once can get "database is locked" here. Try again briefly.
+        for attempt in range(100):
+            try:
+                if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    connection.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute(
             "CREATE TABLE IF NOT EXISTS replies ("
