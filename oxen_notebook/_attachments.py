@@ -111,15 +111,6 @@ class Attachment:
             "url": self.url,
         }
 
-    def summary_part(self) -> dict[str, Any]:
-        """The content part with its data replaced by ``<type, N bytes, sha256 1a2b3c4d…>``."""
-        if self.url is not None or self.size is None:
-            return {
-                key: dict(value) if isinstance(value, dict) else value for key, value in self.part.items()
-            }
-        text = f"<{self.mime}, {self.size:,} bytes, sha256 {(self.sha256 or '')[:8]}…>"
-        return _part(self.kind, self.mime, text, self.part.get("file", {}).get("filename"), False)
-
 
 def _from_data(data: bytes, mime: str, name: str | None) -> Attachment:
     kind = TYPES[mime][0]
