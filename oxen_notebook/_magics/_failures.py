@@ -176,9 +176,11 @@ class CellFailures:
         """IPython's ``post_run_cell`` callback."""
         exc = result.error_before_exec or result.error_in_exec
         source = getattr(result.info, "raw_cell", "") or ""
-        if exc is None or isinstance(exc, KeyboardInterrupt) or source.lstrip().startswith("%oxen"):
-            return
-        if source.lstrip().startswith("%%oxen"):
+        if (
+            exc is None
+            or isinstance(exc, KeyboardInterrupt)
+            or source.lstrip().startswith(("%oxen", "%%oxen"))
+        ):
             return
         self._failures.append(CellFailure.from_exception(exc, source, result.execution_count))
 
