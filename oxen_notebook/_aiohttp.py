@@ -1,10 +1,18 @@
-"""An httpx async transport over aiohttp: the batch runner's connections.
+"""The batch runner's connections: aiohttp's pool under httpx's requests and responses.
 
 httpcore's async pool costs about twice aiohttp's CPU per request (its pool scans every connection
-on each request and response; anyio wraps every socket call), which is most of ``Session.map``'s
-client CPU. httpx stays the interface (requests, retries, cookies, redirects, decoding, errors); only
-the connection pool and the HTTP/1.1 wire are aiohttp's. aiohttp errors become the httpx errors
-httpcore would raise for the same failure, so ``_client.py`` maps them to the same Oxen errors.
+on each request and response; anyio wraps every socket call), and ``httpx.AsyncClient.send`` adds
+as much again around it: a cookie jar filled through ``urllib``'s request and ``email``'s message
+shims on every response, the merging of client and request headers, cookies and URL, the auth and
+redirect flows. The API needs none of those (a bearer header, no cookies; httpx follows no
+redirects by default either), so :class:`AiohttpClient` is the part of ``httpx.AsyncClient`` that
+``_client.Client`` uses (``build_request``, ``send``, ``aclose``), without that layer.
+
+httpx stays the interface: requests are ``httpx.Request`` (httpx encodes the JSON body), responses
+``httpx.Response`` (read, decoded and closed by httpx), and aiohttp's errors become the httpx errors
+httpcore would raise for the same failure, so ``_client.py`` retries and maps them the same way.
+Only the connection pool and the HTTP/1.1 wire are aiohttp's. ``_client.py`` does not use it when
+the environment names a proxy for the API (httpx's client honours those).
 
 The pool's ``aiohttp.ClientSession`` is made on the loop of the first request and must be closed
 there (``aclose``): the batch runner does, at the end of every batch.
@@ -24,7 +32,7 @@ import yarl
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpClient"]
 
 
 @contextmanager
@@ -69,14 +77,26 @@ class _Body(httpx.AsyncByteStream):
             response.close()  # left early: drop the connection, the server sees it close
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over an ``aiohttp.ClientSession`` made on first use (on the running loop)."""
+class AiohttpClient:
+    """What ``_client.Client`` uses of an ``httpx.AsyncClient`` (``build_request``, ``send``,
+    ``aclose``), on an ``aiohttp.ClientSession`` made on first use (on the running loop), without
+    httpx's client layer: no cookie jar, auth or redirect flows, event hooks."""
 
-    def __init__(self, *, limit: int = 100, keepalive: float = 5.0) -> None:
+    def __init__(self, timeout: httpx.Timeout, *, limit: int = 100, keepalive: float = 5.0) -> None:
+        self._timeout = timeout.as_dict()
+        self._wire_timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout.pool, sock_connect=timeout.connect, sock_read=timeout.read
+        )
         self._limit = limit
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | None = None
+
+    def build_request(
+        self, method: str, url: httpx.URL, *, json: object = None, headers: dict[str, str] | None = None
+    ) -> httpx.Request:
+        """``url`` is absolute (``Client`` joins the base URL once per path); httpx encodes ``json``."""
+        return httpx.Request(method, url, json=json, headers=headers, extensions={"timeout": self._timeout})
 
     def _ssl_for(self, url: httpx.URL) -> ssl.SSLContext | bool:
         if url.scheme != "https":
@@ -85,36 +105,38 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._ssl = httpx.create_ssl_context()  # httpx's CA bundle and settings, not aiohttp's
         return self._ssl
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """As ``httpx.AsyncClient.send``: the response open if ``stream``, else read and closed."""
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=self._keepalive)
-            # No cookies, redirects, decompression or proxies of aiohttp's own: the httpx client does them.
+            # No cookies, redirects, decompression or proxies of aiohttp's: httpx decodes the body.
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
             )
-        timeout = request.extensions.get("timeout", {})
         with _mapped("connect"):
-            response = await self._session.request(
+            wire = await self._session.request(
                 request.method,
                 yarl.URL(str(request.url), encoded=True),  # httpx has quoted it already
                 headers=request.headers.multi_items(),
                 data=request.content or None,  # httpx has the body built: json= is bytes by now
                 allow_redirects=False,
                 ssl=self._ssl_for(request.url),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeout.get("pool"),
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=self._wire_timeout,
             )
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_Body(response),
+        response = httpx.Response(
+            wire.status,
+            headers=wire.raw_headers,
+            stream=_Body(wire),
             request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (wire.reason or "").encode()},
         )
+        if not stream:
+            try:
+                await response.aread()  # httpx decodes the body (Content-Encoding) and closes the stream
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

@@ -7,8 +7,9 @@ sensible. A 429 pauses every request of the client, not just the one that got it
 retried only until the response starts; the reply decides what to do after that.
 
 Within :func:`aiohttp_connections` (the batch runner's loop), async clients made for the hosted
-API pool their connections with aiohttp (``_aiohttp.py``) when it is installed: about half the CPU
-per request of httpcore's pool. Elsewhere, and for the sync client, httpx's own transport.
+API are ``_aiohttp.AiohttpClient``: aiohttp's pool under httpx's requests and responses, without
+httpx's client layer, about half the CPU per request. Not when aiohttp is missing or the
+environment names a proxy for the API; elsewhere, and for the sync client, httpx's own client.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from ._errors import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DEFAULT_BASE_URL", "Client", "aiohttp_connections"]
+    from ._aiohttp import AiohttpClient
+
+__all__ = ["DEFAULT_BASE_URL", "Client", "aiohttp_connections", "proxy_for"]
 
 DEFAULT_BASE_URL = "https://hub.oxen.ai/api/ai"
 _RETRY_STATUSES = {408, 409, 429}
@@ -58,12 +61,27 @@ def aiohttp_connections(enabled: bool = True) -> Iterator[None]:
         _use_aiohttp.reset(token)
 
 
-def _aiohttp_transport() -> httpx.AsyncBaseTransport | None:
+def proxy_for(base_url: str) -> str | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``...) names for
+    ``base_url``, as httpx's client would find it; ``None`` for a direct connection."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    url = urlsplit(base_url)
+    if url.hostname is None or proxy_bypass(url.hostname):
+        return None
+    proxies = getproxies()
+    return proxies.get(url.scheme) or proxies.get("all")
+
+
+def _aiohttp_client(base_url: str, timeout: httpx.Timeout) -> AiohttpClient | None:
+    if proxy_for(base_url) is not None:  # httpx's client goes through it; aiohttp's pool would not
+        return None
     try:
-        from ._aiohttp import AiohttpTransport
+        from ._aiohttp import AiohttpClient
     except ImportError:  # aiohttp is not installed: httpx's own pool
         return None
-    return AiohttpTransport()
+    return AiohttpClient(timeout)
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -115,7 +133,7 @@ class Client:
         self._transport = transport
         self._async_transport = async_transport
         self._sync_client: httpx.Client | None = None
-        self._async_clients: dict[tuple[int, bool], httpx.AsyncClient] = {}
+        self._async_clients: dict[tuple[int, bool], httpx.AsyncClient | AiohttpClient] = {}
         self._urls: dict[str, httpx.URL] = {}
         self._lock = threading.Lock()
         self._pause_until = 0.0
@@ -161,8 +179,9 @@ class Client:
                 )
             return self._sync_client
 
-    def async_client(self) -> httpx.AsyncClient:
-        # An AsyncClient's connections belong to the loop that made them: one client per loop.
+    def async_client(self) -> httpx.AsyncClient | AiohttpClient:
+        """The running loop's client (its connections belong to that loop): within
+        :func:`aiohttp_connections` an ``AiohttpClient`` if it can serve, else an ``httpx.AsyncClient``."""
         import asyncio
 
         key = (id(asyncio.get_running_loop()), self._async_transport is None and _use_aiohttp.get())
@@ -171,9 +190,9 @@ class Client:
             if client is None:
                 import httpx
 
-                transport = self._async_transport or (_aiohttp_transport() if key[1] else None)
-                client = httpx.AsyncClient(
-                    base_url=self.base_url, timeout=self._timeout(), transport=transport
+                timeout = self._timeout()
+                client = (key[1] and _aiohttp_client(self.base_url, timeout)) or httpx.AsyncClient(
+                    base_url=self.base_url, timeout=timeout, transport=self._async_transport
                 )
                 self._async_clients[key] = client
             return client
@@ -268,16 +287,16 @@ class Client:
             method, self._url(path), json=body, headers=self._headers(headers, stream)
         )
 
-    def _url(self, path: str) -> httpx.URL | str:
-        """``path`` under the base URL, parsed once: httpx parses a relative one twice a request."""
-        if "?" in path or not path.startswith("/"):
-            return path
-        absolute = self.base_url + path
-        url = self._urls.get(absolute)
+    def _url(self, path: str) -> httpx.URL:
+        """``path`` (``/models``, maybe with a query) under the base URL; parsed once, as httpx
+        would parse a relative one twice a request."""
+        url = self._urls.get(path)
         if url is None:
             import httpx
 
-            url = self._urls[absolute] = httpx.URL(absolute)
+            url = httpx.URL(self.base_url + path)
+            if "?" not in path:
+                self._urls[path] = url
         return url
 
     # -- requests -------------------------------------------------------------------------------

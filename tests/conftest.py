@@ -34,7 +34,10 @@ def fake_api(_server: FakeAPI) -> FakeAPI:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No test sees the developer's key, Oxen config or base URL."""
+    """No test sees the developer's key, Oxen config, base URL or proxies (every server is loopback)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.delenv("OXEN_API_KEY", raising=False)
     monkeypatch.delenv("OXEN_BASE_URL", raising=False)
     monkeypatch.setenv("OXEN_CONFIG_DIR", str(tmp_path_factory.mktemp("oxen-config")))

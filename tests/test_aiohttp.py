@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import httpx
 import pytest
 
 from oxen_notebook import APIConnectionError, APITimeoutError, RateLimitError
-from oxen_notebook._aiohttp import AiohttpTransport
+from oxen_notebook._aiohttp import AiohttpClient
 from oxen_notebook._auth import Secret
 from oxen_notebook._batch import _map
 from oxen_notebook._client import Client, aiohttp_connections
@@ -30,7 +31,7 @@ def _send(base_url: str, aiohttp: bool, *, stream: bool = False, timeout: float 
                 response = await client.asend(
                     "POST", "/chat/completions", json={**BODY, "stream": stream}, stream=stream
                 )
-                kind = type(client.async_client()._transport).__name__
+                kind = type(client.async_client()).__name__
                 body = b"".join([c async for c in response.aiter_bytes()]) if stream and read else None
                 body = response.content if not stream else body
                 await response.aclose()
@@ -46,7 +47,7 @@ def test_the_same_responses_on_either_pool(fake_api, aiohttp):
     fake_api.enqueue(Script(text="Echo: hi"), Script(text="Echo: hi"))
     status, body, kind = _send(fake_api.base_url, aiohttp)
     assert (status, b"Echo: hi" in body) == (200, True)
-    assert kind == ("AiohttpTransport" if aiohttp else "AsyncHTTPTransport")
+    assert kind == ("AiohttpClient" if aiohttp else "AsyncClient")
     status, body, _ = _send(fake_api.base_url, aiohttp, stream=True)
     assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
     headers = [{k.lower(): v for k, v in r["headers"].items()} for r in fake_api.requests[-2:]]
@@ -89,10 +90,26 @@ def test_a_stream_left_early_closes_its_connection(fake_api):
     assert fake_api.closed_early == closed + 1
 
 
+def test_a_proxy_named_for_the_api_is_used_and_no_proxy_is_honoured(fake_api, monkeypatch):
+    """aiohttp's pool knows no proxies: with one named for the API the batch goes through httpx's
+    client, which uses it (here a port nobody listens on, so the request fails there)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with pytest.raises(APIConnectionError, match=r"ConnectError"):
+        _send(fake_api.base_url, True)
+    assert fake_api.requests == []
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    fake_api.enqueue(Script(text="Echo: hi"))
+    status, body, kind = _send(fake_api.base_url, True)
+    assert (status, kind, b"Echo: hi" in body) == (200, "AiohttpClient", True)
+
+
 def test_plain_http_loads_no_ca_bundle():
-    transport = AiohttpTransport()
-    assert transport._ssl_for(__import__("httpx").URL("http://127.0.0.1/")) is True
-    assert transport._ssl is None
+    client = AiohttpClient(httpx.Timeout(5.0))
+    assert client._ssl_for(httpx.URL("http://127.0.0.1/")) is True
+    assert client._ssl is None
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from .._cache import ResponseCache
-from .._client import Client
+from .._client import Client, proxy_for
 from .._errors import MissingDependencyError, OxenError, ParameterError
 from .._records import new_id
 from .._request import attachments
@@ -208,23 +208,13 @@ class _ClusterPause:
             raise KeyboardInterrupt
 
 
-def _proxy_for(base_url: str) -> str | None:
-    from urllib.request import getproxies, proxy_bypass
-
-    url = httpx.URL(base_url)
-    if proxy_bypass(url.host):
-        return None
-    proxies = getproxies()
-    return proxies.get(url.scheme) or proxies.get("all")
-
-
 class _PausingTransport(httpx.AsyncBaseTransport):
     """httpx's transport, but it waits out the cluster's pause and spreads a 429's. It goes through
     the proxy the environment names for ``base_url``, as httpx's own transport would."""
 
     def __init__(self, pause: _ClusterPause, base_url: str) -> None:
         self._pause = pause
-        self._proxy = _proxy_for(base_url)
+        self._proxy = proxy_for(base_url)
         self._inner: httpx.AsyncHTTPTransport | None = None  # made on the loop that uses it
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
