@@ -12,7 +12,7 @@ import pytest
 from oxen_notebook import APIConnectionError, APITimeoutError, RateLimitError
 from oxen_notebook._aiohttp import AiohttpClient
 from oxen_notebook._auth import Secret
-from oxen_notebook._batch import _map
+from oxen_notebook._batch import _runner
 from oxen_notebook._client import Client, aiohttp_connections
 from tests import test_batch
 from tests.conftest import TEST_KEY
@@ -127,5 +127,5 @@ def test_plain_http_loads_no_ca_bundle():
     ids=lambda test: test.__name__,
 )
 def test_the_batch_faults_with_every_batch_on_aiohttp(fake_api, monkeypatch, test):
-    monkeypatch.setattr(_map, "_AIOHTTP_ROWS", 0)
+    monkeypatch.setattr(_runner, "_AIOHTTP_ROWS", 0)
     test(fake_api)

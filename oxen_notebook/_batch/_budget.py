@@ -28,7 +28,7 @@ from ._estimate import PromptCounter, pricing_problem, reply_rule
 if TYPE_CHECKING:
     from .._pricing import Pricing
     from .._records import Message
-    from ._map import BatchSession, Job
+    from ._runner import BatchSession, Job
 
 __all__ = ["Budget", "make_budget"]
 

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ParameterError
 from .._frontend import ipython_shell
 from .._records import is_missing
-from ._map import MAP_COLUMNS, BatchSession, Job, execute, result_columns
+from ._map import execute
+from ._results import MAP_COLUMNS, result_columns
+from ._runner import BatchSession, Job
 from ._templates import check_template, fill
 from ._typed import PARSED, BatchSchema
 

@@ -32,7 +32,7 @@ from .._tokens import count_messages, count_text, counter_name
 from ._templates import check_template, fill, table
 
 if TYPE_CHECKING:
-    from ._map import BatchSession
+    from ._runner import BatchSession
 
 __all__ = [
     "AUTO_SAMPLE",

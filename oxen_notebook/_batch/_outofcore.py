@@ -19,21 +19,10 @@ from .._records import new_id
 from ._budget import make_budget
 from ._checkpoint import ROW, Checkpoint, fingerprint
 from ._commit import record_run
-from ._map import (
-    _DTYPES,
-    MAP_COLUMNS,
-    BatchSession,
-    Job,
-    _check_options,
-    _job,
-    _Outcome,
-    _prefetch,
-    _Runner,
-    _values,
-    _wait,
-)
+from ._results import DTYPES, MAP_COLUMNS, row_values
+from ._runner import BatchSession, Job, Outcome, Runner, check_options, prefetch, run_blocking
 from ._sources import Source, open_source
-from ._templates import check_template
+from ._templates import check_template, job_for
 from ._typed import PARSED, BatchSchema
 
 if TYPE_CHECKING:
@@ -54,10 +43,10 @@ class _Stored:
         self.sent = 0  # rows stored by this run
         self.due, self.flush, self.close = store.due, store.flush, store.close
 
-    def add(self, index: int, job: Job, outcome: _Outcome) -> None:
+    def add(self, index: int, job: Job, outcome: Outcome) -> None:
         if outcome.state not in ("done", "failed"):
             return  # cut short: not finished, so it runs again when the batch resumes
-        result = dict(zip(MAP_COLUMNS, _values(outcome), strict=True))
+        result = dict(zip(MAP_COLUMNS, row_values(outcome), strict=True))
         if self.schema is not None:
             value = self.schema.output.dump(outcome.parsed) if outcome.state == "done" else None
             result[PARSED] = None if value is None else json.dumps(value, ensure_ascii=False)
@@ -93,7 +82,7 @@ def run_checkpointed(
         typed.check_names(source.columns, MAP_COLUMNS)
         if params.get("response_format"):
             raise ParameterError("give schema= or response_format=, not both.")
-    _check_options(options["concurrency"], options["on_error"], options["stream"])
+    check_options(options["concurrency"], options["on_error"], options["stream"])
     model = params.pop("model", None)
     validate_params(params)
     manifest = {
@@ -108,7 +97,7 @@ def run_checkpointed(
     }
     latest = _Latest()
     budget = make_budget(session, latest, model, options["max_cost_usd"], params)  # type: ignore[arg-type]
-    _prefetch(session, {model or session.model})
+    prefetch(session, {model or session.model})
     # Everything that can refuse the call has: now the folder is opened (or cleared, resume=False).
     checkpoint = Checkpoint(
         store["path"], manifest, resume=store["resume"], retry_errors=store["retry_errors"]
@@ -122,19 +111,19 @@ def run_checkpointed(
         def rows() -> Iterator[tuple[int, Job]]:
             for index, row in enumerate(source.rows()):
                 if not checkpoint.is_done(index):
-                    job = _job(template, row, positional, model, params, limits)
+                    job = job_for(template, row, positional, model, params, limits)
                     job.data = source.stored(row)
                     latest.index, latest.job = index, job
                     yield index, job
 
         batch_id = new_id()
         sink = _Stored(checkpoint, batch_id, typed)
-        runner = _Runner(session, rows(), options["concurrency"], options["on_error"], options["stream"], typed,
+        runner = Runner(session, rows(), options["concurrency"], options["on_error"], options["stream"], typed,
                          attached, budget, total=total, models={model}, sink=sink)  # fmt: skip
         runner.batch_id = batch_id
         try:
             if total != 0:
-                _wait(runner, options["progress"])
+                run_blocking(runner, options["progress"])
         finally:
             if sink.sent:  # the batch log stays in the checkpoint: read when it is exported
                 session.batch_log.link(batch_id, checkpoint.log_reader(batch_id))
@@ -142,7 +131,7 @@ def run_checkpointed(
             raise runner.failure
         if runner.first_error is not None:
             raise runner.first_error
-        out = _read_back(checkpoint.results(_DTYPES), source, typed)
+        out = _read_back(checkpoint.results(DTYPES), source, typed)
         out.attrs.update(batch_id=batch_id, interrupted=runner.interrupted, checkpoint=str(checkpoint.path),
                          resumed_rows=checkpoint.resumed, budget_stopped=budget is not None and budget.stopped)  # fmt: skip
         spent = out["cost_usd"].dropna()
@@ -179,6 +168,6 @@ def _read_back(stored: dict[str, Any], source: Source, schema: BatchSchema | Non
             out[name] = column
     for name in MAP_COLUMNS:
         column = stored.pop(name) if name in stored else pd.Series([None] * rows, dtype="object")
-        column = column if column.dtype == _DTYPES[name] else column.astype(_DTYPES[name])
+        column = column if column.dtype == DTYPES[name] else column.astype(DTYPES[name])
         out[name] = column.set_axis(index)
     return out

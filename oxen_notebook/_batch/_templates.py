@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ParameterError
 from .._values import fill as fill_values
+from ._runner import Job
 from ._sources import is_path, parquet_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["check_template", "fill", "table"]
+__all__ = ["check_template", "fill", "job_for", "table"]
 
 
 def _fields(template: str) -> tuple[set[str], bool]:
@@ -87,3 +88,14 @@ def check_template(template: str, columns: set[str], strings: bool) -> bool:
             f"column; columns: {', '.join(sorted(columns)) or 'none'}."
         )
     return positional
+
+
+def job_for(
+    template: str, row: dict[str, Any], positional: bool, model: str | None, params: dict[str, Any],
+    limits: dict[str, int | None],
+) -> Job:  # fmt: skip
+    """The row's :class:`Job`: the template filled (an unfillable row becomes a Job with its error)."""
+    try:
+        return Job(fill(template, row, positional, **limits), model, dict(params))
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        return Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}")
