@@ -190,7 +190,8 @@ class FakeAPI:
         self.handler: Callable[[dict[str, Any]], Script] | None = None
         self._queue: collections.deque[Script] = collections.deque()
         self._lock = threading.Lock()
-        self.closed_early = 0  # responses whose client went away before the end
+        self.closed_early = 0  # responses whose client went away before the end (since the last reset)
+        self._generation = 0  # reset() counts up: a request that came before it is not counted after it
         self.open_streams = 0
         server = self
 
@@ -240,6 +241,7 @@ class FakeAPI:
             self.models = list(MODELS)  # a test may have added unlisted ones
             self.handler = None
             self.closed_early = 0
+            self._generation += 1
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
@@ -333,6 +335,7 @@ class FakeAPI:
             )
 
     def _post(self, handler: BaseHTTPRequestHandler) -> None:
+        generation = self._generation  # the test this request belongs to: it may sleep past its end
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length)
         try:
@@ -374,11 +377,21 @@ class FakeAPI:
             )
             return
         if not body.get("stream"):
-            self._complete(handler, body, script)
+            self._complete(handler, body, script, generation)
             return
-        self._stream(handler, body, script)
+        self._stream(handler, body, script, generation)
 
-    def _complete(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script) -> None:
+    def _count_closed(self, generation: int) -> None:
+        """A client went away before the end of a response to a request of ``generation``: an
+        earlier test's request (still sleeping or writing after its test ended) does not count in
+        this one's."""
+        with self._lock:
+            if generation == self._generation:
+                self.closed_early += 1
+
+    def _complete(
+        self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script, generation: int
+    ) -> None:
         """An unstreamed ``chat.completion`` body. The stream faults become their body-sized kin:
         ``drop_after`` cuts the body off mid-way, ``malformed_after`` sends broken JSON,
         ``error_event_after`` an ``{"error": ...}`` body with status 200, ``stall_after`` waits
@@ -423,10 +436,11 @@ class FakeAPI:
                 return
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError, OSError):
-            with self._lock:
-                self.closed_early += 1
+            self._count_closed(generation)
 
-    def _stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script) -> None:
+    def _stream(
+        self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script, generation: int
+    ) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Cache-Control", "no-cache")
@@ -443,8 +457,7 @@ class FakeAPI:
         try:
             self._write_events(handler, body, script)
         except (BrokenPipeError, ConnectionResetError, OSError):
-            with self._lock:
-                self.closed_early += 1
+            self._count_closed(generation)
         finally:
             with self._lock:
                 self.open_streams -= 1
