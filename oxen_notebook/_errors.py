@@ -183,7 +183,10 @@ class InsufficientCreditsError(APIStatusError):
 
 
 class NotFoundError(APIStatusError):
-    hint = "list the available models with oxen_notebook.list_models() or %oxen models."
+    hint = (
+        "list the available models: %oxen models in a notebook, `oxen-notebook models` in a terminal, "
+        "or oxen_notebook.list_models()."
+    )
 
 
 class RateLimitError(APIStatusError):

@@ -324,6 +324,7 @@ def test_an_unknown_model_is_one_line_and_exit_1(fake_api, env):
     assert (result.returncode, result.stdout) == (1, "")
     assert len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith("oxen-notebook: NotFoundError: 404 model 'no-such-model' not found")
+    assert "`oxen-notebook models` in a terminal" in result.stderr  # the hint names the command, too
 
 
 def test_a_scripted_error_status_is_one_line_and_exit_1(fake_api, env):
