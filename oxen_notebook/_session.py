@@ -242,8 +242,8 @@ class Session(Prototyping):
             source=source or self.source,
             schema=schema,
         )
-        request.fallback = fallback = options.fallback  # a property: built once
-        if fallback is not None:
+        request.fallback = options.fallback
+        if options.fallback is not None:
             takes = self.catalog.takes_json_schema(model, published=published)
             request.use_fallback = not takes
         return request, self._plan(request, options)

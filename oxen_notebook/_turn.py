@@ -10,6 +10,7 @@ in order; ``parsed`` is the validated value when the turn ends. It reads like a 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -57,9 +58,10 @@ class TurnOptions:
         self.tools = tools
         self.max_repairs = max_repairs
 
-    @property
+    @functools.cached_property
     def fallback(self) -> dict[str, Any] | None:
-        """The ``json_object`` request a schema falls back to, for models without ``json_schema``."""
+        """The ``json_object`` request a schema falls back to, for models without ``json_schema``
+        (built once per request's options)."""
         if self.schema is None:
             return None
         return {"response_format": {"type": "json_object"}, "instruction": self.schema.instruction()}
