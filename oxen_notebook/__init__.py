@@ -52,6 +52,7 @@ __all__ = [
     "BadRequestError",
     "CacheMissError",
     "ChatPanel",
+    "EvalResult",
     "Event",
     "InsufficientCreditsError",
     "Message",
@@ -70,11 +71,13 @@ __all__ = [
     "StreamError",
     "ToolLoopError",
     "Turn",
+    "Variant",
     "default_session",
     "list_models",
     "load_ipython_extension",
     "model_info",
     "named_session",
+    "scorers",
     "unload_ipython_extension",
 ]
 
@@ -92,12 +95,22 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     unload(ipython)
 
 
+_EVALUATION = ("EvalResult", "Variant", "scorers")
+
+
 def __getattr__(name: str) -> Any:
     if name == "ChatPanel":  # ipywidgets loads only when the panel is asked for
         from ._panel import ChatPanel
 
         ChatPanel.__module__ = __name__
         return ChatPanel
+    if name in _EVALUATION:  # numpy loads only when evaluation is asked for
+        from . import _eval
+
+        value = getattr(_eval, name)
+        if isinstance(value, type):
+            value.__module__ = __name__
+        return value
     raise AttributeError(f"module 'oxen_notebook' has no attribute {name!r}")
 
 

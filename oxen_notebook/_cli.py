@@ -1,4 +1,5 @@
-"""The ``oxen-notebook`` command line (also ``python -m oxen_notebook``): ``ask``, ``chat``, ``models``.
+"""The ``oxen-notebook`` command line (also ``python -m oxen_notebook``): ``ask``, ``chat``, ``models``
+(and ``eval``, in ``_cli_eval.py``).
 
 A front end like the magic and the panel: every request goes through a :class:`Session`. stdout
 gets only replies, so they pipe; notes and errors go to stderr, one line each, as
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._auth import find_api_key, host_of
+from ._cli_eval import add_eval_parser
 from ._errors import MissingAPIKeyError, MissingDependencyError, OxenError, ParameterError
 from ._session import Session
 
@@ -188,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     request.add_argument("--max-tokens", type=int, metavar="N", help="Maximum tokens in a reply.")
 
     parser = argparse.ArgumentParser(prog=PROG, description=_DESCRIPTION, formatter_class=formatter)
-    commands = parser.add_subparsers(dest="command", metavar="{ask,chat,models}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{ask,chat,models,eval}", required=True)
 
     ask = commands.add_parser(
         "ask", parents=[request, common], help="Send one prompt; stream the reply.",
@@ -226,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     models.add_argument("filter", nargs="?", help="Only models whose id, name or developer contain this.")
     models.set_defaults(run=_models)
+    add_eval_parser(commands, common)
     return parser
 
 

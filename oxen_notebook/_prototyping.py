@@ -110,6 +110,41 @@ class Prototyping:
             self, template, models=models, params=params, show=show, schema=schema, **variables
         )
 
+    def evaluate(
+        self,
+        data: Any,
+        variants: Any,
+        *,
+        target: str | None = None,
+        scorers: list[Any] | None = None,
+        models: list[str] | None = None,
+        repeats: int = 1,
+        concurrency: int = 8,
+        dry_run: bool = False,
+        progress: bool | Callable[..., Any] = True,
+        seed: int = 0,
+    ) -> Any:
+        """Run every variant on every row of ``data`` (as :meth:`map` reads it) and score the
+        replies: which prompt or model is right on these rows, by how much, whether the difference
+        is real, and at what cost.
+
+        ``variants``: a dict of name -> template or ``Variant(template, model=, system=, schema=,
+        **params)``; those naming no model run once per model of ``models`` (default: the
+        Session's). ``target`` is the column with the expected answer; ``scorers`` (default:
+        ``[scorers.exact()]``) grade each reply: ``exact``, ``contains``, ``regex``, ``numeric``,
+        ``f1``, ``field`` (a ``schema=`` field) or a function ``(reply, row) -> bool | float``.
+        ``repeats=N`` sends each (row, variant) N times. All requests share one pool
+        (``concurrency`` in flight in all), interleaved row by row across the variants; identical
+        requests are sent once. Returns an ``EvalResult`` (``summary``, ``compare(a, b)``,
+        ``disagreements(a, b)``, ``rows``, ``plot()``, ``save()``); ``dry_run=True`` sends nothing
+        and returns what each variant would send and cost."""
+        from ._eval import evaluate
+
+        return evaluate(
+            self, data, variants, target=target, scorers=scorers, models=models, repeats=repeats,
+            concurrency=concurrency, dry_run=dry_run, progress=progress, seed=seed,
+        )  # fmt: skip
+
     def commit_results(
         self,
         frame: pd.DataFrame,

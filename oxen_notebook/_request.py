@@ -37,6 +37,8 @@ class PreparedRequest:
     use_fallback: bool = False
     #: One request of a history turn that holds the session's turnstile for all its requests.
     in_turn: bool = False
+    #: A one-shot request's own system prompt (``None``: the Session's).
+    system: str | None = None
 
     def follow(self, messages: list[dict[str, Any]]) -> PreparedRequest:
         """The next request of this turn, after ``messages`` (appended to what came before)."""

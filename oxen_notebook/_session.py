@@ -222,10 +222,15 @@ class Session(Prototyping):
     def _prepare(
         self, prompt: str, attached: tuple[list[Any] | None, list[Any] | None], history: bool,
         source: str | None, model: str | None, params: dict[str, Any], typed: dict[str, Any],
+        system: str | None = None,
     ) -> tuple[PreparedRequest, Any]:  # fmt: skip
         model = model or self.model
         if not isinstance(prompt, str) or not prompt.strip():
             raise ParameterError("prompt is empty: give the text to send.")
+        if system is not None and (history or not isinstance(system, str)):
+            raise ParameterError(
+                "system= takes text, and only with history=False: set Session.system for a conversation."
+            )
         merged = validate_params({**self.defaults, **params})
         options = turn_options(merged, **typed)
         # Replay sends nothing, not even GET /models/{id}: the recording checked the parameters.
@@ -243,6 +248,7 @@ class Session(Prototyping):
             schema=schema,
         )
         request.fallback = options.fallback
+        request.system = system
         if options.fallback is not None:
             takes = self.catalog.takes_json_schema(model, published=published)
             request.use_fallback = not takes
@@ -270,6 +276,7 @@ class Session(Prototyping):
         approve: Callable[[Any], bool] | None = None,
         max_repairs: int = 1,
         max_tool_rounds: int | None = None,
+        system: str | None = None,
         **params: Any,
     ) -> Reply | Turn:
         """A :class:`Reply` that streams text deltas when iterated. ``history=False`` sends the
@@ -282,10 +289,12 @@ class Session(Prototyping):
         Schema dict) asks for structured output: ``.parsed`` is the validated value, after up to
         ``max_repairs`` repair turns. ``tools=[function, ...]`` runs the model's tool calls and sends
         the results back (up to ``max_tool_rounds`` rounds; ``approve(call) -> bool`` first). With
-        either, a :class:`Turn` is returned: it reads like a Reply and may send several requests."""
+        either, a :class:`Turn` is returned: it reads like a Reply and may send several requests.
+        ``system=`` replaces the system prompt for a ``history=False`` request (an evaluation
+        variant's own), leaving the Session's as it is."""
         typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
                  "max_tool_rounds": max_tool_rounds}  # fmt: skip
-        request, plan = self._prepare(prompt, (images, files), history, source, model, params, typed)
+        request, plan = self._prepare(prompt, (images, files), history, source, model, params, typed, system)
         first = self._reply(request)
         if plan is None:
             return first
@@ -305,12 +314,13 @@ class Session(Prototyping):
         approve: Callable[[Any], Any] | None = None,
         max_repairs: int = 1,
         max_tool_rounds: int | None = None,
+        system: str | None = None,
         **params: Any,
     ) -> AsyncReply | AsyncTurn:
         """The async twin of :meth:`stream`: ``async for delta in session.astream(prompt)``."""
         typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
                  "max_tool_rounds": max_tool_rounds}  # fmt: skip
-        request, plan = self._prepare(prompt, (images, files), history, source, model, params, typed)
+        request, plan = self._prepare(prompt, (images, files), history, source, model, params, typed, system)
         first = self._areply(request)
         if plan is None:
             return first
@@ -391,7 +401,7 @@ class Session(Prototyping):
             return [*self.history.for_request(self.max_turns), request.user.to_api()]
         if request.history:
             return self.history.for_request(self.max_turns)  # it holds the turn so far
-        system = self.system
+        system = request.system if request.system is not None else self.system
         messages = [{"role": "system", "content": system}] if system else []
         return [*messages, request.user.to_api(), *(request.follow_up or [])]
 

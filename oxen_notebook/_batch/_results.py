@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._runner import Outcome
     from ._typed import BatchSchema
 
-__all__ = ["DTYPES", "MAP_COLUMNS", "result_columns", "row_values"]
+__all__ = ["DTYPES", "MAP_COLUMNS", "outcome_values", "result_columns", "row_values"]
 
 MAP_COLUMNS = [
     "reply", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "cost_usd",
@@ -70,3 +70,10 @@ def row_values(outcome: Outcome) -> list[Any]:
         bool(replies) and all(m.cached for m in replies),
         None if done else outcome.error,
     ]
+
+
+def outcome_values(outcome: Outcome) -> dict[str, Any]:
+    """The row's :data:`MAP_COLUMNS` by name, and ``parsed`` (a ``schema=`` row's value)."""
+    values = dict(zip(MAP_COLUMNS, row_values(outcome), strict=True))
+    values["parsed"] = outcome.parsed if outcome.state == "done" else None
+    return values

@@ -98,6 +98,7 @@ class Job:
     params: dict[str, Any]
     error: str | None = None  # the row could not be made into a request
     data: dict[str, Any] | None = None  # the row's data, which a checkpoint stores with its result
+    system: str | None = None  # this row's system prompt (an evaluation variant's), else the Session's
 
 
 @dataclass
@@ -294,8 +295,15 @@ class Runner:
         attempt = 0
         while True:
             try:
+                own = {"system": job.system} if job.system is not None else {}
                 current = self.session.astream(
-                    job.prompt, history=False, source="batch", model=job.model, **self.typed, **job.params
+                    job.prompt,
+                    history=False,
+                    source="batch",
+                    model=job.model,
+                    **own,
+                    **self.typed,
+                    **job.params,
                 )
             except OxenError as exc:
                 job.error = str(exc)

@@ -14,7 +14,7 @@ from ._sources import is_path, parquet_frame
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["check_template", "fill", "job_for", "table"]
+__all__ = ["check_template", "fill", "fill_jobs", "job_for", "table"]
 
 
 def _fields(template: str) -> tuple[set[str], bool]:
@@ -92,10 +92,24 @@ def check_template(template: str, columns: set[str], strings: bool) -> bool:
 
 def job_for(
     template: str, row: dict[str, Any], positional: bool, model: str | None, params: dict[str, Any],
-    limits: dict[str, int | None],
+    limits: dict[str, int | None], system: str | None = None,
 ) -> Job:  # fmt: skip
     """The row's :class:`Job`: the template filled (an unfillable row becomes a Job with its error)."""
     try:
-        return Job(fill(template, row, positional, **limits), model, dict(params))
+        return Job(fill(template, row, positional, **limits), model, dict(params), system=system)
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
-        return Job(None, model, dict(params), error=f"the template could not be filled: {exc!r}")
+        return Job(
+            None, model, dict(params), error=f"the template could not be filled: {exc!r}", system=system
+        )
+
+
+def fill_jobs(
+    session: Any, template: str, frame: pd.DataFrame, rows: list[dict[str, Any]], strings: bool,
+    model: str | None, params: dict[str, Any], system: str | None = None,
+) -> list[Job]:  # fmt: skip
+    """Every row's :class:`Job` for ``template`` (checked against the data's columns first), with
+    the Session's context limits, as ``map`` fills them."""
+    columns = {str(c) for c in frame.columns} | ({"text"} if strings else set())
+    positional = check_template(template, columns, strings)
+    limits = {"rows": session.context_rows, "chars": session.context_chars}
+    return [job_for(template, row, positional, model, params, limits, system) for row in rows]

@@ -1,0 +1,102 @@
+"""An evaluation on disk: its settings (what ran) and the JSON file ``EvalResult.save`` writes,
+``EvalResult.load`` and ``oxen-notebook eval --baseline`` read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ParameterError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ._result import EvalResult
+    from ._scorers import Scorer
+    from ._variants import Arm
+
+__all__ = ["FORMAT", "Settings", "read_result", "write_result"]
+
+FORMAT = "oxen_notebook.evaluation/1"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an evaluation ran: its variants (templates and their sha256), models, parameters,
+    scorers, target, repeats and seed. Written with the results, compared by ``diff``."""
+
+    variants: dict[str, dict[str, Any]]
+    scorers: list[dict[str, Any]]
+    target: str | None
+    repeats: int
+    seed: int
+    session: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, session: Any, arms: list[Arm], scorers: list[Scorer], target: str | None, repeats: int, seed: int
+    ) -> Settings:
+        variants = {}
+        for arm in arms:
+            settings = arm.variant.settings()
+            settings["model"] = arm.model or session.model
+            settings["template_sha256"] = hashlib.sha256(arm.variant.template.encode()).hexdigest()[:12]
+            if arm.variant.schema is not None:
+                settings["schema"] = getattr(
+                    arm.variant.schema, "__name__", type(arm.variant.schema).__name__
+                )
+            variants[arm.name] = settings
+        described = [{"name": s.name, "binary": s.binary, "target": s.target} for s in scorers]
+        own = {"model": session.model, "system": session.system, **dict(session.defaults)}
+        return cls(variants, described, target, repeats, seed, own)
+
+
+def write_result(result: EvalResult, path: str | os.PathLike[str]) -> Path:
+    """Write the data, the long rows (without ``parsed``, which may not be JSON) and the settings."""
+    rows = result.rows.drop(columns=["parsed"]).astype(object)
+    rows = rows.where(rows.notna(), None)
+    data = result.data.astype(object).where(result.data.notna(), None)
+    saved = {
+        "format": FORMAT,
+        "settings": asdict(result.settings),
+        "batch_id": result.batch_id,
+        "data": json.loads(data.to_json(orient="split", index=False, default_handler=str)),
+        "rows": rows.to_dict(orient="list"),
+    }
+    path = Path(path)
+    path.write_text(json.dumps(saved, ensure_ascii=False, default=str, allow_nan=False), encoding="utf-8")
+    return path
+
+
+def read_result(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame, Settings, str]:
+    """The data, rows, settings and batch id of a file :func:`write_result` wrote."""
+    import pandas as pd
+
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"{path} could not be read as an evaluation: {exc}.") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ParameterError(f"{path} is not an evaluation written by oxen_notebook (format {FORMAT}).")
+    settings = Settings(**saved["settings"])
+    data = pd.DataFrame(saved["data"]["data"], columns=saved["data"]["columns"])
+    rows = pd.DataFrame(saved["rows"])
+    rows["parsed"] = None
+    for scorer in settings.scorers:
+        rows[scorer["name"]] = rows[scorer["name"]].astype("Float64")
+    for name, dtype in (
+        ("reply", "string"),
+        ("error", "string"),
+        ("cost_usd", "Float64"),
+        ("latency_s", "Float64"),
+        ("cached", "boolean"),
+        ("shared", bool),
+    ):
+        rows[name] = rows[name].astype(dtype)
+    for name in ("prompt_tokens", "completion_tokens"):
+        rows[name] = pd.to_numeric(rows[name]).astype("Int64")
+    return data, rows, settings, saved.get("batch_id", "")

@@ -1,0 +1,236 @@
+"""``Session.evaluate``: every variant on every row, through one pool, scored, as an :class:`EvalResult`.
+
+Everything that can be wrong with the call is refused in one line before anything is sent. The
+requests are ``map``'s jobs (``_batch``): one runner, so ``concurrency`` is the total in flight,
+and the jobs interleaved row by row across the variants, so a stopped run has comparable partial
+results for every variant. Identical requests (the same filled prompt, model, system prompt and
+parameters, and repeat) are sent once and their reply shared: a data set with repeated texts pays
+for each text once per variant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._batch import BatchProgress, BatchSchema, Job, execute, fill_jobs, outcome_values, read_table
+from .._errors import ParameterError
+from .._schema import OutputSchema
+from ._files import Settings
+from ._result import EvalResult
+from ._scorers import Scorer, as_scorer, exact
+from ._variants import Arm, expand
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .._batch import BatchSession, Estimate
+
+__all__ = ["EvalEstimate", "evaluate"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an evaluation sends, decided before anything is: the arms, the scorers, the data and
+    the unique jobs (``slots[i]`` is the job each (row, arm, repeat) reads)."""
+
+    arms: list[Arm]
+    scorers: list[Scorer]
+    frame: pd.DataFrame
+    rows: list[dict[str, Any]]
+    keys: list[tuple[int, str, int]]  # (row, arm, repeat) in the order sent
+    jobs: list[Job]
+    slots: list[int]
+    schema: Any
+
+
+def _scorers(given: Any, target: str | None, columns: set[str], schema: Any) -> list[Scorer]:
+    if given is None:
+        if target is None:
+            raise ParameterError(
+                "give target= (the column with the expected answer) or scorers= (how to grade a reply)."
+            )
+        given = [exact(normalize=True)]
+    if isinstance(given, Scorer) or callable(given):
+        given = [given]
+    if not isinstance(given, (list, tuple)) or not given:
+        raise ParameterError("scorers= takes a list, such as scorers=[scorers.exact()].")
+    made = [as_scorer(value, i).with_target(target) for i, value in enumerate(given)]
+    names = [s.name for s in made]
+    for scorer in made:
+        if names.count(scorer.name) > 1:
+            raise ParameterError(
+                f"two scorers are named {scorer.name!r}: give one of them name=... or drop it."
+            )
+        if scorer.needs_target and scorer.target is None:
+            raise ParameterError(f"the {scorer.name} scorer needs a target column: give target=.")
+        if scorer.target is not None and scorer.target not in columns:
+            raise ParameterError(
+                f"the target column {scorer.target!r} is not in the data; columns: {', '.join(sorted(columns))}."
+            )
+        if scorer.schema_field is not None:
+            fields = set(OutputSchema.from_spec(schema).columns()) if schema is not None else set()
+            if scorer.schema_field not in fields:
+                raise ParameterError(
+                    f"field({scorer.schema_field!r}) names no field of the variants' schema= "
+                    f"({', '.join(sorted(fields)) or 'no schema given'})."
+                )
+    return made
+
+
+def _one_schema(arms: list[Arm]) -> Any:
+    schemas = {id(arm.variant.schema): arm.variant.schema for arm in arms}
+    if len(schemas) > 1:
+        raise ParameterError(
+            "the variants give different schema= values: one evaluation takes one schema (or none) "
+            "for all its variants; evaluate the others separately."
+        )
+    return next(iter(schemas.values()))
+
+
+def _request_key(job: Job, model: str, system: str | None, repeat: int) -> str:
+    return json.dumps([job.prompt, model, system, repeat, job.params], sort_keys=True, default=repr)
+
+
+def _plan(
+    session: BatchSession,
+    data: Any,
+    variants: Any,
+    target: str | None,
+    scorers: Any,
+    models: list[str] | None,
+    repeats: int,
+) -> _Plan:
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ParameterError(f"repeats={repeats!r} is invalid: expected a positive integer.")
+    arms = expand(variants, models)
+    frame, rows, strings = read_table(data)
+    columns = {str(c) for c in frame.columns}
+    if target is not None and target not in columns:
+        raise ParameterError(
+            f"target={target!r} is not a column of the data; columns: {', '.join(sorted(columns)) or 'none'}."
+        )
+    schema = _one_schema(arms)
+    made = _scorers(scorers, target, columns, schema)
+    filled = {
+        arm.name: fill_jobs(
+            session,
+            arm.variant.template,
+            frame,
+            rows,
+            strings,
+            arm.model,
+            dict(arm.variant.params),
+            arm.variant.system,
+        )
+        for arm in arms
+    }
+    keys: list[tuple[int, str, int]] = []
+    jobs: list[Job] = []
+    slots: list[int] = []
+    seen: dict[str, int] = {}
+    for index in range(len(rows)):
+        for arm in arms:
+            job = filled[arm.name][index]
+            for repeat in range(repeats):
+                keys.append((index, arm.name, repeat))
+                if job.error is not None:
+                    slots.append(len(jobs))
+                    jobs.append(job)
+                    continue
+                key = _request_key(job, arm.model or session.model, arm.variant.system, repeat)
+                if key not in seen:
+                    seen[key] = len(jobs)
+                    jobs.append(job)
+                slots.append(seen[key])
+    return _Plan(arms, made, frame, rows, keys, jobs, slots, schema)
+
+
+def evaluate(
+    session: BatchSession,
+    data: Any,
+    variants: Any,
+    *,
+    target: str | None = None,
+    scorers: Any = None,
+    models: list[str] | None = None,
+    repeats: int = 1,
+    concurrency: int = 8,
+    dry_run: bool = False,
+    progress: bool | Callable[[BatchProgress], Any] = True,
+    seed: int = 0,
+) -> EvalResult | EvalEstimate:
+    """See :meth:`Session.evaluate`."""
+    plan = _plan(session, data, variants, target, scorers, models, repeats)
+    if dry_run:
+        return _estimate(session, plan, data, repeats)
+    schema = BatchSchema(plan.schema) if plan.schema is not None else None
+    runner = execute(session, plan.jobs, concurrency, "record", progress, False, schema)
+    values = [outcome_values(outcome) for outcome in runner.outcomes]
+    first_use: set[int] = set()
+    records = []
+    for (index, name, repeat), slot in zip(plan.keys, plan.slots, strict=True):
+        shared = slot in first_use
+        first_use.add(slot)
+        records.append((index, name, repeat, values[slot], shared))
+    settings = Settings.of(session, plan.arms, plan.scorers, target, repeats, seed)
+    return EvalResult.build(plan.frame, plan.rows, records, plan.scorers, settings, runner.batch_id)
+
+
+class EvalEstimate:
+    """What an evaluation would send and cost, per variant (``Session.evaluate(dry_run=True)``)."""
+
+    def __init__(self, frame: pd.DataFrame, estimates: dict[str, Estimate]) -> None:
+        self.summary = frame
+        self.estimates = estimates
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = self.summary["cost_usd"]
+        return None if costs.isna().any() else float(costs.sum())
+
+    def __str__(self) -> str:
+        total = self.cost_usd
+        head = f"estimate, nothing sent · {int(self.summary['requests'].sum()):,} requests"
+        head += f" · ${total:,.4f}" if total is not None else " · cost unknown for some variants"
+        return head + "\n" + self.summary.to_string(index=False)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from .._math import escape_text
+
+        return f"<p>{escape_text(str(self).splitlines()[0])}</p>" + self.summary.to_html(
+            index=False, escape=True
+        )
+
+
+def _estimate(session: BatchSession, plan: _Plan, data: Any, repeats: int) -> EvalEstimate:
+    import pandas as pd
+
+    from .._batch import estimate_map
+
+    estimates: dict[str, Estimate] = {}
+    rows = []
+    for arm in plan.arms:
+        unique = len({plan.slots[i] for i, key in enumerate(plan.keys) if key[1] == arm.name})
+        estimate = estimate_map(
+            session, plan.frame, arm.variant.template, model=arm.model, **dict(arm.variant.params)
+        )
+        estimates[arm.name] = estimate
+        share = unique / max(1, len(plan.rows) * repeats)
+        cost = None if estimate.cost_usd is None else estimate.cost_usd * repeats * share
+        rows.append(
+            {
+                "variant": arm.name,
+                "model": estimate.model,
+                "requests": unique,
+                "prompt_tokens": round(estimate.prompt_tokens * repeats * share),
+                "completion_tokens": round(estimate.completion_tokens * repeats * share),
+                "cost_usd": cost,
+                "note": estimate.cost_note or estimate.completion_rule,
+            }
+        )
+    return EvalEstimate(pd.DataFrame(rows), estimates)
