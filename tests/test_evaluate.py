@@ -44,7 +44,9 @@ VARIANTS = {"a": "A: {review}", "b": "B: {review}", "c": "C: {review}"}
 
 
 def test_known_accuracies_with_wilson_intervals_and_a_marked_best(session, classifying):
-    ev = session.evaluate(labelled(), VARIANTS, target="label", models=["gpt-5-2-chat-latest"], progress=False)
+    ev = session.evaluate(
+        labelled(), VARIANTS, target="label", models=["gpt-5-2-chat-latest"], progress=False
+    )
     summary = ev.summary.set_index("variant")
     assert summary.loc["a", "exact"] == 1.0
     assert summary.loc["b", "exact"] == 0.5
