@@ -281,3 +281,35 @@ def test_a_variant_is_checked_where_it_is_made():
         Variant("  ")
     with pytest.raises(ParameterError, match="schema= or response_format="):
         Variant("x", schema=dict, response_format={"type": "json_object"})
+
+
+def test_progress_is_live_per_variant_in_a_terminal(session, classifying, capsys):
+    seen = []
+    session.evaluate(labelled(9), VARIANTS, target="label", progress=seen.append)
+    assert seen and seen[-1].total == 27 and seen[-1].done == 27
+    session.evaluate(labelled(9), VARIANTS, target="label", models=["gpt-5-2-chat-latest"], progress=True)
+    last = capsys.readouterr().err.strip().split("\r")[-1]
+    assert last.startswith("evaluating · 27/27")
+    assert "a: 9 done · 0 errors · exact 1.000 [" in last and "b: 9 done · 0 errors · exact 0.556 [" in last
+    assert "$0.0000 spent" not in last  # priced: the cost so far is counted
+
+
+def test_the_grid_opens_on_prompt_reply_target_and_scores_with_model_text_sanitized(session, fake_api):
+    def reply(body):
+        i = int(re.search(r"row (\d+)", _prompt_text(body)).group(1))
+        if "B:" in _prompt_text(body) and i == 1:
+            return Script(status=500, error={"error": {"message": "boom"}})
+        text = "**yes** [x](javascript:alert(1)) <script>alert(2)</script>" if i == 0 else "no"
+        return Script(text=text)
+
+    fake_api.handler = reply
+    data = pd.DataFrame({"text": ["row 0", "row 1", "row 2"], "want": ["yes", "no", "yes"]})
+    ev = session.evaluate(data, {"a": "A: {text}", "b": "B: {text}"}, scorers=[scorers.contains(target="want")],
+                          progress=False)  # fmt: skip
+    page = ev._repr_html_()
+    assert "<strong>yes</strong>" in page and "<script" not in page and "&lt;script&gt;" in page
+    assert "href" not in page.lower()  # the javascript: link stays text
+    assert "<summary>all rows (3)</summary>" in page
+    assert "<summary>errors (1)</summary>" in page
+    assert "<summary>disagreements (1)</summary>" in page  # row 1: a answered, b failed
+    assert page.count("<details><summary>") >= 6 and "<b>target</b>: yes" in page

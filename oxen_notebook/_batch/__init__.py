@@ -13,13 +13,13 @@ from ._estimate import Estimate, estimate_map
 from ._map import execute, run_map
 from ._progress import BatchProgress, make_progress
 from ._results import MAP_COLUMNS, outcome_values
-from ._runner import BatchSession, Job
+from ._runner import BatchSession, Job, Outcome, RowSink
 from ._templates import fill_jobs
 from ._templates import table as read_table
 from ._typed import BatchSchema
 
 __all__ = [
-    "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Estimate", "Job", "commit_results",
+    "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Estimate", "Job", "Outcome", "RowSink", "commit_results",
     "compare_html", "estimate_map", "execute", "fill_jobs", "make_progress", "outcome_values", "read_table",
     "run_compare", "run_map",
 ]  # fmt: skip

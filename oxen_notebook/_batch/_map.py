@@ -17,7 +17,7 @@ from ._budget import Budget, make_budget
 from ._commit import record_run
 from ._progress import BatchProgress
 from ._results import MAP_COLUMNS, result_columns
-from ._runner import BatchSession, Job, Runner, check_options, prefetch, run_blocking
+from ._runner import BatchSession, Job, RowSink, Runner, check_options, prefetch, run_blocking
 from ._templates import check_template, job_for, table
 from ._typed import BatchSchema
 
@@ -46,6 +46,7 @@ def execute(
     schema: BatchSchema | None = None,
     files: list[Attachment] | None = None,
     budget: Budget | None = None,
+    sink: RowSink | None = None,
 ) -> Runner:
     check_options(concurrency, on_error, stream)
     for job in jobs:
@@ -53,7 +54,7 @@ def execute(
         if schema is not None and job.params.get("response_format"):
             raise ParameterError("give schema= or response_format=, not both.")
     prefetch(session, {job.model or session.model for job in jobs if job.error is None})
-    runner = Runner(session, jobs, concurrency, on_error, stream, schema, files, budget)
+    runner = Runner(session, jobs, concurrency, on_error, stream, schema, files, budget, sink=sink)
     if jobs:
         try:
             run_blocking(runner, progress)

@@ -89,6 +89,7 @@ def read_result(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFram
     for scorer in settings.scorers:
         rows[scorer["name"]] = rows[scorer["name"]].astype("Float64")
     for name, dtype in (
+        ("prompt", "string"),
         ("reply", "string"),
         ("error", "string"),
         ("cost_usd", "Float64"),

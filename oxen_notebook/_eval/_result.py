@@ -129,6 +129,7 @@ class EvalResult:
                 "variant",
                 "model",
                 "repeat",
+                "prompt",
                 "reply",
                 "parsed",
                 "error",
@@ -158,6 +159,7 @@ class EvalResult:
             columns["model"].append(settings.variants[name]["model"])
             columns["repeat"].append(repeat)
             for key in (
+                "prompt",
                 "reply",
                 "parsed",
                 "error",
@@ -176,6 +178,7 @@ class EvalResult:
         for scorer in scorers:
             long[scorer.name] = pd.Series(scores[scorer.name], dtype="Float64")
         for name, dtype in (
+            ("prompt", "string"),
             ("reply", "string"),
             ("error", "string"),
             ("prompt_tokens", "Int64"),
@@ -382,9 +385,10 @@ class EvalResult:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
+        from ._grid import grid_html
         from ._view import summary_html
 
-        return summary_html(self)
+        return summary_html(self) + grid_html(self)
 
     # -- files ----------------------------------------------------------------------------------
 

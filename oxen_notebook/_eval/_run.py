@@ -19,6 +19,7 @@ from .._batch import BatchProgress, BatchSchema, Job, execute, fill_jobs, outcom
 from .._errors import ParameterError
 from .._schema import OutputSchema
 from ._files import Settings
+from ._live import Live
 from ._result import EvalResult
 from ._scorers import Scorer, as_scorer, exact
 from ._variants import Arm, expand
@@ -167,14 +168,23 @@ def evaluate(
     if dry_run:
         return _estimate(session, plan, data, repeats)
     schema = BatchSchema(plan.schema) if plan.schema is not None else None
-    runner = execute(session, plan.jobs, concurrency, "record", progress, False, schema)
+    owners: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in plan.jobs]
+    for (index, name, _), slot in zip(plan.keys, plan.slots, strict=True):
+        owners[slot].append((name, plan.rows[index]))
+    live = Live(progress, [arm.name for arm in plan.arms], owners, plan.scorers[0])
+    runner = execute(session, plan.jobs, concurrency, "record", live.update, False, schema, sink=live)
+    live.end(runner.stats, "interrupted" if runner.interrupted else None)
     values = [outcome_values(outcome) for outcome in runner.outcomes]
+    for job, value in zip(plan.jobs, values, strict=True):
+        value["prompt"] = job.prompt
     first_use: set[int] = set()
     records = []
     for (index, name, repeat), slot in zip(plan.keys, plan.slots, strict=True):
         shared = slot in first_use
         first_use.add(slot)
         records.append((index, name, repeat, values[slot], shared))
+    # The rows show the target the scorers compare with: target=, else the first scorer's own.
+    target = target or next((s.target for s in plan.scorers if s.target is not None), None)
     settings = Settings.of(session, plan.arms, plan.scorers, target, repeats, seed)
     return EvalResult.build(plan.frame, plan.rows, records, plan.scorers, settings, runner.batch_id)
 
