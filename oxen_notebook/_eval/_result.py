@@ -106,6 +106,8 @@ class EvalResult:
         self.variants = list(settings.variants)
         self.scorers = [s["name"] for s in settings.scorers]
         self._summary: pd.DataFrame | None = None
+        self._matrices: dict[str, np.ndarray] = {}
+        self._binaries: dict[str, bool] = {}
 
     # -- building -------------------------------------------------------------------------------
 
@@ -175,6 +177,7 @@ class EvalResult:
             columns["shared"].append(shared)
             columns["scorer_error"].append("; ".join(problems) or None)
         long = pd.DataFrame(columns)
+        long["variant"] = pd.Categorical(long["variant"], categories=list(settings.variants))
         for scorer in scorers:
             long[scorer.name] = pd.Series(scores[scorer.name], dtype="Float64")
         for name, dtype in (
@@ -214,10 +217,14 @@ class EvalResult:
     def matrix(self, scorer: str | None = None) -> np.ndarray:
         """Per-row scores, (data rows x variants), the mean of each row's repeats; NaN: unanswered."""
         scorer = self._scorer(scorer)
+        if scorer not in self._matrices:
+            self._matrices[scorer] = self._build_matrix(scorer)
+        return self._matrices[scorer]
+
+    def _build_matrix(self, scorer: str) -> np.ndarray:
         n_rows, n_arms = len(self.data), len(self.variants)
         values = self.rows[scorer].to_numpy(dtype=float, na_value=np.nan)
-        arm = self.rows["variant"].map({v: i for i, v in enumerate(self.variants)}).to_numpy()
-        flat = self.rows["row"].to_numpy() * n_arms + arm
+        flat = self.rows["row"].to_numpy(dtype=np.int64) * n_arms + self._codes()
         known = ~np.isnan(values)
         sums = np.bincount(flat[known], weights=values[known], minlength=n_rows * n_arms)
         counts = np.bincount(flat[known], minlength=n_rows * n_arms)
@@ -225,7 +232,9 @@ class EvalResult:
             return (sums / counts).reshape(n_rows, n_arms)
 
     def _binary(self, scorer: str, matrix: np.ndarray) -> bool:
-        return _is_binary(self.settings, scorer, matrix)
+        if scorer not in self._binaries:
+            self._binaries[scorer] = _is_binary(self.settings, scorer, matrix)
+        return self._binaries[scorer]
 
     def compare(self, a: str, b: str, *, scorer: str | None = None) -> Comparison:
         """``b`` against ``a``, paired on the rows both answered: wins, losses, ties, the difference
@@ -267,23 +276,54 @@ class EvalResult:
             self._summary = self._summarize()
         return self._summary
 
+    def _codes(self) -> np.ndarray:
+        """Each long row's variant as its position in :attr:`variants`."""
+        import pandas as pd
+
+        variant = self.rows["variant"]
+        if not (
+            isinstance(variant.dtype, pd.CategoricalDtype) and list(variant.cat.categories) == self.variants
+        ):
+            variant = pd.Series(pd.Categorical(variant, categories=self.variants))
+        return variant.cat.codes.to_numpy(dtype=np.int64)
+
     def _summarize(self) -> pd.DataFrame:
         import pandas as pd
 
         rows = self.rows
-        by = rows.groupby("variant", sort=False)
-        records = []
+        codes = self._codes()
+        k = len(self.variants)
+        answered = (rows["error"].isna() & rows["reply"].notna()).to_numpy(dtype=bool)
+        per_variant = np.bincount(codes, minlength=k)
+        unanswered = np.bincount(codes[~answered], minlength=k)
+
+        def total(column: str) -> tuple[np.ndarray, np.ndarray]:
+            values = rows[column].to_numpy(dtype=float, na_value=np.nan)
+            known = ~np.isnan(values)
+            return np.bincount(codes[known], weights=values[known], minlength=k), np.bincount(
+                codes[known], minlength=k
+            )
+
+        prompt, _ = total("prompt_tokens")
+        completion, _ = total("completion_tokens")
+        cost, priced = total("cost_usd")
+        latency = rows["latency_s"].to_numpy(dtype=float, na_value=np.nan)
+        timed = (
+            ~np.isnan(latency)
+            & ~rows["shared"].to_numpy(dtype=bool)
+            & ~rows["cached"].to_numpy(dtype=bool, na_value=False)
+        )
         matrices = {s: self.matrix(s) for s in self.scorers}
+        binary = {s: self._binary(s, m) for s, m in matrices.items()}
+        records = []
         for j, name in enumerate(self.variants):
-            mine = rows[rows["variant"] == name] if name in by.groups else rows.iloc[:0]
             record: dict[str, Any] = {"variant": name, "model": self.settings.variants[name]["model"]}
-            answered = mine["error"].isna() & mine["reply"].notna()
             record["n"] = int((~np.isnan(matrices[self.scorers[0]][:, j])).sum())
-            record["errors"] = int((~answered).sum())
-            record["complete"] = bool(answered.all()) if len(mine) else False
+            record["errors"] = int(unanswered[j])
+            record["complete"] = bool(per_variant[j]) and not unanswered[j]
             for scorer, matrix in matrices.items():
                 values = matrix[:, j][~np.isnan(matrix[:, j])]
-                if self._binary(scorer, matrix):
+                if binary[scorer]:
                     interval = _stats.wilson(int(values.sum()), len(values))
                 else:
                     interval = _stats.mean_interval(values, seed=self.settings.seed)
@@ -292,19 +332,14 @@ class EvalResult:
                 record[f"{scorer}_high"] = interval.high
             if self.settings.repeats > 1:
                 record["flip_rate"] = self._flip_rate(name)
-            record["prompt_tokens"] = int(mine["prompt_tokens"].sum())
-            record["completion_tokens"] = int(mine["completion_tokens"].sum())
-            cost = mine["cost_usd"].dropna()
-            record["cost_usd"] = float(cost.sum()) if len(cost) else math.nan
+            record["prompt_tokens"] = int(prompt[j])
+            record["completion_tokens"] = int(completion[j])
+            record["cost_usd"] = float(cost[j]) if priced[j] else math.nan
             correct = float(np.nansum(matrices[self.scorers[0]][:, j])) * self.settings.repeats
             record["cost_per_correct"] = record["cost_usd"] / correct if correct else math.nan
-            latency = (
-                mine.loc[~mine["shared"] & mine["cached"].eq(False), "latency_s"]
-                .dropna()
-                .to_numpy(dtype=float)
-            )
-            record["latency_p50_s"] = float(np.percentile(latency, 50)) if len(latency) else math.nan
-            record["latency_p95_s"] = float(np.percentile(latency, 95)) if len(latency) else math.nan
+            mine = latency[timed & (codes == j)]
+            record["latency_p50_s"] = float(np.percentile(mine, 50)) if len(mine) else math.nan
+            record["latency_p95_s"] = float(np.percentile(mine, 95)) if len(mine) else math.nan
             records.append(record)
         frame = pd.DataFrame(records)
         self._mark_best(frame, matrices[self.scorers[0]])
