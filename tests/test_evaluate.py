@@ -313,3 +313,50 @@ def test_the_grid_opens_on_prompt_reply_target_and_scores_with_model_text_saniti
     assert "<summary>errors (1)</summary>" in page
     assert "<summary>disagreements (1)</summary>" in page  # row 1: a answered, b failed
     assert page.count("<details><summary>") >= 6 and "<b>target</b>: yes" in page
+
+
+def grading(body):
+    """The classifier for the variants; as a judge, passes an answer equal to the expected one."""
+    prompt = _prompt_text(body)
+    if prompt.startswith("You are grading"):
+        expected = re.search(r"Expected answer:\n(.*)\n", prompt).group(1)
+        given = re.search(r"Answer to grade:\n(.*)\n", prompt).group(1)
+        passed = given.strip(" .").lower() == expected
+        return Script(text=json.dumps({"passed": passed, "reason": "compared"}))
+    return classifier(body)
+
+
+def test_a_judge_grades_with_its_own_model_its_requests_counted_and_priced_apart(session, fake_api):
+    fake_api.handler = grading
+    judge = scorers.judge("The answer names the expected sentiment.", model="cheap-model")
+    ev = session.evaluate(labelled(12), {"a": "A: {review}", "b": "B: {review}"}, target="label",
+                          scorers=[scorers.exact(), judge], progress=False)  # fmt: skip
+    assert ev.rows["judge"].tolist() == ev.rows["exact"].tolist()
+    sent = fake_api.chat_requests()
+    judged = [b for b in sent if b["model"] == "cheap-model"]
+    assert len(sent) == 48 and len(judged) == 24
+    assert all(b["temperature"] == 0 and b["response_format"]["type"] == "json_schema" for b in judged)
+    summary = ev.summary.set_index("variant")
+    assert summary.loc["a", "judge"] == 1.0 and summary.loc["b", "judge"] == 0.5
+    assert summary.loc["a", "judge_cost_usd"] > 0 and pd.isna(
+        summary.loc["a", "cost_usd"]
+    )  # test-model: no prices
+
+
+def test_a_judge_needs_a_model_and_a_rubric():
+    with pytest.raises(ParameterError, match="judge\\(\\) needs the grading model"):
+        scorers.judge("Is it right?")
+    with pytest.raises(ParameterError, match="judge\\(\\) needs a rubric"):
+        scorers.judge(" ", model="m")
+
+
+def test_dry_run_counts_the_judges_requests(session, fake_api):
+    judge = scorers.judge("Right sentiment?", model="cheap-model")
+    estimate = session.evaluate(labelled(10), {"a": Variant("A: {review}", max_tokens=20)}, target="label",
+                                scorers=[scorers.exact(), judge], dry_run=True)  # fmt: skip
+    assert fake_api.chat_requests() == []
+    frame = estimate.summary.set_index("variant")
+    row = frame.loc["a (judge judge)"]
+    assert row["requests"] == 10 and row["model"] == "cheap-model" and row["completion_tokens"] == 400
+    assert row["prompt_tokens"] > 10 * 20  # the template, the prompt and a 20-token reply each
+    assert row["cost_usd"] == pytest.approx(row["prompt_tokens"] * 1e-07 + 400 * 2e-07)

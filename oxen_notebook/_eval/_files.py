@@ -98,6 +98,8 @@ def read_result(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFram
         ("shared", bool),
     ):
         rows[name] = rows[name].astype(dtype)
+    if "judge_cost_usd" in rows:
+        rows["judge_cost_usd"] = rows["judge_cost_usd"].astype("Float64")
     for name in ("prompt_tokens", "completion_tokens"):
         rows[name] = pd.to_numeric(rows[name]).astype("Int64")
     return data, rows, settings, saved.get("batch_id", "")

@@ -24,6 +24,7 @@ from ._files import Settings, read_result, write_result
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ._run import Judged
     from ._scorers import Scorer
 
 __all__ = ["Comparison", "EvalResult"]
@@ -120,8 +121,10 @@ class EvalResult:
         scorers: list[Scorer],
         settings: Settings,
         batch_id: str,
+        judged: dict[str, Judged] | None = None,
     ) -> EvalResult:
-        """Score each (row, variant, repeat) and lay the results out long."""
+        """Score each (row, variant, repeat) and lay the results out long; ``judged`` holds the
+        judge scorers' verdicts, one per record."""
         import pandas as pd
 
         columns: dict[str, list[Any]] = {
@@ -145,12 +148,21 @@ class EvalResult:
             )
         }
         scores: dict[str, list[float]] = {s.name: [] for s in scorers}
-        for index, name, repeat, values, shared in records:
+        judged = judged or {}
+        judge_costs: list[float | None] = []
+        for position, (index, name, repeat, values, shared) in enumerate(records):
             answered = values["error"] is None and values["reply"] is not None
             problems = []
+            spent = [j.costs[position] for j in judged.values() if j.costs[position] is not None]
+            judge_costs.append(sum(spent) if spent else None)
             for scorer in scorers:
                 score = math.nan
-                if answered:
+                if scorer.name in judged:
+                    verdict = judged[scorer.name]
+                    score = verdict.scores[position]
+                    if verdict.errors[position]:
+                        problems.append(verdict.errors[position][:300])
+                elif answered:
                     try:
                         score = _score_value(scorer.grade(values["reply"], rows[index], values["parsed"]))
                     except Exception as exc:  # a scorer that raises marks this cell, not the run
@@ -177,6 +189,8 @@ class EvalResult:
             columns["shared"].append(shared)
             columns["scorer_error"].append("; ".join(problems) or None)
         long = pd.DataFrame(columns)
+        if judged:
+            long["judge_cost_usd"] = pd.array(judge_costs, dtype="Float64")
         long["variant"] = pd.Categorical(long["variant"], categories=list(settings.variants))
         for scorer in scorers:
             long[scorer.name] = pd.Series(scores[scorer.name], dtype="Float64")
@@ -307,6 +321,7 @@ class EvalResult:
         prompt, _ = total("prompt_tokens")
         completion, _ = total("completion_tokens")
         cost, priced = total("cost_usd")
+        judge_cost, judge_priced = total("judge_cost_usd") if "judge_cost_usd" in rows else (None, None)
         latency = rows["latency_s"].to_numpy(dtype=float, na_value=np.nan)
         timed = (
             ~np.isnan(latency)
@@ -335,6 +350,8 @@ class EvalResult:
             record["prompt_tokens"] = int(prompt[j])
             record["completion_tokens"] = int(completion[j])
             record["cost_usd"] = float(cost[j]) if priced[j] else math.nan
+            if judge_cost is not None:
+                record["judge_cost_usd"] = float(judge_cost[j]) if judge_priced[j] else math.nan
             correct = float(np.nansum(matrices[self.scorers[0]][:, j])) * self.settings.repeats
             record["cost_per_correct"] = record["cost_usd"] / correct if correct else math.nan
             mine = latency[timed & (codes == j)]

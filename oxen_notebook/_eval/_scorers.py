@@ -20,7 +20,19 @@ from typing import Any
 
 from .._errors import ParameterError
 
-__all__ = ["Scorer", "as_scorer", "contains", "exact", "f1", "field", "normalize_text", "numeric", "regex"]
+__all__ = [
+    "Judge",
+    "Scorer",
+    "as_scorer",
+    "contains",
+    "exact",
+    "f1",
+    "field",
+    "judge",
+    "normalize_text",
+    "numeric",
+    "regex",
+]
 
 _EDGE = string.punctuation + "\u201c\u201d\u2018\u2019\u00ab\u00bb\u2026"
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -44,6 +56,7 @@ class Scorer:
     binary: bool = True
     target: str | None = None
     schema_field: str | None = None
+    judge: Judge | None = None  # a model grades the replies (run by evaluate, in one batch)
 
     @property
     def needs_target(self) -> bool:
@@ -51,12 +64,14 @@ class Scorer:
 
     def with_target(self, target: str | None) -> Scorer:
         """This scorer reading ``target`` if it compares with a target and names none yet."""
-        if not self.needs_target or self.target is not None or target is None:
+        if (not self.needs_target and self.judge is None) or self.target is not None or target is None:
             return self
         return replace(self, target=target)
 
     def grade(self, reply: str | None, row: dict[str, Any], parsed: Any) -> bool | float | None:
         """The row's score (``None``: no target to grade against)."""
+        if self.judge is not None:
+            raise ParameterError(f"the {self.name} scorer asks a model: it grades inside Session.evaluate.")
         if self.compare is None:
             assert self.grade_row is not None
             return self.grade_row(reply, row, parsed)
@@ -73,6 +88,54 @@ def normalize_text(text: Any) -> str:
     quotes removed: ``"  Positive.\\n"`` and ``"positive"`` are equal."""
     text = unicodedata.normalize("NFKC", str(text)).casefold()
     return " ".join(text.split()).strip(_EDGE + " ")
+
+
+JUDGE_TEMPLATE = """You are grading an answer against a rubric.
+
+Question:
+{prompt}
+
+Expected answer:
+{target}
+
+Answer to grade:
+{reply}
+
+Rubric: {rubric}
+
+Reply with JSON only: {{"passed": true or false, "reason": "one short sentence"}}."""
+
+#: What a judge replies with (``schema=`` of its requests).
+VERDICT = {
+    "type": "object",
+    "properties": {"passed": {"type": "boolean"}, "reason": {"type": "string"}},
+    "required": ["passed", "reason"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A model that grades replies: its rubric, its model and the prompt template it fills."""
+
+    rubric: str
+    model: str
+    template: str = JUDGE_TEMPLATE
+
+    def prompt(self, question: str, reply: str, target: Any) -> str:
+        values = {"prompt": question, "reply": reply, "target": "(none)" if _missing(target) else target}
+        return self.template.format(rubric=self.rubric, **{k: str(v) for k, v in values.items()})
+
+
+def judge(rubric: str, *, model: str | None = None, name: str = "judge", target: str | None = None) -> Scorer:
+    """A model grades each reply against the target (if any) and ``rubric``: pass or fail, with a
+    reason. Its requests go through the Session as the variants' do (cached, priced), are sent
+    after them, and are counted separately (``judge_cost_usd``)."""
+    if not isinstance(rubric, str) or not rubric.strip():
+        raise ParameterError("judge() needs a rubric: what makes an answer pass, in a sentence or two.")
+    if not isinstance(model, str) or not model.strip():
+        raise ParameterError("judge() needs the grading model: judge(rubric, model='gpt-5-2-chat-latest').")
+    return Scorer(name, compare=None, binary=True, target=target, judge=Judge(rubric, model))
 
 
 def _missing(value: Any) -> bool:
