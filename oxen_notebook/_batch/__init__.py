@@ -7,7 +7,7 @@ and the batch log.
 
 from __future__ import annotations
 
-from ._commit import commit_results
+from ._commit import commit_results, commit_tables, read_commit_metadata
 from ._compare import compare_html, run_compare
 from ._estimate import Estimate, estimate_map
 from ._map import execute, run_map
@@ -19,7 +19,7 @@ from ._templates import table as read_table
 from ._typed import BatchSchema
 
 __all__ = [
-    "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Estimate", "Job", "Outcome", "RowSink", "commit_results",
-    "compare_html", "estimate_map", "execute", "fill_jobs", "make_progress", "outcome_values", "read_table",
+    "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Estimate", "Job", "Outcome", "RowSink", "commit_results", "commit_tables",
+    "compare_html", "estimate_map", "execute", "fill_jobs", "make_progress", "outcome_values", "read_commit_metadata", "read_table",
     "run_compare", "run_map",
 ]  # fmt: skip

@@ -36,7 +36,14 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-__all__ = ["RUN_ATTRS", "commit_results", "read_commit_metadata", "record_run", "template_sha256"]
+__all__ = [
+    "RUN_ATTRS",
+    "commit_results",
+    "commit_tables",
+    "read_commit_metadata",
+    "record_run",
+    "template_sha256",
+]
 
 #: The key of ``frame.attrs`` that holds the run a ``map`` result came from.
 RUN_ATTRS = "oxen_notebook"
@@ -304,3 +311,48 @@ def _ensure_author(oxen: Any, root: Path) -> None:
     _log.info(
         "oxen_notebook: set the Oxen author to %s <%s> (oxen config --name/--email changes it)", name, email
     )
+
+
+def commit_tables(
+    repo: str | os.PathLike[str],
+    folder: str,
+    tables: dict[str, pd.DataFrame],
+    texts: dict[str, str],
+    message: str,
+    metadata: dict[str, Any],
+) -> str:
+    """Write ``tables`` (name -> frame, as ``name.parquet``) and ``texts`` (file name -> text) into
+    ``repo/folder``, commit them in one commit whose message ends with ``metadata``; return its id."""
+    if not isinstance(folder, str) or not folder.strip() or folder.strip().startswith("/"):
+        raise ParameterError(
+            f"path={folder!r} is invalid: give a folder inside the repository, such as 'evals/x'."
+        )
+    oxen = _import_oxen()
+    root = Path(repo).expanduser().resolve()
+    target = (root / folder).resolve()
+    if root != target and root not in target.parents:
+        raise ParameterError(f"path={folder!r} leaves the repository {root.name}: give a folder inside it.")
+    written = {name: _parquet_table(frame)[0] for name, frame in tables.items()}
+    _ensure_author(oxen, root)
+    repository = oxen.Repo(str(root)) if (root / ".oxen").is_dir() else oxen.init(str(root))
+    import pyarrow.parquet as pq
+
+    target.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, table in written.items():
+        pq.write_table(table, target / f"{name}.parquet")
+        files.append(target / f"{name}.parquet")
+    for name, text in texts.items():
+        (target / name).write_text(text, encoding="utf-8")
+        files.append(target / name)
+    for file in files:
+        repository.add(str(file))
+    text = f"{message}\n\n{_PREFIX}{json.dumps(metadata, sort_keys=True, default=str)}"
+    try:
+        return str(repository.commit(text).id)
+    except ValueError as exc:
+        if "no changes" in str(exc).lower():
+            raise ParameterError(
+                f"nothing to commit: {folder} in {root.name} is the same as in the last commit."
+            ) from None
+        raise ParameterError(f"oxen could not commit {folder}: {_first_line(exc)}") from None

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._scorers import Scorer
     from ._variants import Arm
 
-__all__ = ["FORMAT", "Settings", "read_result", "write_result"]
+__all__ = ["FORMAT", "Settings", "commit_result", "read_result", "write_result"]
 
 FORMAT = "oxen_notebook.evaluation/1"
 
@@ -72,10 +72,63 @@ def write_result(result: EvalResult, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_result(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame, Settings, str]:
-    """The data, rows, settings and batch id of a file :func:`write_result` wrote."""
+def commit_result(result: EvalResult, repo: str | os.PathLike[str], path: str, message: str | None) -> str:
+    """Commit ``data.parquet``, ``rows.parquet``, ``summary.parquet`` and ``evaluation.json`` (the
+    settings) into the Oxen repository ``repo`` at the folder ``path``; return the commit id."""
+    from .._batch import commit_tables
+
+    summary = result.summary
+    best = summary[summary["best"]]
+    scorer = result.scorers[0]
+    line = f"{path}: {len(result.variants)} variants × {len(result.data):,} rows"
+    if len(best):
+        top = best.iloc[0]
+        line += f", best {top['variant']} {scorer} {top[scorer]:.3f} [{top[f'{scorer}_low']:.3f}, {top[f'{scorer}_high']:.3f}]"
+    spent = summary["cost_usd"].dropna()
+    if len(spent):
+        line += f", ${spent.sum():.4f}"
+    settings = {"format": FORMAT, "settings": asdict(result.settings), "batch_id": result.batch_id}
+    metadata = {
+        "path": path,
+        "rows": len(result.data),
+        "variants": result.variants,
+        "scorer": scorer,
+        "scores": {r["variant"]: r[scorer] for r in summary.to_dict(orient="records")},
+        "templates_sha256": {n: v.get("template_sha256") for n, v in result.settings.variants.items()},
+    }
+    return commit_tables(
+        repo,
+        path,
+        {"data": result.data, "rows": result.rows, "summary": summary},
+        {"evaluation.json": json.dumps(settings, ensure_ascii=False, indent=1, default=str)},
+        message.strip() if message else line,
+        metadata,
+    )
+
+
+def _read_folder(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, Settings, str]:
     import pandas as pd
 
+    try:
+        saved = json.loads((folder / "evaluation.json").read_text(encoding="utf-8"))
+        data = pd.read_parquet(folder / "data.parquet")
+        rows = pd.read_parquet(folder / "rows.parquet")
+    except (OSError, ValueError, ImportError) as exc:
+        raise ParameterError(f"{folder} could not be read as an evaluation: {exc}.") from None
+    if saved.get("format") != FORMAT:
+        raise ParameterError(f"{folder} is not an evaluation written by oxen_notebook (format {FORMAT}).")
+    if "parsed" in rows:
+        rows["parsed"] = [json.loads(v) if isinstance(v, str) else None for v in rows["parsed"]]
+    return data, rows, Settings(**saved["settings"]), saved.get("batch_id", "")
+
+
+def read_result(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame, Settings, str]:
+    """The data, rows, settings and batch id of a file :func:`write_result` wrote, or of a folder
+    :func:`commit_result` wrote."""
+    import pandas as pd
+
+    if Path(path).is_dir():
+        return _read_folder(Path(path))
     try:
         saved = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

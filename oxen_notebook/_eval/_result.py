@@ -19,7 +19,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from . import _stats
-from ._files import Settings, read_result, write_result
+from ._files import Settings, commit_result, read_result, write_result
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -450,8 +450,17 @@ class EvalResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EvalResult:
-        """Read a file written by :meth:`save` (or ``oxen-notebook eval --json``)."""
+        """Read a file written by :meth:`save` (or ``oxen-notebook eval --json``), or a folder
+        written by :meth:`commit`."""
         return cls(*read_result(path))
+
+    def commit(self, *, repo: str | os.PathLike[str], path: str, message: str | None = None) -> str:
+        """Write the data, the long rows, the summary (Parquet) and the settings (``evaluation.json``:
+        variants, templates and their sha256, models, parameters, scorers, seed) to the folder
+        ``path`` of the Oxen repository ``repo`` (``oxen init``-ed first if it is not one) and commit
+        them; return the commit id. :meth:`load` reads the folder back. Needs
+        ``pip install "oxen-notebook[oxen]"``; nothing is pushed."""
+        return commit_result(self, repo, path, message)
 
     def diff(self, other: EvalResult, *, scorer: str | None = None) -> pd.DataFrame:
         """This run against ``other`` (an earlier one, say), per variant both have: the change in
