@@ -168,6 +168,10 @@ def test_exact_normalizes_case_whitespace_and_punctuation():
     assert scorers.contains(target="t").grade("I think it is Positive!", {"t": "positive"}, None) is True
     assert scorers.contains(target="t").grade("positively", {"t": "positive"}, None) is False
     assert scorers.exact(normalize=False, target="t").grade("Positive", {"t": "positive"}, None) is False
+    choice = scorers.choice(["positive", "negative", "mixed"], target="t").grade
+    assert choice("The review is Positive.", {"t": "positive"}, None) is True
+    assert choice("Positive, negative or mixed", {"t": "positive"}, None) is False
+    assert choice("mixed feelings", {"t": "positive"}, None) is False
 
 
 def test_field_scorer_compares_a_schema_field(session, fake_api):

@@ -99,7 +99,28 @@ def _prototyping_notebook(cells: dict) -> None:
     assert re.fullmatch(r"committed [0-9a-f]{32}\n", committed), committed
 
 
-CHECKS = {"02-prompt-prototyping.ipynb": _prototyping_notebook, "05-context.ipynb": _context_notebook}
+def _evaluate_notebook(cells: dict) -> None:
+    """06: the dry run sends nothing, the summary marks a best variant with intervals, the paired
+    comparison and the plot are shown, the commit reads back the same summary."""
+    assert "estimate, nothing sent · 24 requests · $0.0000" in outputs(
+        cells['s = Session(cache=Path(tempfile.mkdtemp()) / "responses.sqlite", temperature=0)']
+    )
+    summary = outputs(cells["ev = s.evaluate("])
+    assert "evaluation · 12 rows × 2 variants" in summary and "★" in summary and "95 % interval" in summary
+    assert "<details" in summary and "<summary>all rows (12)</summary>" in summary
+    assert re.search(
+        r"vs \w+ on choice: \d+ wins, \d+ losses, \d+ ties\. ", outputs(cells["a, b = ev.variants[:2]"])
+    )
+    assert "score against cost" in outputs(cells['ev.plot(scorer="choice")'])  # the Axes (Agg here: no PNG)
+    committed = outputs(cells["import importlib.util"])
+    assert re.search(r"committed [0-9a-f]{32}; read back 24 rows, same summary: True\n", committed), committed
+
+
+CHECKS = {
+    "02-prompt-prototyping.ipynb": _prototyping_notebook,
+    "05-context.ipynb": _context_notebook,
+    "06-evaluate.ipynb": _evaluate_notebook,
+}
 
 
 @pytest.mark.kernel

@@ -55,6 +55,7 @@ _VARIANT = {
 _SCORERS = {
     "exact": (_scorers.exact, {"normalize", "target"}),
     "contains": (_scorers.contains, {"normalize", "target"}),
+    "choice": (_scorers.choice, {"choices", "target"}),
     "regex": (_scorers.regex, {"pattern", "flags"}),
     "numeric": (_scorers.numeric, {"tol", "relative", "target"}),
     "f1": (_scorers.f1, {"target"}),
@@ -111,6 +112,8 @@ def _scorer(entry: Any, index: int) -> Scorer:
         raise ParameterError(
             f"scorers[{index}] ({entry['name']}): unknown option {unknown[0]!r}; expected: {', '.join(sorted(allowed))}."
         )
+    if entry["name"] == "choice":
+        return make(options.pop("choices", []), **options)
     if entry["name"] == "regex":
         return make(options.pop("pattern", ""), **options)
     if entry["name"] == "field":

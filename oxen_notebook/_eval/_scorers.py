@@ -173,6 +173,21 @@ def contains(*, normalize: bool = True, target: str | None = None) -> Scorer:
     return Scorer("contains", compare=found, target=target)
 
 
+def choice(choices: list[str], *, target: str | None = None) -> Scorer:
+    """Pass when the reply names the target and no other of ``choices`` (whole words, normalized):
+    a classifier's answer "positive, negative or mixed" names every label and fails."""
+    if isinstance(choices, str) or not choices or not all(isinstance(c, str) and c.strip() for c in choices):
+        raise ParameterError("choice() takes the labels, as in choice(['positive', 'negative', 'mixed']).")
+    patterns = {normalize_text(c): re.compile(rf"(?<!\w){re.escape(normalize_text(c))}(?!\w)") for c in choices}
+
+    def named(reply: str, want: Any) -> bool:
+        text = normalize_text(reply)
+        found = {label for label, pattern in patterns.items() if pattern.search(text)}
+        return found == {normalize_text(want)}
+
+    return Scorer("choice", compare=named, target=target)
+
+
 def regex(pattern: str, *, name: str = "regex", flags: int = re.IGNORECASE) -> Scorer:
     """Pass when ``pattern`` matches somewhere in the reply (no target needed)."""
     try:
