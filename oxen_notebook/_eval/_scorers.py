@@ -178,7 +178,9 @@ def choice(choices: list[str], *, target: str | None = None) -> Scorer:
     a classifier's answer "positive, negative or mixed" names every label and fails."""
     if isinstance(choices, str) or not choices or not all(isinstance(c, str) and c.strip() for c in choices):
         raise ParameterError("choice() takes the labels, as in choice(['positive', 'negative', 'mixed']).")
-    patterns = {normalize_text(c): re.compile(rf"(?<!\w){re.escape(normalize_text(c))}(?!\w)") for c in choices}
+    patterns = {
+        normalize_text(c): re.compile(rf"(?<!\w){re.escape(normalize_text(c))}(?!\w)") for c in choices
+    }
 
     def named(reply: str, want: Any) -> bool:
         text = normalize_text(reply)
