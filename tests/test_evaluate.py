@@ -364,3 +364,19 @@ def test_dry_run_counts_the_judges_requests(session, fake_api):
     assert row["requests"] == 10 and row["model"] == "cheap-model" and row["completion_tokens"] == 400
     assert row["prompt_tokens"] > 10 * 20  # the template, the prompt and a 20-token reply each
     assert row["cost_usd"] == pytest.approx(row["prompt_tokens"] * 1e-07 + 400 * 2e-07)
+
+
+def test_adding_a_variant_with_a_cache_sends_only_the_new_variants_requests(fake_api, tmp_path):
+    from oxen_notebook import Session
+    from tests.conftest import TEST_KEY
+
+    fake_api.handler = classifier
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, temperature=0,
+                cache=tmp_path / "c.sqlite")  # fmt: skip
+    s.evaluate(labelled(10), {"a": "A: {review}", "b": "B: {review}"}, target="label", progress=False)
+    assert len(fake_api.chat_requests()) == 20
+    ev = s.evaluate(labelled(10), VARIANTS, target="label", progress=False)
+    sent = [_prompt_text(b) for b in fake_api.chat_requests()[20:]]
+    assert len(sent) == 10 and all(p.startswith("C: ") for p in sent)
+    assert ev.rows.loc[ev.rows["variant"] != "c", "cached"].all()
+    assert ev.summary["exact"].tolist() == [1.0, 0.5, pytest.approx(7 / 10)]
