@@ -123,6 +123,9 @@ class Prototyping:
         dry_run: bool = False,
         progress: bool | Callable[..., Any] = True,
         seed: int = 0,
+        checkpoint: str | os.PathLike[str] | None = None,
+        resume: bool = True,
+        retry_errors: bool = False,
     ) -> Any:
         """Run every variant on every row of ``data`` (as :meth:`map` reads it) and score the
         replies: which prompt or model is right on these rows, by how much, whether the difference
@@ -131,18 +134,24 @@ class Prototyping:
         ``variants``: a dict of name -> template or ``Variant(template, model=, system=, schema=,
         **params)``; those naming no model run once per model of ``models`` (default: the
         Session's). ``target`` is the column with the expected answer; ``scorers`` (default:
-        ``[scorers.exact()]``) grade each reply: ``exact``, ``contains``, ``regex``, ``numeric``,
-        ``f1``, ``field`` (a ``schema=`` field) or a function ``(reply, row) -> bool | float``.
+        ``[scorers.exact()]``) grade each reply: ``exact``, ``contains``, ``choice``, ``regex``, ``numeric``,
+        ``f1``, ``field`` (a ``schema=`` field), ``judge`` (a model grades) or a function
+        ``(reply, row) -> bool | float``.
         ``repeats=N`` sends each (row, variant) N times. All requests share one pool
         (``concurrency`` in flight in all), interleaved row by row across the variants; identical
         requests are sent once. Returns an ``EvalResult`` (``summary``, ``compare(a, b)``,
         ``disagreements(a, b)``, ``rows``, ``plot()``, ``save()``); ``dry_run=True`` sends nothing
-        and returns what each variant would send and cost."""
+        and returns what each variant would send and cost. ``checkpoint="runs/eval"`` keeps every
+        finished request in that folder: the same call again (after an error, Ctrl-C or a dead
+        kernel) sends only what is not there, matched by what each request sends, so edited rows
+        are sent again and no reply lands next to a row it did not answer; ``resume=False`` starts
+        over, ``retry_errors=True`` sends failed requests again."""
         from ._eval import evaluate
 
         return evaluate(
             self, data, variants, target=target, scorers=scorers, models=models, repeats=repeats,
-            concurrency=concurrency, dry_run=dry_run, progress=progress, seed=seed,
+            concurrency=concurrency, dry_run=dry_run, progress=progress, seed=seed, checkpoint=checkpoint,
+            resume=resume, retry_errors=retry_errors,
         )  # fmt: skip
 
     def commit_results(

@@ -23,6 +23,7 @@ from ._files import Settings
 from ._live import Live
 from ._result import EvalResult
 from ._scorers import VERDICT, Scorer, as_scorer, exact
+from ._store import RequestLog, Sinks
 from ._variants import Arm, expand
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class _Plan:
     jobs: list[Job]
     slots: list[int]
     schema: Any
+    job_keys: list[str | None]  # what each job sends, as a key (None: it sends nothing)
 
 
 def _scorers(given: Any, target: str | None, columns: set[str], schema: Any) -> list[Scorer]:
@@ -133,6 +135,7 @@ def _plan(
     jobs: list[Job] = []
     slots: list[int] = []
     seen: dict[str, int] = {}
+    job_keys: list[str | None] = []
     for index in range(len(rows)):
         for arm in arms:
             job = filled[arm.name][index]
@@ -141,13 +144,15 @@ def _plan(
                 if job.error is not None:
                     slots.append(len(jobs))
                     jobs.append(job)
+                    job_keys.append(None)
                     continue
                 key = _request_key(job, arm.model or session.model, arm.variant.system, repeat)
                 if key not in seen:
                     seen[key] = len(jobs)
                     jobs.append(job)
+                    job_keys.append(key)
                 slots.append(seen[key])
-    return _Plan(arms, made, frame, rows, keys, jobs, slots, schema)
+    return _Plan(arms, made, frame, rows, keys, jobs, slots, schema, job_keys)
 
 
 def evaluate(
@@ -163,21 +168,20 @@ def evaluate(
     dry_run: bool = False,
     progress: bool | Callable[[BatchProgress], Any] = True,
     seed: int = 0,
+    checkpoint: Any = None,
+    resume: bool = True,
+    retry_errors: bool = False,
 ) -> EvalResult | EvalEstimate:
     """See :meth:`Session.evaluate`."""
+    if type(data).__module__.startswith("dask"):
+        raise ParameterError(
+            "evaluate takes a pandas DataFrame, a list of dicts or a Parquet file's path, not a Dask "
+            "DataFrame: .compute() it (labelled rows fit in memory), or use map for the cluster."
+        )
     plan = _plan(session, data, variants, target, scorers, models, repeats)
     if dry_run:
         return _estimate(session, plan, data, repeats)
-    schema = BatchSchema(plan.schema) if plan.schema is not None else None
-    owners: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in plan.jobs]
-    for (index, name, _), slot in zip(plan.keys, plan.slots, strict=True):
-        owners[slot].append((name, plan.rows[index]))
-    live = Live(progress, [arm.name for arm in plan.arms], owners, plan.scorers[0])
-    runner = execute(session, plan.jobs, concurrency, "record", live.update, False, schema, sink=live)
-    live.end(runner.stats, "interrupted" if runner.interrupted else None)
-    values = [outcome_values(outcome) for outcome in runner.outcomes]
-    for job, value in zip(plan.jobs, values, strict=True):
-        value["prompt"] = job.prompt
+    values, batch_id = _send(session, plan, concurrency, progress, (checkpoint, resume, retry_errors))
     first_use: set[int] = set()
     records = []
     for (index, name, repeat), slot in zip(plan.keys, plan.slots, strict=True):
@@ -192,7 +196,57 @@ def evaluate(
         for scorer in plan.scorers
         if scorer.judge is not None
     }
-    return EvalResult.build(plan.frame, plan.rows, records, plan.scorers, settings, runner.batch_id, judged)
+    return EvalResult.build(plan.frame, plan.rows, records, plan.scorers, settings, batch_id, judged)
+
+
+def _send(
+    session: BatchSession,
+    plan: _Plan,
+    concurrency: int,
+    progress: bool | Callable[[BatchProgress], Any],
+    store: tuple[Any, bool, bool],
+) -> tuple[list[dict[str, Any]], str]:
+    """Every job's values: sent now through one runner, or read from the checkpoint's log."""
+    checkpoint, resume, retry_errors = store
+    todo = list(range(len(plan.jobs)))
+    log = None
+    if checkpoint is not None:
+        log = RequestLog(checkpoint, [], resume=resume, retry_errors=retry_errors)
+        todo = [i for i in todo if plan.job_keys[i] is None or log.stored(plan.job_keys[i]) is None]
+        log.keys = [plan.job_keys[i] for i in todo]
+    owners: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in plan.jobs]
+    for (index, name, _), slot in zip(plan.keys, plan.slots, strict=True):
+        owners[slot].append((name, plan.rows[index]))
+    live = Live(progress, [arm.name for arm in plan.arms], [owners[i] for i in todo], plan.scorers[0])
+    schema = BatchSchema(plan.schema) if plan.schema is not None else None
+    sink = Sinks(live, log, values=outcome_values)
+    try:
+        runner = execute(
+            session,
+            [plan.jobs[i] for i in todo],
+            concurrency,
+            "record",
+            live.update,
+            False,
+            schema,
+            sink=sink,
+        )
+    finally:
+        if log is not None:
+            log.close()
+    live.end(runner.stats, "interrupted" if runner.interrupted else None)
+    values: list[dict[str, Any] | None] = [None] * len(plan.jobs)
+    for position, i in enumerate(todo):
+        values[i] = outcome_values(runner.outcomes[position])
+    for i, value in enumerate(values):
+        if value is None:  # answered in an earlier run
+            assert log is not None
+            stored = log.stored(plan.job_keys[i])
+            values[i] = {**stored, "cached": True} if stored is not None else {}
+    done = [v for v in values if v is not None]
+    for job, value in zip(plan.jobs, done, strict=True):
+        value["prompt"] = job.prompt
+    return done, runner.batch_id
 
 
 def _judge(
