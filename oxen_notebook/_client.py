@@ -248,8 +248,9 @@ class Client:
                 f"no answer from {host_of(self.base_url)} within the timeout ({type(exc).__name__}); "
                 "try again, or raise Session(timeout=...)."
             )
+        said = one_line(exc, 200, secret=self.key_text())  # h11 quotes what the server sent
         return APIConnectionError(
-            f"cannot reach {host_of(self.base_url)} ({type(exc).__name__}: {exc}); "
+            f"cannot reach {host_of(self.base_url)} ({type(exc).__name__}: {said}); "
             "check your network and base_url."
         )
 

@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from oxen_notebook import APIError, AuthenticationError, Session
+from oxen_notebook import APIConnectionError, APIError, AuthenticationError, Session
 from oxen_notebook._auth import Secret, find_api_key
 from tests.fake_api import FakeAPI, Script
 
@@ -124,3 +124,18 @@ def test_a_key_the_server_echoes_is_redacted_everywhere_before_it_is_cut(fake_ap
     assert errors[2].detail.endswith("***")
     assert errors[2].request_id.endswith(", ***")  # after the fake's own request id
     assert errors[3].detail.endswith("***")
+
+
+def test_a_key_the_server_echoes_in_a_broken_response_is_redacted(fake_api: FakeAPI, tmp_path):
+    """An answer that is not HTTP (here a header line quoting the key) becomes a connection error
+    whose text quotes what the server sent: redacted, on one line."""
+    key = "oxk-7Q9vZ2Lm4Np8Rt1Ws6Yb3Cd"
+    fake_api.api_key = None
+    fake_api.enqueue(Script(raw_response=f"HTTP/1.1 200 OK\r\nbad header {key}\r\n\r\n".encode()))
+    journal = tmp_path / "j.jsonl"
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=key, max_retries=0, journal=journal)
+    with pytest.raises(APIConnectionError) as info:
+        s.ask("hello")
+    assert "illegal header line" in str(info.value) and "***" in str(info.value)
+    for artefact in (str(info.value), s.messages[-1].error, journal.read_text()):
+        assert key[:8] not in artefact
