@@ -26,7 +26,7 @@ def server_usage(usage: Any) -> dict[str, Any] | None:
     ``total_tokens`` next to two good parts becomes their sum."""
     if not isinstance(usage, dict):
         if usage:
-            _log.info("ignored the server's usage, which is not an object: %.80r", usage)
+            _log.info("ignored the server's usage: not an object (%s)", type(usage).__name__)
         return None
     cleaned = {k: v for k, v in usage.items() if k not in _COUNTS}
     for name in _COUNTS:
@@ -34,7 +34,8 @@ def server_usage(usage: Any) -> dict[str, Any] | None:
             continue
         count = token_count(usage[name])
         if count is None:
-            _log.info("ignored the server's %s, which is not a token count: %.80r", name, usage[name])
+            # The type, never the value: the value is the server's text, and may be anything.
+            _log.info("ignored the server's %s: not a count (%s)", name, type(usage[name]).__name__)
         else:
             cleaned[name] = count
     prompt, completion = cleaned.get("prompt_tokens"), cleaned.get("completion_tokens")
