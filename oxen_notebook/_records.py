@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import sys
 import threading
 import uuid
@@ -48,8 +49,8 @@ def token_count(value: Any) -> int | None:
     above :data:`MAX_TOKEN_COUNT` do not). What a server sends is never trusted to be one."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT:
-        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT:
+        return int(value)  # numpy's integers too
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -238,7 +239,7 @@ def test_a_record_holding_a_bad_count_does_not_break_the_dataframe():
         messages = [Message(role="assistant", content="x", prompt_tokens=v) for v in values]
         return list(messages_to_dataframe(messages)["prompt_tokens"].astype(object))
 
-    assert counts([12.5, "12", 2**63, -5, True, 7]) == [pd.NA] * 5 + [7]  # an object column
+    assert counts([12.5, "12", 2**63, -5, True, 7, np.int64(8)]) == [pd.NA] * 5 + [7, 8]  # an object column
     assert counts([2**63, -5, 7, None, 7.0]) == [pd.NA, pd.NA, 7, pd.NA, 7]  # a numeric column
 
 
