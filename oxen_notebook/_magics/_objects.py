@@ -79,8 +79,7 @@ def _shown_frame_class() -> type[pd.DataFrame]:
             return pd.DataFrame
 
         def _repr_html_(self) -> str | None:
-            markup = super()._repr_html_()
-            return None if markup is None else vet_html(markup)
+            return vet_html(super()._repr_html_() or "") or None
 
         def __repr__(self) -> str:
             return visible(super().__repr__())
