@@ -176,7 +176,11 @@ def _record(line: str) -> tuple[dict[str, Any], bool] | None:
             value, end = decoder.raw_decode(line, start)
         except (ValueError, RecursionError):
             value, end = None, -1
-        if isinstance(value, dict) and end == len(line.rstrip()) and ("role" in value or "content_append" in value):
+        if (
+            isinstance(value, dict)
+            and end == len(line.rstrip())
+            and ("role" in value or "content_append" in value)
+        ):
             return value, True
         start = line.find('{"', start + 1)
     return None
