@@ -42,6 +42,7 @@ SAVE_VERSION = 1
 #: How often a streaming reply's partial text is appended to the journal.
 CHECKPOINT_SECONDS = 0.5
 _log = logging.getLogger("oxen_notebook")
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 class Streaming(Protocol):
@@ -76,8 +77,13 @@ def write_conversation(path: str | os.PathLike[str], conversation: SavedConversa
         "messages": [m.to_dict() for m in conversation.messages],
     }
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:  # a full disk: the file as it was, and no half-written copy beside it
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -257,14 +263,15 @@ class Journal:
         stopped it, if any."""
         written = 0
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _BINARY, 0o666)
         except OSError as exc:
             return written, exc
         try:
             if self._resync:  # a line cut short (a crash, a full disk) gets a line of its own
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    _write_all(fd, b"\n")
+                if os.fstat(fd).st_size:
+                    os.lseek(fd, -1, os.SEEK_END)
+                    if os.read(fd, 1) != b"\n":
+                        _write_all(fd, b"\n")  # O_APPEND: at the end, wherever the read left off
                 self._resync = False
             for line in lines:
                 _write_all(fd, (line + "\n").encode("utf-8"))

@@ -132,6 +132,8 @@ def ask(prompt):
     out["busy"].append(s.busy)
 
 ask("one")
+saved = os.path.join(folder, "saved.json")
+s.save(saved)
 fd = os.open(os.path.join(folder, "filler"), os.O_WRONLY | os.O_CREAT)
 try:
     while True:
@@ -139,6 +141,12 @@ try:
 except OSError as exc:
     out["fill"] = exc.strerror
 os.close(fd)
+try:
+    s.save(saved)  # written to a new file first: no room for it
+except OSError as exc:
+    out["save"] = exc.strerror
+out["saved"] = [m.content for m in Session.load(saved).messages]
+out["folder"] = sorted(os.listdir(folder))
 ask(" ".join(["two"] * 1500))  # longer than the room left in the journal's last page: a line cut short
 ask("three")
 out["said_while_full"] = len(said)
@@ -175,6 +183,9 @@ def test_a_full_disk_and_a_read_only_folder_leave_the_session_usable(fake_api, t
     asked = ["one", " ".join(["two"] * 1500), "three", "four", "five", "six", "seven"]
     both = [text for prompt in asked for text in (prompt, f"Echo: {prompt}")]
     assert out["fill"] == "No space left on device"
+    # An explicit save on a full disk fails, leaving the file as it was and no half-written copy.
+    assert out["save"] == "No space left on device" and out["saved"] == both[:2]
+    assert out["folder"] == ["chat.jsonl", "filler", "saved.json"]
     assert out["texts"] == both[1::2] and not any(out["busy"])
     # One line per change: cannot write (and why), written again, and each load's skipped torn line.
     journal = repr(str(folder / "chat.jsonl"))
