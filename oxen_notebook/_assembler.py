@@ -5,17 +5,51 @@ reason."""
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
-from ._errors import StreamError, status_error
+from ._errors import StreamError, one_line, redact, status_error
+from ._records import token_count
 
-__all__ = ["Assembler"]
+__all__ = ["Assembler", "server_usage"]
+
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+_log = logging.getLogger("oxen_notebook")
+
+
+def server_usage(usage: Any) -> dict[str, Any] | None:
+    """A server's ``usage`` with only the token counts that are counts (:func:`token_count`):
+    another value (``12.5``, ``"12"``, ``-5``, ``2**63``) is dropped, so it is missing and gets
+    counted locally (marked estimated), and a ``usage`` that is not an object is no usage at all.
+    The server's other fields (``prompt_tokens_details``, ...) are kept as sent. A bad
+    ``total_tokens`` next to two good parts becomes their sum."""
+    if not isinstance(usage, dict):
+        if usage:
+            _log.info("ignored the server's usage: not an object (%s)", type(usage).__name__)
+        return None
+    cleaned = {k: v for k, v in usage.items() if k not in _COUNTS}
+    for name in _COUNTS:
+        if name not in usage or usage[name] is None:
+            continue
+        count = token_count(usage[name])
+        if count is None:
+            # The type, never the value: the value is the server's text, and may be anything.
+            _log.info("ignored the server's %s: not a count (%s)", name, type(usage[name]).__name__)
+        else:
+            cleaned[name] = count
+    prompt, completion = cleaned.get("prompt_tokens"), cleaned.get("completion_tokens")
+    if "total_tokens" in usage and "total_tokens" not in cleaned and None not in (prompt, completion):
+        cleaned["total_tokens"] = prompt + completion  # a bad total, good parts
+    return cleaned
 
 
 class Assembler:
     """Folds ``chat.completion.chunk`` payloads into text, tool calls, usage and a finish reason."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, secret: Callable[[], str | None] | None = None) -> None:
+        #: Gives the API key when an error event arrives, to redact it from what the server says.
+        self._secret = secret
         self.parts: list[str] = []
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, Any] | None = None
@@ -35,10 +69,10 @@ class Assembler:
             chunk = json.loads(data)
         except ValueError:
             raise StreamError(
-                f"the stream sent malformed data ({data[:60]!r}); the partial reply was kept."
+                f"the stream sent malformed data ({self._excerpt(data)}); the partial reply was kept."
             ) from None
         if not isinstance(chunk, dict):
-            raise StreamError(f"the stream sent unexpected data ({data[:60]!r}).")
+            raise StreamError(f"the stream sent unexpected data ({self._excerpt(data)}).")
         return self._take(chunk)
 
     def feed_completion(self, body: bytes) -> str | None:
@@ -50,12 +84,19 @@ class Assembler:
             completion = None
         if not isinstance(completion, dict):
             raise StreamError(
-                f"the server's reply was not a chat.completion JSON body ({text[:60]!r}); send it again."
+                f"the server's reply was not a chat.completion JSON body ({self._excerpt(text)}); send it again."
             )
         self.events += 1
         delta = self._take(completion)
         self.done = True
         return delta
+
+    def _key(self) -> str | None:
+        return self._secret() if self._secret else None
+
+    def _excerpt(self, data: str) -> str:
+        """The start of what the server sent, quoted for an error: the key redacted before the cut."""
+        return repr(one_line(redact(data, self._key())[:1000], 60))
 
     @property
     def empty(self) -> bool:
@@ -65,9 +106,9 @@ class Assembler:
 
     def _take(self, chunk: dict[str, Any]) -> str | None:
         if chunk.get("error"):
-            raise status_error(None, chunk)
+            raise status_error(None, chunk, secret=self._key())
         if chunk.get("usage"):
-            self.usage = chunk["usage"]
+            self.usage = server_usage(chunk["usage"])
         choices = chunk.get("choices")
         if not choices:
             return None
@@ -105,7 +146,7 @@ class Assembler:
         text = reply.get("text") or ""
         if text:
             self.parts.append(text)
-        self.usage = reply.get("usage")
+        self.usage = server_usage(reply.get("usage"))
         self.finish_reason = reply.get("finish_reason") or "stop"
         self.tool_calls = dict(enumerate(reply.get("tool_calls") or []))
         self.done = True

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "ExchangeHost"]
 
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
 
 class ExchangeHost(Protocol):
     """What a reply tells the conversation it belongs to (the Session implements it)."""
@@ -58,7 +60,7 @@ class Exchange:
         self._host = host
         self._client = client
         self._cache = cache
-        self._assembler = Assembler()
+        self._assembler = Assembler(secret=client.key_text)  # an error event may echo the key
         self._decoder = SSEDecoder()
         self._started = False
         self._finished = False
@@ -89,7 +91,14 @@ class Exchange:
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        return self._assembler.usage
+        """The server's ``usage`` (``None`` if it sent none). Once a complete reply has finished,
+        the counts the server did not send are there too, counted here as its record's are, and
+        ``"estimated": True`` says so (the record's ``usage_estimated``)."""
+        usage, message = self._assembler.usage, self.message
+        if message is None or not message.usage_estimated:
+            return usage
+        counts = {name: getattr(message, name) for name in _COUNTS}
+        return {**(usage or {}), **counts, "estimated": True}
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -159,7 +168,7 @@ class Exchange:
         reply = {
             "text": message.content,
             "finish_reason": message.finish_reason,
-            "usage": self.usage,
+            "usage": self._assembler.usage,  # the server's: counts made here are made again
             "tool_calls": message.tool_calls,
         }
         store(self._cache, self.request.base_url, self.request.body, reply)

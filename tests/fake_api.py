@@ -96,6 +96,7 @@ class Script:
     interleave_tools: bool = False  # each call's arguments in 3 fragments, the calls interleaved
     raw: bytes | None = None  # the exact body to send
     batch_write: bool = False  # build the whole body first, write it at once (benchmarks)
+    raw_response: bytes | None = None  # the exact bytes to answer with, status line and headers too
 
 
 def chunk_payload(model: str, index: int, delta: dict[str, Any], finish: str | None = None) -> dict:
@@ -371,6 +372,10 @@ class FakeAPI:
         script = self._next_script(body)
         if script.latency:
             time.sleep(script.latency)
+        if script.raw_response is not None:
+            handler.close_connection = True
+            handler.wfile.write(script.raw_response)
+            return
         if script.status != 200:
             self._send_json(
                 handler, script.status, script.error or {"error": {"message": "error"}}, script.headers

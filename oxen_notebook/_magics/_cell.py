@@ -36,7 +36,7 @@ from ._failures import CellFailures, check_references
 from ._interpolate import interpolate
 from ._objects import object_bundle, object_text
 from ._typed import Approver, resolve_schema, resolve_tools
-from ._views import TurnLog, TurnView, footnote, strip_fences
+from ._views import TurnLog, TurnView, footnote, say, strip_fences
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -403,7 +403,7 @@ class OxenMagics(Magics):
             view.replace(object_bundle(plain))
         else:
             view.close()
-            print(object_text(plain))
+            say(object_text(plain))
         return parsed, ""
 
     def _show(self, reply: Reply | Turn, fmt: str, view: TurnView, *, complete: bool) -> tuple[Any, str]:

@@ -12,7 +12,6 @@ streams: Send and Enter refuse then, keeping the text.
 from __future__ import annotations
 
 import base64
-import html
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import ipywidgets as widgets
 
 from .._errors import OxenError, ParameterError
 from .._events import EVENTS
+from .._math import escape_text
 from .._records import message_facts
 from .._turn import Turn, turn_facts
 from ._compat import WidgetDisplay, tooltip
@@ -45,7 +45,7 @@ _APPROVAL_NOTE = "A tool call waits for your approval: Approve or Deny it, or pr
 
 
 def _note(text: str, kind: str = "note") -> str:
-    return f'<span class="oxen-{kind}">{html.escape(text)}</span>' if text else ""
+    return f'<span class="oxen-{kind}">{escape_text(text)}</span>' if text else ""
 
 
 class ChatPanel(WidgetDisplay):
