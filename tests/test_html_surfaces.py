@@ -60,6 +60,11 @@ SURFACES = {
     "_panel/_panel.py": ["status and notes"],
     "_panel/_transcript.py": ["message headers, errors, the streaming header"],
     "_panel/_steps.py": ["tool steps, the parsed table of ChatPanel(schema=)"],
+    "_eval/_view.py": ["an evaluation's summary table (variant names, notes)"],
+    "_eval/_grid.py": ["an evaluation's row grid: prompts, replies, targets, errors"],
+    "_eval/_live.py": ["an evaluation's live per-variant lines"],
+    "_eval/_result.py": ["a paired comparison's sentence"],
+    "_eval/_run.py": ["a dry run's estimate table"],
 }
 
 
@@ -262,6 +267,27 @@ def test_the_batch_progress_line(fake_api, widget_html, monkeypatch):
     bar.close(BatchProgress(total=2, done=2, failed=1), HOSTILE)
     (line,) = [v for v in widget_html() if "click" in v]
     assert_vetted(line)
+
+
+def test_an_evaluations_summary_grid_live_view_comparison_and_estimate(fake_api, widget_html, monkeypatch):
+    import pandas as pd
+
+    from oxen_notebook import scorers
+
+    monkeypatch.setattr("oxen_notebook._eval._live.in_notebook", lambda: True)  # as in a kernel
+    fake_api.handler = lambda body: Script(text=HOSTILE)
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY)
+    data = pd.DataFrame({"text": [HOSTILE, "plain"], "want": [HOSTILE, "x"]})
+    variants = {f"v {HOSTILE}": "A {text}", "plain": "B {text}"}
+    with capture_output():
+        ev = s.evaluate(data, variants, target="want", scorers=[scorers.exact()], progress=True)
+    page = ev._repr_html_()
+    assert_vetted(page)
+    assert page.count("click") >= 4  # names, prompts, replies and targets are all there, as text
+    (live,) = [v for v in widget_html() if "evaluating" in v]
+    assert_vetted(live)
+    assert_vetted(ev.compare(f"v {HOSTILE}", "plain")._repr_html_())
+    assert_vetted(s.evaluate(data, variants, target="want", dry_run=True)._repr_html_())
 
 
 # -- the list of surfaces is complete ------------------------------------------------------------

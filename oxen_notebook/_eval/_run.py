@@ -328,11 +328,10 @@ class EvalEstimate:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from .._math import escape_text
+        from .._math import escape_text, vet_html
 
-        return f"<p>{escape_text(str(self).splitlines()[0])}</p>" + self.summary.to_html(
-            index=False, escape=True
-        )
+        head = f"<p>{escape_text(str(self).splitlines()[0])}</p>"
+        return head + vet_html(self.summary.to_html(index=False, escape=True))
 
 
 def _estimate(session: BatchSession, plan: _Plan, data: Any, repeats: int) -> EvalEstimate:
