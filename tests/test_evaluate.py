@@ -380,3 +380,45 @@ def test_adding_a_variant_with_a_cache_sends_only_the_new_variants_requests(fake
     assert len(sent) == 10 and all(p.startswith("C: ") for p in sent)
     assert ev.rows.loc[ev.rows["variant"] != "c", "cached"].all()
     assert ev.summary["exact"].tolist() == [1.0, 0.5, pytest.approx(7 / 10)]
+
+
+def pair_judge(biased: bool):
+    def handler(body):
+        prompt = _prompt_text(body)
+        if prompt.startswith("You are comparing"):
+            first = re.search(r"Answer 1:\n(.*)\n", prompt).group(1)
+            better = 1 if biased or "good" in first else 2
+            return Script(text=json.dumps({"better": better, "reason": "r"}))
+        i = int(re.search(r"row (\d+)", prompt).group(1))
+        good = prompt.startswith("G") and i % 4 != 0
+        return Script(text=f"{'good' if good else 'meh'} answer {i}")
+
+    return handler
+
+
+def test_a_pairwise_judge_sees_both_orders_so_a_position_bias_cancels(session, fake_api):
+    data = pd.DataFrame({"text": [f"row {i}" for i in range(40)]})
+    variants = {"base": "B {text}", "better": "G {text}"}
+    fake_api.handler = pair_judge(biased=False)
+    ev = session.evaluate(data, variants, scorers=[scorers.pairwise("More helpful?", model="cheap-model")],
+                          progress=False)  # fmt: skip
+    judged = [b for b in fake_api.chat_requests() if b["model"] == "cheap-model"]
+    assert len(judged) == 80  # 40 rows, both orders
+    rows = ev.rows[ev.rows["variant"] == "better"].set_index("row")["pairwise"]
+    assert rows.tolist() == [0.5 if i % 4 == 0 else 1.0 for i in range(40)]  # meh vs meh: no preference
+    comparison = ev.compare("base", "better", scorer="pairwise")
+    assert comparison.wins == 30 and comparison.losses == 0 and comparison.p_value < 0.001
+    fake_api.handler = pair_judge(biased=True)  # a judge that always prefers the first answer shown
+    biased = session.evaluate(data, variants, scorers=[scorers.pairwise("More helpful?", model="cheap-model")],
+                              progress=False)  # fmt: skip
+    assert biased.rows["pairwise"].tolist() == [0.5] * 80
+    assert biased.compare("base", "better", scorer="pairwise").p_value == 1.0
+
+
+def test_a_pairwise_judge_needs_two_variants_and_a_known_baseline(session, fake_api):
+    with pytest.raises(ParameterError, match="compares variants: give at least two"):
+        session.evaluate(["x"], {"a": "{text}"}, scorers=[scorers.pairwise("r", model="m")], progress=False)
+    with pytest.raises(ParameterError, match=r"pairwise\(baseline='zz'\) names no variant; variants: a, b"):
+        session.evaluate(["x"], {"a": "{text}", "b": "{text}!"},
+                         scorers=[scorers.pairwise("r", model="m", baseline="zz")], progress=False)  # fmt: skip
+    assert fake_api.chat_requests() == []

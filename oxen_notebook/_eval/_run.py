@@ -11,7 +11,6 @@ for each text once per variant.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,9 +19,10 @@ from .._batch import BatchProgress, BatchSchema, Job, execute, fill_jobs, outcom
 from .._errors import ParameterError
 from .._schema import OutputSchema
 from ._files import Settings
+from ._judges import judge_estimate, run_judge
 from ._live import Live
 from ._result import EvalResult
-from ._scorers import VERDICT, Scorer, as_scorer, exact
+from ._scorers import Scorer, as_scorer, exact
 from ._store import RequestLog, Sinks
 from ._variants import Arm, expand
 
@@ -118,6 +118,15 @@ def _plan(
         )
     schema = _one_schema(arms)
     made = _scorers(scorers, target, columns, schema)
+    names = [arm.name for arm in arms]
+    for scorer in made:
+        if scorer.judge is not None and scorer.judge.pairwise:
+            if len(arms) < 2:
+                raise ParameterError(f"the {scorer.name} scorer compares variants: give at least two.")
+            if scorer.judge.baseline is not None and scorer.judge.baseline not in names:
+                raise ParameterError(
+                    f"pairwise(baseline={scorer.judge.baseline!r}) names no variant; variants: {', '.join(names)}."
+                )
     filled = {
         arm.name: fill_jobs(
             session,
@@ -192,7 +201,7 @@ def evaluate(
     target = target or next((s.target for s in plan.scorers if s.target is not None), None)
     settings = Settings.of(session, plan.arms, plan.scorers, target, repeats, seed)
     judged = {
-        scorer.name: _judge(session, scorer, plan.rows, records, concurrency, progress)
+        scorer.name: run_judge(session, scorer, plan.rows, records, concurrency, progress)
         for scorer in plan.scorers
         if scorer.judge is not None
     }
@@ -249,64 +258,6 @@ def _send(
     return done, runner.batch_id
 
 
-def _judge(
-    session: BatchSession,
-    scorer: Scorer,
-    rows: list[dict[str, Any]],
-    records: list[tuple[int, str, int, dict[str, Any], bool]],
-    concurrency: int,
-    progress: bool | Callable[[BatchProgress], Any],
-) -> Judged:
-    """The judge's verdict on every answered record: one request per distinct (prompt, reply,
-    target), at temperature 0, with the verdict's schema; its cost on the record that asked first."""
-    judge = scorer.judge
-    assert judge is not None
-    jobs: list[Job] = []
-    asks: list[int | None] = []
-    seen: dict[str, int] = {}
-    for index, _, _, values, _ in records:
-        if values["error"] is not None or values["reply"] is None:
-            asks.append(None)
-            continue
-        target = rows[index].get(scorer.target) if scorer.target is not None else None
-        prompt = judge.prompt(values["prompt"] or "", values["reply"], target)
-        if prompt not in seen:
-            seen[prompt] = len(jobs)
-            jobs.append(Job(prompt, judge.model, {"temperature": 0}))
-        asks.append(seen[prompt])
-    runner = execute(session, jobs, concurrency, "record", progress, False, BatchSchema(VERDICT))
-    verdicts = [outcome_values(outcome) for outcome in runner.outcomes]
-    judged = Judged([], [], [])
-    charged: set[int] = set()
-    for ask in asks:
-        verdict = verdicts[ask] if ask is not None else None
-        if verdict is None:
-            judged.add(math.nan, None, None)
-            continue
-        cost = verdict["cost_usd"] if ask not in charged else 0.0
-        charged.add(ask)
-        parsed = verdict["parsed"]
-        if verdict["error"] is not None or not isinstance(parsed, dict):
-            judged.add(math.nan, cost, f"{scorer.name}: {verdict['error'] or 'no verdict'}")
-        else:
-            judged.add(float(bool(parsed.get("passed"))), cost, None)
-    return judged
-
-
-@dataclass
-class Judged:
-    """A judge's scores, costs and errors, one per record."""
-
-    scores: list[float]
-    costs: list[float | None]
-    errors: list[str | None]
-
-    def add(self, score: float, cost: float | None, error: str | None) -> None:
-        self.scores.append(score)
-        self.costs.append(cost)
-        self.errors.append(error)
-
-
 class EvalEstimate:
     """What an evaluation would send and cost, per variant (``Session.evaluate(dry_run=True)``)."""
 
@@ -361,47 +312,8 @@ def _estimate(session: BatchSession, plan: _Plan, data: Any, repeats: int) -> Ev
             }
         )
         rows.extend(
-            _judge_estimate(session, scorer, arm.name, unique, estimate)
+            judge_estimate(session, scorer, arm.name, unique, estimate, plan.arms[0].name)
             for scorer in plan.scorers
             if scorer.judge is not None
         )
     return EvalEstimate(pd.DataFrame(rows), estimates)
-
-
-#: Reply tokens a judge's verdict is taken to cost ({"passed": ..., "reason": one sentence}).
-VERDICT_TOKENS = 40
-
-
-def _judge_estimate(
-    session: BatchSession, scorer: Scorer, name: str, requests: int, estimate: Estimate
-) -> dict:
-    """A judge's requests for one variant: every answer judged, each sending the judge's template,
-    the variant's prompt and its reply (as many tokens as the variant's estimate gives a reply)."""
-    from .._tokens import count_text
-
-    judge = scorer.judge
-    assert judge is not None
-    fixed = count_text(judge.prompt("", "", None))
-    per_prompt = estimate.prompt_tokens / max(1, estimate.rows)
-    prompt = round(requests * (fixed + per_prompt + estimate.completion_tokens_per_row))
-    completion = requests * VERDICT_TOKENS
-    pricing = (
-        None if session.cache is not None and session.cache.replaying else session.ledger.pricing(judge.model)
-    )
-    priced = pricing is not None and pricing.method == "token"
-    cost = (
-        prompt * (pricing.input_cost_per_token or 0.0) + completion * (pricing.output_cost_per_token or 0.0)
-        if priced
-        else None
-    )
-    return {
-        "variant": f"{name} (judge {scorer.name})",
-        "model": judge.model,
-        "requests": requests,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "cost_usd": cost,
-        "note": f"an upper bound: every answer judged, {VERDICT_TOKENS} tokens a verdict"
-        if priced
-        else f"{judge.model} has no per-token prices",
-    }

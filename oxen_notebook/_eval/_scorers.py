@@ -24,6 +24,7 @@ __all__ = [
     "Judge",
     "Scorer",
     "as_scorer",
+    "choice",
     "contains",
     "exact",
     "f1",
@@ -31,6 +32,7 @@ __all__ = [
     "judge",
     "normalize_text",
     "numeric",
+    "pairwise",
     "regex",
 ]
 
@@ -114,17 +116,47 @@ VERDICT = {
 }
 
 
+PAIR_TEMPLATE = """You are comparing two answers to the same task.
+
+Task:
+{prompt}
+
+Answer 1:
+{first}
+
+Answer 2:
+{second}
+
+Rubric: {rubric}
+
+Which answer is better by the rubric? Reply with JSON only: {{"better": 1 or 2 (or 0 if they are
+equally good), "reason": "one short sentence"}}."""
+
+#: What a pairwise judge replies with.
+PREFERENCE = {
+    "type": "object",
+    "properties": {"better": {"type": "integer", "enum": [0, 1, 2]}, "reason": {"type": "string"}},
+    "required": ["better", "reason"],
+    "additionalProperties": False,
+}
+
+
 @dataclass(frozen=True)
 class Judge:
-    """A model that grades replies: its rubric, its model and the prompt template it fills."""
+    """A model that grades replies: its rubric and model; ``pairwise`` compares each variant's
+    reply with ``baseline``'s (default: the first variant) instead of grading it alone."""
 
     rubric: str
     model: str
-    template: str = JUDGE_TEMPLATE
+    pairwise: bool = False
+    baseline: str | None = None
 
     def prompt(self, question: str, reply: str, target: Any) -> str:
         values = {"prompt": question, "reply": reply, "target": "(none)" if _missing(target) else target}
-        return self.template.format(rubric=self.rubric, **{k: str(v) for k, v in values.items()})
+        return JUDGE_TEMPLATE.format(rubric=self.rubric, **{k: str(v) for k, v in values.items()})
+
+    def pair_prompt(self, question: str, first: str, second: str) -> str:
+        return PAIR_TEMPLATE.format(rubric=self.rubric, prompt=question, first=first, second=second)
 
 
 def judge(rubric: str, *, model: str | None = None, name: str = "judge", target: str | None = None) -> Scorer:
@@ -136,6 +168,21 @@ def judge(rubric: str, *, model: str | None = None, name: str = "judge", target:
     if not isinstance(model, str) or not model.strip():
         raise ParameterError("judge() needs the grading model: judge(rubric, model='gpt-5-2-chat-latest').")
     return Scorer(name, compare=None, binary=True, target=target, judge=Judge(rubric, model))
+
+
+def pairwise(
+    rubric: str, *, model: str | None = None, baseline: str | None = None, name: str = "pairwise"
+) -> Scorer:
+    """A model compares each variant's reply with the ``baseline`` variant's (default: the first)
+    on the same row, in both orders, so that a preference for a position cancels: 1 where the
+    variant is preferred both times, 0 where the baseline is, 0.5 otherwise (a tie, or the order
+    decided); the baseline scores 0.5. ``compare(baseline, variant, scorer="pairwise")`` then tests
+    whether the wins outnumber the losses."""
+    made = judge(rubric, model=model, name=name)
+    assert made.judge is not None
+    if baseline is not None and (not isinstance(baseline, str) or not baseline):
+        raise ParameterError(f"pairwise(baseline={baseline!r}) is invalid: give a variant's name.")
+    return replace(made, binary=False, judge=replace(made.judge, pairwise=True, baseline=baseline))
 
 
 def _missing(value: Any) -> bool:
