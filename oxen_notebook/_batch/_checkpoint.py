@@ -51,6 +51,7 @@ from ._parts import (
     DamagedPart,
     chunked,
     log_table,
+    merged,
     part_number,
     read_part,
     rows_table,
@@ -164,7 +165,8 @@ class Checkpoint:
             raise
         self._rows: list[tuple[int, int, dict[str, Any], dict[str, Any]]] = []
         self._log: list[tuple[str, int, Message]] = []
-        self._synced = (0, 0, 0)  # rows and log entries already in pending files, and how many files
+        self._tables: list[tuple[Any, Any]] = []  # rows since the last part already in pending files
+        self._held = 0  # rows in those tables
         self._flushed_at = self._synced_at = time.monotonic()
 
     def _open(self, manifest: dict[str, Any], resume: bool, retry_errors: bool) -> None:
@@ -352,7 +354,7 @@ class Checkpoint:
         batch_id: str,
     ) -> None:
         """Row ``index`` finished: keep it for the next pending file and part (written when due)."""
-        if len(self._rows) == self._synced[0]:
+        if not self._rows:
             self._synced_at = time.monotonic()  # the oldest row not on disk: its clock starts
         self._rows.append((index, key, data, result))
         self._log.extend((batch_id, index, message) for message in records)
@@ -360,41 +362,49 @@ class Checkpoint:
             self.flush()
 
     def _part_due(self) -> bool:
-        return len(self._rows) >= self.part_rows or time.monotonic() - self._flushed_at >= self.part_seconds
+        held = self._held + len(self._rows)
+        return held >= self.part_rows or (
+            held > 0 and time.monotonic() - self._flushed_at >= self.part_seconds
+        )
 
     def due(self) -> bool:
         """Whether rows have waited long enough: for their part, or for a pending file."""
-        if not self._rows:
-            return False
-        unsynced = len(self._rows) > self._synced[0]
-        return self._part_due() or (unsynced and time.monotonic() - self._synced_at >= self.sync_seconds)
+        waited = bool(self._rows) and time.monotonic() - self._synced_at >= self.sync_seconds
+        return waited or self._part_due()
+
+    def _tabled(self) -> None:
+        """The rows not in a table yet, as one (rows and log): each row is converted once."""
+        if self._rows:
+            self._tables.append((log_table(self._log), rows_table(self._rows)))
+            self._held += len(self._rows)
+            self._rows.clear()
+            self._log.clear()
 
     def flush(self) -> None:
         """Write what is due: the next part, or the rows finished since the last write to ``pending/``."""
-        if self._rows and self._part_due():
+        if self._part_due():
             self.close()
-        elif len(self._rows) > self._synced[0]:
-            rows, entries, files = self._synced
-            name = f"{self._part:06d}-{files:03d}.parquet"
-            write_part(self.pending_dir, f"log-{name}", log_table(self._log[entries:]))
-            write_part(self.pending_dir, f"rows-{name}", rows_table(self._rows[rows:]))
-            self._synced = (len(self._rows), len(self._log), files + 1)
+        elif self._rows:
+            self._tabled()
+            log, rows = self._tables[-1]
+            name = f"{self._part:06d}-{len(self._tables) - 1:03d}.parquet"
+            write_part(self.pending_dir, f"log-{name}", log)
+            write_part(self.pending_dir, f"rows-{name}", rows)
 
     def close(self) -> None:
         """Write the rows finished since the last part, and their log, as part N."""
-        if not self._rows:
+        self._tabled()
+        if not self._tables:
             return
         name = f"part-{self._part:06d}.parquet"
-        log, rows = log_table(self._log), rows_table(self._rows)
-        write_part(self.log_dir, name, log)
-        write_part(self.rows_dir, name, rows)  # now the rows are finished
+        write_part(self.log_dir, name, merged([log for log, _ in self._tables]))
+        write_part(self.rows_dir, name, merged([rows for _, rows in self._tables]))  # now they are finished
         for path in self.pending_dir.glob(f"*-{self._part:06d}-*.parquet"):
             path.unlink()
         self._part += 1
-        self.finished += len(self._rows)
-        self._rows.clear()
-        self._log.clear()
-        self._synced = (0, 0, 0)
+        self.finished += self._held
+        self._tables.clear()
+        self._held = 0
         self._flushed_at = time.monotonic()
         self._write_manifest()
 

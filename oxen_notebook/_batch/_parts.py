@@ -105,23 +105,45 @@ def log_table(entries: list[tuple[str, int, Message]]) -> Any:
     return pa.table(columns)
 
 
+def merged(tables: list[Any]) -> Any:
+    """Tables of rows one after another as one table: each column of the type they share (else the
+    widest, else text), a column some lack null there."""
+    import pyarrow as pa
+
+    if len(tables) == 1:
+        return tables[0]
+    if all(t.schema == tables[0].schema for t in tables):
+        return pa.concat_tables(tables)
+    names = list(dict.fromkeys(name for table in tables for name in table.column_names))
+    columns = {
+        name: chunked(
+            pa, [t.column(name) if name in t.column_names else pa.nulls(len(t)) for t in tables], None
+        )
+        for name in names
+    }
+    return pa.table(columns)
+
+
 _ARROW_TYPES = {"string": "string", "Int64": "int64", "Float64": "float64", "boolean": "bool_"}
 
 
-def chunked(pa: Any, chunks: list[Any], dtype: str | None) -> Any:
-    """One column's chunks from every part as one chunked array, of the type ``dtype`` reads
-    from; the data's columns of the type they share (else the widest, else text)."""
+def chunked(pa: Any, columns: list[Any], dtype: str | None) -> Any:
+    """One column's pieces (arrays, chunked arrays) from every part as one chunked array, of the
+    type ``dtype`` reads from; the data's columns of the type they share (else the widest, else
+    text). No value is copied unless its type changes."""
+    types = list(dict.fromkeys(c.type for c in columns))
     if dtype is not None:
         kind = getattr(pa, _ARROW_TYPES[dtype])()
-        return pa.chunked_array([c.cast(kind) for c in chunks], kind)
-    types = list(dict.fromkeys(c.type for c in chunks))
-    if len(types) == 1:
-        return pa.chunked_array(chunks, types[0])
-    try:
-        kind = pa.unify_schemas([pa.schema([("c", t)]) for t in types], promote_options="permissive")[0].type
-        return pa.chunked_array([c.cast(kind) for c in chunks], kind)
-    except (pa.ArrowException, TypeError, ValueError):  # a column whose type changed between parts
-        return pa.chunked_array([c.cast(pa.string()) for c in chunks], pa.string())
+    elif len(types) == 1:
+        kind = types[0]
+    else:
+        try:
+            schemas = [pa.schema([("c", t)]) for t in types]
+            kind = pa.unify_schemas(schemas, promote_options="permissive")[0].type
+        except (pa.ArrowException, TypeError, ValueError):  # a column whose type changed between parts
+            kind = pa.string()
+    pieces = [p for c in columns for p in (c.chunks if isinstance(c, pa.ChunkedArray) else [c])]
+    return pa.chunked_array([p if p.type == kind else p.cast(kind) for p in pieces], kind)
 
 
 def series(pa: Any, column: Any, take: Any, dtype: str | None) -> pd.Series:

@@ -75,6 +75,8 @@ class Finished:
         import numpy as np
 
         keys = self._keys
+        if not len(keys):
+            return False
         lo = int(np.searchsorted(keys, key, "left"))
         if lo == len(keys) or keys[lo] != key:
             return False
