@@ -251,3 +251,18 @@ def test_a_run_killed_before_its_first_part_sends_no_finished_row_again(fake_api
     assert [p for p in counts if counts[p] > 1 and int(p.split()[1]) < 300] == []  # none paid twice
     assert {p for p, n in counts.items() if n == 2} == {f"row {i}" for i in range(300, 308)}  # in flight
     assert not list((folder / "pending").iterdir())  # folded into parts
+
+
+def test_parts_written_before_rows_had_keys_are_matched_by_their_data(fake_api, tmp_path):
+    s = make_session(fake_api)
+    folder = tmp_path / "run"
+    s.map(_data("frame", ORIGINAL, tmp_path), TEMPLATE, checkpoint=folder, progress=False)
+    for path in parts(folder):  # as the first format wrote them: no __key__ column
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["__key__"]), path)
+    texts = _insert_and_remove()
+
+    out = _run(s, "frame", texts, folder, tmp_path)
+
+    _assert_own_replies(out, texts, "frame")
+    assert [_prompt_text(b) for b in fake_api.chat_requests()[300:]] == ["Say a new row"]
