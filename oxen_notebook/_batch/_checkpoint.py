@@ -256,6 +256,8 @@ class Checkpoint:
         """Pending files a killed run left become parts, after its last one (those part N has
         replaced are removed); a pending rows file without its log is dropped (its rows run again)."""
         pending = sorted(self.pending_dir.glob("rows-*.parquet")) if self.pending_dir.is_dir() else []
+        for folder in (self.rows_dir, self.log_dir) if pending else ():
+            folder.mkdir(exist_ok=True)
         written = {p.name for p in self.rows_dir.glob("part-*.parquet")}
         last = _parts(self.rows_dir)
         number = part_number(last[-1]) + 1 if last else 0
@@ -285,12 +287,9 @@ class Checkpoint:
         for folder in (self.rows_dir, self.log_dir):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(folder / path.name, aside / f"{folder.name}-{path.name}")
+        where = f"checkpoint {os.fspath(self.path)!r}: rows/{path.name}"
         _log.warning(
-            "oxen_notebook: checkpoint %r: rows/%s cannot be read (%s); moved to %s/, its rows run again.",
-            os.fspath(self.path),
-            path.name,
-            error,
-            DAMAGED,
+            "oxen_notebook: %s cannot be read (%s); moved to %s/, its rows run again.", where, error, DAMAGED
         )
 
     def _scan(self, retry_errors: bool) -> None:
