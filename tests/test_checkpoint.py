@@ -69,7 +69,7 @@ def test_a_generator_of_5000_strings_is_read_lazily_into_parts(fake_api, tmp_pat
     assert list(out["reply"]) == [f"Echo: Say item {i}" for i in range(5000)]
     assert out["error"].isna().all() and set(out["finish_reason"]) == {"stop"}
     assert isinstance(out.index, pd.RangeIndex) and list(out.columns) == ["text", *MAP_COLUMNS]
-    # Lazily: after the first 100 rows (read ahead to fingerprint the data), a row is read only when
+    # Lazily: after the first 100 rows (read ahead to tell dicts from strings), a row is read only when
     # a worker is free, so the reader is never more than the rows in flight ahead of what finished.
     assert max(leads) <= 100
     assert max(leads[200:]) <= 16
