@@ -266,3 +266,20 @@ def test_parts_written_before_rows_had_keys_are_matched_by_their_data(fake_api, 
 
     _assert_own_replies(out, texts, "frame")
     assert [_prompt_text(b) for b in fake_api.chat_requests()[300:]] == ["Say a new row"]
+
+
+def test_pending_files_a_written_part_replaced_are_dropped_not_folded_twice(fake_api, tmp_path):
+    s = make_session(fake_api)
+    folder = tmp_path / "run"
+    s.map(ORIGINAL[:50], TEMPLATE, checkpoint=folder, progress=False)
+    # Killed after part 0 went into place and before its pending files were removed:
+    for kind, sub in (("rows", "rows"), ("log", "log")):
+        (folder / "pending" / f"{kind}-000000-000.parquet").write_bytes(
+            (folder / sub / "part-000000.parquet").read_bytes()
+        )
+
+    out = s.map(ORIGINAL[:50], TEMPLATE, checkpoint=folder, progress=False)
+
+    _assert_own_replies(out, ORIGINAL[:50], "strings")
+    assert len(fake_api.chat_requests()) == 50 and len(parts(folder)) == 1
+    assert not list((folder / "pending").iterdir())
