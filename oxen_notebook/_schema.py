@@ -338,6 +338,11 @@ class OutputSchema:
     def parse(self, text: str) -> Any:
         """The reply's value: a model or dataclass instance, a dict (TypedDict, JSON Schema), or a
         list of those. Fenced (```json) or padded text is accepted. Raises :class:`SchemaError`."""
+        if self._adapter is not None and not self._is_list and text[:1] == "{":
+            try:  # the common case, a bare object: parsed and validated in one pass by pydantic
+                return self._adapter.validate_json(text)
+            except ValueError:  # pydantic's ValidationError: the path below says what is wrong
+                pass
         data = _load_json(text, self._label)
         wrapped = self._is_list and isinstance(data, dict) and set(data) == {_WRAPPER}
         if wrapped:
