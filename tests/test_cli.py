@@ -587,11 +587,15 @@ def test_import_oxen_notebook_does_not_load_the_command_line():
 
 def test_a_recursive_schema_whose_ref_has_a_description_is_built(fake_api, env):
     """A self-referencing $ref beside a description used to recurse without end (RecursionError)."""
-    tree = {
+    node = {
         "type": "object",
-        "properties": {"value": {"type": "integer"}, "child": {"$ref": "#", "description": "the subtree"}},
+        "properties": {
+            "value": {"type": "integer"},
+            "child": {"$ref": "#/$defs/node", "description": "the subtree"},
+        },
         "required": ["value"],
     }
+    tree = {**node, "$defs": {"node": node}}
     fake_api.enqueue(Script(text='{"value": 1, "child": {"value": 2, "child": null}}'))
     result = cli("ask", "--schema", json.dumps(tree), "a tree", env=env)
     assert result.returncode == 0, result.stderr

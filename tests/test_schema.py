@@ -603,6 +603,14 @@ def test_a_self_reference_with_a_description_is_built_and_keeps_the_description(
     strict_accepts(tree, text)
     assert tree.parse(text)["child"]["child"]["value"] == 3
 
+    root = {"type": "object", "properties": {"next": {"$ref": "#", "description": "the rest"}}}
+    chain = OutputSchema.from_spec(root)  # "#", the root itself, is a recursion too
+    assert chain.json_schema["properties"]["next"]["anyOf"][0] == {
+        "anyOf": [{"$ref": "#"}],
+        "description": "the rest",
+    }
+    assert chain.parse('{"next": {"next": null}}') == {"next": {"next": None}}
+
     branch = check_request_format(Branch, "Branch")
     assert branch.json_schema["properties"]["twin"] == {
         "anyOf": [{"$ref": "#/$defs/Branch"}],
