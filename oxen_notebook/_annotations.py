@@ -33,7 +33,7 @@ def pydantic_ready(spec: Any, made: dict[Any, Any] | None = None) -> Any:
     if isinstance(spec, type) and spec in made:
         if made[spec] is None:  # a TypedDict that holds itself
             raise ParameterError(
-                f"schema: the recursive typing.TypedDict {spec.__name__} cannot be used on Python "
+                f"the recursive typing.TypedDict {spec.__name__} cannot be used on Python "
                 f"{sys.version_info.major}.{sys.version_info.minor}: import TypedDict from "
                 "typing_extensions instead."
             )
