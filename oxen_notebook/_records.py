@@ -30,7 +30,6 @@ __all__ = [
     "messages_from_dataframe",
     "messages_to_dataframe",
     "new_id",
-    "spreadsheet_csv",
 ]
 
 
@@ -208,29 +207,6 @@ def messages_to_dataframe(messages: list[Message]) -> pd.DataFrame:
     for name in _BOOL_COLUMNS:
         frame[name] = frame[name].astype("boolean")
     return frame
-
-
-#: How a cell that a spreadsheet would run as a formula begins (OWASP's CSV-injection list).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _inert(value: Any) -> Any:
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
-
-
-def spreadsheet_csv(frame: pd.DataFrame) -> str:
-    """``frame`` as CSV text that a spreadsheet opens without running anything (OWASP's rule):
-    a text cell that begins like a formula gets a ``'`` in front, and every cell is quoted, so a
-    separator inside a cell starts no new one. The frame itself is left as it is."""
-    import csv
-
-    import pandas as pd
-
-    safe = frame.rename(columns=lambda name: _inert(str(name)))
-    for name in safe.columns:
-        if safe[name].dtype == object or isinstance(safe[name].dtype, pd.StringDtype):
-            safe[name] = safe[name].map(_inert, na_action="ignore")
-    return safe.to_csv(index=False, quoting=csv.QUOTE_ALL)
 
 
 def messages_from_dataframe(frame: pd.DataFrame) -> list[Message]:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from .._errors import OxenError
-from .._records import JSON_COLUMNS, spreadsheet_csv
+from .._records import JSON_COLUMNS
+from .._spreadsheet import spreadsheet_csv
 from ._errors import cell_error
 
 if TYPE_CHECKING:

@@ -23,7 +23,8 @@ import ipywidgets as widgets
 
 from .._errors import OxenError, ParameterError
 from .._events import EVENTS
-from .._records import message_facts, spreadsheet_csv
+from .._records import message_facts
+from .._spreadsheet import spreadsheet_csv
 from .._turn import Turn, turn_facts
 from ._compat import WidgetDisplay, tooltip
 from ._input import MessageBox
