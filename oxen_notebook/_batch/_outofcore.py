@@ -99,7 +99,7 @@ def run_checkpointed(
         "rows_total": source.total,
     }
     latest = _Latest()
-    budget = make_budget(session, latest, model, options["max_cost_usd"], params)  # type: ignore[arg-type]
+    budget = make_budget(session, latest, model, options["max_cost_usd"], params, attached)  # type: ignore[arg-type]
     prefetch(session, {model or session.model})
     limits = {"rows": session.context_rows, "chars": session.context_chars}
     # Everything that can refuse the call has: now the folder is opened (or cleared, resume=False).
