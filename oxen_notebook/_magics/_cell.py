@@ -422,6 +422,9 @@ class OxenMagics(Magics):
         if fmt == "json" and text:
             try:
                 value = json.loads(strip_fences(text)[1])
+            except RecursionError:
+                view.close()
+                return text, "the reply is JSON nested too deeply to read; shown as it came."
             except ValueError as exc:
                 view.close()
                 return text, f"the reply is not valid JSON ({exc}); shown as it came."

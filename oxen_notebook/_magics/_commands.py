@@ -13,6 +13,7 @@ from IPython.core.error import UsageError
 
 from .._errors import OxenError
 from .._records import JSON_COLUMNS
+from .._spreadsheet import spreadsheet_csv
 from ._errors import cell_error
 from ._objects import shown_frame
 from ._views import say
@@ -120,8 +121,8 @@ def _export(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
         frame = session.to_dataframe()
         for column in JSON_COLUMNS:
             frame[column] = frame[column].map(lambda v: None if v is None else json.dumps(v))
-        if suffix == ".csv":
-            frame.to_csv(path, index=False)
+        if suffix == ".csv":  # text that looks like a formula is made inert for spreadsheets
+            path.write_text(spreadsheet_csv(frame), encoding="utf-8")
         else:
             try:
                 import pyarrow  # noqa: F401

@@ -24,6 +24,7 @@ from .._errors import OxenError, ParameterError
 from .._events import EVENTS
 from .._math import escape_text
 from .._records import message_facts
+from .._spreadsheet import spreadsheet_csv
 from .._turn import Turn, turn_facts
 from ._compat import WidgetDisplay, tooltip
 from ._input import MessageBox
@@ -263,7 +264,7 @@ class ChatPanel(WidgetDisplay):
         download links in the panel; ``path`` (``.csv`` or ``.json``) also writes it to a file."""
         frame = self.session.to_dataframe()
         self.dataframe = frame
-        csv = frame.to_csv(index=False)
+        csv = spreadsheet_csv(frame)  # text that looks like a formula is made inert
         records = frame.to_json(orient="records", date_format="iso", force_ascii=False)
         if path is not None:
             target = Path(path)

@@ -54,7 +54,7 @@ def call_text(name: str | None, arguments: Any, limit: int | None = _ARGUMENTS_L
     if isinstance(arguments, str):
         try:
             parsed = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's reader
             parsed = None
         arguments = parsed if isinstance(parsed, dict) else arguments
     if isinstance(arguments, dict):
@@ -84,7 +84,7 @@ def calls_html(tool_calls: list[dict[str, Any]]) -> str:
 def _pretty(content: str) -> str:
     try:
         value = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return content
     if isinstance(value, (dict, list)):
         return json.dumps(value, indent=2, ensure_ascii=False)
