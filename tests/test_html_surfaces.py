@@ -284,8 +284,10 @@ def test_an_evaluations_summary_grid_live_view_comparison_and_estimate(fake_api,
     page = ev._repr_html_()
     assert_vetted(page)
     assert page.count("click") >= 4  # names, prompts, replies and targets are all there, as text
-    (live,) = [v for v in widget_html() if "evaluating" in v]
-    assert_vetted(live)
+    lines = [v for v in widget_html() if "evaluating" in v]  # redrawn every half second, then at the end
+    assert lines and "4/4" in lines[-1]
+    for live in lines:
+        assert_vetted(live)
     assert_vetted(ev.compare(f"v {HOSTILE}", "plain")._repr_html_())
     assert_vetted(s.evaluate(data, variants, target="want", dry_run=True)._repr_html_())
 

@@ -90,6 +90,8 @@ class Live:
         self._draw(stats, final=False)
 
     def end(self, stats: BatchProgress, note: str | None) -> None:
+        if self._callback is not None:  # the last word: every request finished (or the note says why not)
+            self._callback(stats)
         if self._show:
             self._draw(stats, final=True, note=note)
 
