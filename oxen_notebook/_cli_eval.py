@@ -159,6 +159,7 @@ def run_eval(args: argparse.Namespace) -> int:
         concurrency=spec.concurrency,
         seed=spec.seed,
         progress=_progress,
+        max_cost_usd=spec.budget,
     )
     print(file=sys.stderr)
     print(str(result), flush=True)

@@ -130,6 +130,7 @@ class Prototyping:
         checkpoint: str | os.PathLike[str] | None = None,
         resume: bool = True,
         retry_errors: bool = False,
+        max_cost_usd: float | None = None,
     ) -> Any:
         """Run every variant on every row of ``data`` (as :meth:`map` reads it) and score the
         replies: which prompt or model is right on these rows, by how much, whether the difference
@@ -149,13 +150,15 @@ class Prototyping:
         finished request in that folder: the same call again (after an error, Ctrl-C or a dead
         kernel) sends only what is not there, matched by what each request sends, so edited rows
         are sent again and no reply lands next to a row it did not answer; ``resume=False`` starts
-        over, ``retry_errors=True`` sends failed requests again."""
+        over, ``retry_errors=True`` sends failed requests again. ``max_cost_usd=`` starts no request
+        that could pass the budget (each priced by its variant's model and ``max_tokens``; judges
+        get what is left); the summary says which variants are complete."""
         from ._eval import evaluate
 
         return evaluate(
             self, data, variants, target=target, scorers=scorers, models=models, repeats=repeats,
             concurrency=concurrency, dry_run=dry_run, progress=progress, seed=seed, checkpoint=checkpoint,
-            resume=resume, retry_errors=retry_errors,
+            resume=resume, retry_errors=retry_errors, max_cost_usd=max_cost_usd,
         )  # fmt: skip
 
     def commit_results(

@@ -422,3 +422,34 @@ def test_a_pairwise_judge_needs_two_variants_and_a_known_baseline(session, fake_
         session.evaluate(["x"], {"a": "{text}", "b": "{text}!"},
                          scorers=[scorers.pairwise("r", model="m", baseline="zz")], progress=False)  # fmt: skip
     assert fake_api.chat_requests() == []
+
+
+def test_a_budget_over_every_variant_stops_starting_requests_and_says_which_are_complete(session, fake_api):
+    fake_api.handler = classifier
+    variants = {"big": Variant("A: {review}", max_tokens=5),
+                "cheap": Variant("B: {review}", model="cheap-model", max_tokens=5)}  # fmt: skip
+    full = session.evaluate(labelled(30), variants, target="label", models=["gpt-5-2-chat-latest"],
+                            progress=False)  # fmt: skip
+    total = float(full.summary["cost_usd"].sum())
+    fake_api.reset()
+    fake_api.handler = classifier
+    fake_api.api_key = "test-key"
+    limit = total / 2
+    ev = session.evaluate(labelled(30), variants, target="label", models=["gpt-5-2-chat-latest"],
+                          max_cost_usd=limit, progress=False)  # fmt: skip
+    spent = float(ev.summary["cost_usd"].sum())
+    assert 0 < spent <= limit
+    sent = fake_api.chat_requests()
+    assert 0 < len(sent) < 60
+    # interleaved: both variants got about as many rows before the budget stopped them
+    counts = ev.summary.set_index("variant")["n"]
+    assert abs(counts["big"] - counts["cheap"]) <= 1
+    assert not ev.summary["complete"].any()
+    assert "not sent: the budget of" in ev.rows["error"].dropna().iloc[0]
+    assert f"budget ${limit:,.2f}: ${spent:,.4f} spent; complete: none" in str(ev)
+
+
+def test_a_budget_refuses_a_variant_it_cannot_price(session, fake_api):
+    with pytest.raises(ParameterError, match="variant 'a': test-model has no published prices"):
+        session.evaluate(labelled(3), {"a": "A: {review}"}, target="label", max_cost_usd=1.0, progress=False)
+    assert fake_api.chat_requests() == []

@@ -7,9 +7,10 @@ and the batch log.
 
 from __future__ import annotations
 
+from ._budget import Budget, Rate, check_limit
 from ._commit import commit_results, commit_tables, read_commit_metadata
 from ._compare import compare_html, run_compare
-from ._estimate import Estimate, estimate_map
+from ._estimate import Estimate, PromptCounter, estimate_map, pricing_problem, reply_rule
 from ._map import execute, run_map
 from ._progress import BatchProgress, make_progress
 from ._results import MAP_COLUMNS, outcome_values
@@ -19,7 +20,8 @@ from ._templates import table as read_table
 from ._typed import BatchSchema
 
 __all__ = [
-    "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Estimate", "Job", "Outcome", "RowSink", "commit_results", "commit_tables",
-    "compare_html", "estimate_map", "execute", "fill_jobs", "make_progress", "outcome_values", "read_commit_metadata", "read_table",
-    "run_compare", "run_map",
+    "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Budget", "Estimate", "Job", "Outcome",
+    "PromptCounter", "Rate", "RowSink", "check_limit", "commit_results", "commit_tables", "compare_html",
+    "estimate_map", "execute", "fill_jobs", "make_progress", "outcome_values", "pricing_problem",
+    "read_commit_metadata", "read_table", "reply_rule", "run_compare", "run_map",
 ]  # fmt: skip

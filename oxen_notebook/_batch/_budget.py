@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ParameterError
@@ -37,38 +38,61 @@ if TYPE_CHECKING:
     from .._records import Message
     from ._runner import BatchSession, Job
 
-__all__ = ["PROMPT_MARGIN", "Budget", "make_budget"]
+__all__ = ["PROMPT_MARGIN", "Budget", "Rate", "check_limit", "make_budget"]
 
 #: How much higher than counted a row's prompt is taken: a Llama-family tokenizer counts up to
 #: 1/0.85 of o200k_base's count on one piece of code in ten (``benchmarks/bench_estimate.py``).
 PROMPT_MARGIN = 0.20
 
 
+@dataclass
+class Rate:
+    """What a kind of row costs: dollars a prompt and a reply token, and the reply tokens it is
+    taken to cost (``bound``: ``max_tokens``, an upper bound; else a guess that grows to the
+    longest reply seen)."""
+
+    input: float
+    output: float
+    reply_tokens: int
+    bound: bool
+
+    @classmethod
+    def of(cls, pricing: Pricing, reply_tokens: int, bound: bool) -> Rate:
+        return cls(
+            pricing.input_cost_per_token or 0.0, pricing.output_cost_per_token or 0.0, reply_tokens, bound
+        )
+
+
 class Budget:
     """The budget of one batch. ``prompt_tokens(index)`` is a row's prompt tokens (``None``: the
     row sends nothing). Used on the batch's event loop only: ``admit`` before a row starts,
-    ``await wait()`` when it refused, ``finished`` when the row ended."""
+    ``await wait()`` when it refused, ``finished`` when the row ended. Rows of several kinds
+    (an evaluation's variants: their models and ``max_tokens``) give ``rates`` and ``kind_of(index)``
+    instead of one ``pricing``."""
 
     def __init__(
         self,
         limit: float,
-        pricing: Pricing,
+        pricing: Pricing | None,
         prompt_tokens: Callable[[int], int | None],
         reply_tokens: int,
         *,
         bound: bool,
         total: int,
+        rates: list[Rate] | None = None,
+        kind_of: Callable[[int], int] | None = None,
     ) -> None:
         self.limit = limit
         self.total = total
         self.spent = 0.0  # the finished rows' cost
         self.started = 0
         self.stopped = False  # a row did not fit with nothing in flight: no more start
-        self._input = pricing.input_cost_per_token or 0.0
-        self._output = pricing.output_cost_per_token or 0.0
+        if rates is None:
+            assert pricing is not None
+            rates = [Rate.of(pricing, reply_tokens, bound)]
+        self._rates = rates
+        self._kind_of = kind_of or (lambda index: 0)
         self._prompt_tokens = prompt_tokens
-        self._reply_tokens = reply_tokens
-        self._bound = bound
         self._in_flight: dict[int, tuple[float, int]] = {}  # row -> its estimate and prompt tokens
         self._changed: asyncio.Event | None = None
         self._counted: tuple[int, int | None] = (-1, None)
@@ -100,7 +124,8 @@ class Budget:
         tokens = self._counted[1]
         if tokens is None:
             return 0.0
-        return tokens * self.prompt_scale * self._input + self._reply_tokens * self._output
+        rate = self._rates[self._kind_of(index)]
+        return tokens * self.prompt_scale * rate.input + rate.reply_tokens * rate.output
 
     def admit(self, index: int) -> bool:
         """Whether row ``index`` may start now; if so it counts as in flight at its estimate.
@@ -134,9 +159,10 @@ class Budget:
         first = replies[0] if replies else None  # the row's first request is the one estimated
         if first is not None and counted and first.prompt_tokens and not first.usage_estimated:
             self.prompt_scale = max(self.prompt_scale, first.prompt_tokens / counted)
-        if not self._bound:  # the guess grows to the longest reply seen
+        rate = self._rates[self._kind_of(index)]
+        if not rate.bound:  # the guess grows to the longest reply seen
             longest = max((m.completion_tokens or 0 for m in replies), default=0)
-            self._reply_tokens = max(self._reply_tokens, longest)
+            rate.reply_tokens = max(rate.reply_tokens, longest)
         self._wake()
 
     def mark_unsent(self, outcomes: list[Any]) -> None:
@@ -153,6 +179,17 @@ class Budget:
             event.set()
 
 
+def check_limit(limit: Any) -> None:
+    """A budget must be a positive number of dollars: else a one-line :class:`ParameterError`."""
+    if (
+        not isinstance(limit, (int, float))
+        or isinstance(limit, bool)
+        or not math.isfinite(limit)
+        or limit <= 0
+    ):
+        raise ParameterError(f"max_cost_usd={limit!r} is invalid: expected a positive number of dollars.")
+
+
 def make_budget(
     session: BatchSession,
     jobs: list[Job],
@@ -166,13 +203,7 @@ def make_budget(
     run, is a one-line :class:`ParameterError`, raised before anything is sent."""
     if limit is None:
         return None
-    if (
-        not isinstance(limit, (int, float))
-        or isinstance(limit, bool)
-        or not math.isfinite(limit)
-        or limit <= 0
-    ):
-        raise ParameterError(f"max_cost_usd={limit!r} is invalid: expected a positive number of dollars.")
+    check_limit(limit)
     if session.cache is not None and session.cache.replaying:
         return None
     model = model or session.model

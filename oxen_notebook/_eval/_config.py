@@ -7,6 +7,7 @@ data = "reviews.csv"          # CSV, JSON Lines (.jsonl) or Parquet; relative to
 target = "label"
 models = ["gpt-5-2-chat-latest"]
 scorers = ["exact", {name = "numeric", tol = 0.5}]
+budget = 2.0                  # max_cost_usd
 repeats = 1
 concurrency = 8
 
@@ -39,7 +40,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["EvalFile", "read_eval_file"]
 
-_TOP = {"data", "target", "models", "scorers", "variants", "repeats", "concurrency", "seed"}
+_TOP = {"data", "target", "models", "scorers", "variants", "repeats", "concurrency", "seed", "budget"}
 _VARIANT = {
     "template",
     "model",
@@ -76,6 +77,7 @@ class EvalFile:
     repeats: int
     concurrency: int
     seed: int
+    budget: float | None  # max_cost_usd
 
 
 def _line_of(text: str, key: str, table: str | None = None) -> int | None:
@@ -179,4 +181,5 @@ def read_eval_file(path: str | Path) -> EvalFile:
         repeats=raw.get("repeats", 1),
         concurrency=raw.get("concurrency", 8),
         seed=raw.get("seed", 0),
+        budget=raw.get("budget"),
     )

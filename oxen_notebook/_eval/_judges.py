@@ -12,15 +12,16 @@ other (cached, priced) and their cost is kept apart (``judge_cost_usd``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._batch import BatchProgress, BatchSchema, Job, execute, outcome_values
+from .._batch import BatchSchema, Job, execute, outcome_values
+from ._budget import judge_budget
 from ._scorers import PREFERENCE, VERDICT, Scorer
 
 if TYPE_CHECKING:
     from .._batch import BatchSession, Estimate
+    from ._run import RunOptions
 
 __all__ = ["Judged", "judge_estimate", "run_judge"]
 
@@ -32,15 +33,15 @@ def run_judge(
     scorer: Scorer,
     rows: list[dict[str, Any]],
     records: list[tuple[int, str, int, dict[str, Any], bool]],
-    concurrency: int,
-    progress: bool | Callable[[BatchProgress], Any],
+    options: RunOptions,
+    left: float | None,
 ) -> Judged:
     """The judge's verdict on every answered record: one request per distinct (prompt, reply,
     target), at temperature 0, with the verdict's schema; its cost on the record that asked first."""
     judge = scorer.judge
     assert judge is not None
     if judge.pairwise:
-        return _run_pairwise(session, scorer, records, concurrency, progress)
+        return _run_pairwise(session, scorer, records, options, left)
     jobs: list[Job] = []
     asks: list[int | None] = []
     seen: dict[str, int] = {}
@@ -54,7 +55,7 @@ def run_judge(
             seen[prompt] = len(jobs)
             jobs.append(Job(prompt, judge.model, {"temperature": 0}))
         asks.append(seen[prompt])
-    runner = execute(session, jobs, concurrency, "record", progress, False, BatchSchema(VERDICT))
+    runner = _execute(session, jobs, judge.model, VERDICT, options, left)
     verdicts = [outcome_values(outcome) for outcome in runner.outcomes]
     judged = Judged([], [], [])
     charged: set[int] = set()
@@ -88,11 +89,7 @@ class Judged:
 
 
 def _run_pairwise(
-    session: BatchSession,
-    scorer: Scorer,
-    records: list[Record],
-    concurrency: int,
-    progress: bool | Callable[[BatchProgress], Any],
+    session: BatchSession, scorer: Scorer, records: list[Record], options: RunOptions, left: float | None
 ) -> Judged:
     judge = scorer.judge
     assert judge is not None
@@ -109,7 +106,7 @@ def _run_pairwise(
         pairs[(index, name)] = (len(jobs), len(jobs) + 1)
         for one, two in ((base["reply"], values["reply"]), (values["reply"], base["reply"])):
             jobs.append(Job(judge.pair_prompt(question, one, two), judge.model, {"temperature": 0}))
-    runner = execute(session, jobs, concurrency, "record", progress, False, BatchSchema(PREFERENCE))
+    runner = _execute(session, jobs, judge.model, PREFERENCE, options, left)
     verdicts = [outcome_values(outcome) for outcome in runner.outcomes]
     judged = Judged([], [], [])
     charged: set[tuple[int, int]] = set()
@@ -136,6 +133,32 @@ def _run_pairwise(
         baseline_wins = (prefer[0] == 1) + (prefer[1] == 2)
         judged.add(1.0 if variant_wins == 2 else 0.0 if baseline_wins == 2 else 0.5, cost, None)
     return judged
+
+
+def _execute(
+    session: BatchSession,
+    jobs: list[Job],
+    model: str,
+    schema: dict[str, Any],
+    options: RunOptions,
+    left: float | None,
+) -> Any:
+    """Run a judge's jobs in one pool, within what is left of the budget."""
+    budget = judge_budget(session, model, jobs, left)
+    runner = execute(
+        session,
+        jobs,
+        options.concurrency,
+        "record",
+        options.progress,
+        False,
+        BatchSchema(schema),
+        None,
+        budget,
+    )
+    if budget is not None:
+        budget.mark_unsent(runner.outcomes)
+    return runner
 
 
 def _answered(values: dict[str, Any]) -> bool:

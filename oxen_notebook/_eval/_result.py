@@ -108,6 +108,8 @@ class EvalResult:
         self.scorers = [s["name"] for s in settings.scorers]
         self._summary: pd.DataFrame | None = None
         self._matrices: dict[str, np.ndarray] = {}
+        #: ``(max_cost_usd, spent)`` when the evaluation had a budget.
+        self.budget: tuple[float, float] | None = None
         self._binaries: dict[str, bool] = {}
 
     # -- building -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .._batch import BatchProgress, BatchSchema, Job, execute, fill_jobs, outcome_values, read_table
 from .._errors import ParameterError
 from .._schema import OutputSchema
+from ._budget import arm_budget
 from ._files import Settings
 from ._judges import judge_estimate, run_judge
 from ._live import Live
@@ -48,6 +49,7 @@ class _Plan:
     slots: list[int]
     schema: Any
     job_keys: list[str | None]  # what each job sends, as a key (None: it sends nothing)
+    job_arm: list[int]  # the arm each job was made for (the first, for a shared one)
 
 
 def _scorers(given: Any, target: str | None, columns: set[str], schema: Any) -> list[Scorer]:
@@ -145,8 +147,9 @@ def _plan(
     slots: list[int] = []
     seen: dict[str, int] = {}
     job_keys: list[str | None] = []
+    job_arm: list[int] = []
     for index in range(len(rows)):
-        for arm in arms:
+        for position, arm in enumerate(arms):
             job = filled[arm.name][index]
             for repeat in range(repeats):
                 keys.append((index, arm.name, repeat))
@@ -154,14 +157,29 @@ def _plan(
                     slots.append(len(jobs))
                     jobs.append(job)
                     job_keys.append(None)
+                    job_arm.append(position)
                     continue
                 key = _request_key(job, arm.model or session.model, arm.variant.system, repeat)
                 if key not in seen:
                     seen[key] = len(jobs)
                     jobs.append(job)
                     job_keys.append(key)
+                    job_arm.append(position)
                 slots.append(seen[key])
-    return _Plan(arms, made, frame, rows, keys, jobs, slots, schema, job_keys)
+    return _Plan(arms, made, frame, rows, keys, jobs, slots, schema, job_keys, job_arm)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How an evaluation's requests are sent: at most ``concurrency`` in flight, within
+    ``max_cost_usd``, kept in ``checkpoint`` (``resume``, ``retry_errors``), progress drawn or called."""
+
+    concurrency: int = 8
+    progress: bool | Callable[[BatchProgress], Any] = True
+    max_cost_usd: float | None = None
+    checkpoint: Any = None
+    resume: bool = True
+    retry_errors: bool = False
 
 
 def evaluate(
@@ -180,6 +198,7 @@ def evaluate(
     checkpoint: Any = None,
     resume: bool = True,
     retry_errors: bool = False,
+    max_cost_usd: float | None = None,
 ) -> EvalResult | EvalEstimate:
     """See :meth:`Session.evaluate`."""
     if type(data).__module__.startswith("dask"):
@@ -190,7 +209,8 @@ def evaluate(
     plan = _plan(session, data, variants, target, scorers, models, repeats)
     if dry_run:
         return _estimate(session, plan, data, repeats)
-    values, batch_id = _send(session, plan, concurrency, progress, (checkpoint, resume, retry_errors))
+    options = RunOptions(concurrency, progress, max_cost_usd, checkpoint, resume, retry_errors)
+    values, batch_id, spent = _send(session, plan, options)
     first_use: set[int] = set()
     records = []
     for (index, name, repeat), slot in zip(plan.keys, plan.slots, strict=True):
@@ -200,50 +220,46 @@ def evaluate(
     # The rows show the target the scorers compare with: target=, else the first scorer's own.
     target = target or next((s.target for s in plan.scorers if s.target is not None), None)
     settings = Settings.of(session, plan.arms, plan.scorers, target, repeats, seed)
-    judged = {
-        scorer.name: run_judge(session, scorer, plan.rows, records, concurrency, progress)
-        for scorer in plan.scorers
-        if scorer.judge is not None
-    }
-    return EvalResult.build(plan.frame, plan.rows, records, plan.scorers, settings, batch_id, judged)
+    judged = {}
+    for scorer in plan.scorers:
+        if scorer.judge is not None:
+            left = None if max_cost_usd is None else max_cost_usd - spent
+            judged[scorer.name] = run_judge(session, scorer, plan.rows, records, options, left)
+            spent += sum(c for c in judged[scorer.name].costs if c is not None)
+    result = EvalResult.build(plan.frame, plan.rows, records, plan.scorers, settings, batch_id, judged)
+    if max_cost_usd is not None:
+        result.budget = (max_cost_usd, spent)
+    return result
 
 
-def _send(
-    session: BatchSession,
-    plan: _Plan,
-    concurrency: int,
-    progress: bool | Callable[[BatchProgress], Any],
-    store: tuple[Any, bool, bool],
-) -> tuple[list[dict[str, Any]], str]:
-    """Every job's values: sent now through one runner, or read from the checkpoint's log."""
-    checkpoint, resume, retry_errors = store
+def _send(session: BatchSession, plan: _Plan, options: RunOptions) -> tuple[list[dict[str, Any]], str, float]:
+    """Every job's values (sent now through one runner, or read from the checkpoint's log), the
+    batch id, and what the requests sent now cost."""
     todo = list(range(len(plan.jobs)))
     log = None
-    if checkpoint is not None:
-        log = RequestLog(checkpoint, [], resume=resume, retry_errors=retry_errors)
+    if options.checkpoint is not None:
+        log = RequestLog(options.checkpoint, [], resume=options.resume, retry_errors=options.retry_errors)
         todo = [i for i in todo if plan.job_keys[i] is None or log.stored(plan.job_keys[i]) is None]
         log.keys = [plan.job_keys[i] for i in todo]
     owners: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in plan.jobs]
     for (index, name, _), slot in zip(plan.keys, plan.slots, strict=True):
         owners[slot].append((name, plan.rows[index]))
-    live = Live(progress, [arm.name for arm in plan.arms], [owners[i] for i in todo], plan.scorers[0])
+    live = Live(options.progress, [arm.name for arm in plan.arms], [owners[i] for i in todo], plan.scorers[0])
     schema = BatchSchema(plan.schema) if plan.schema is not None else None
+    jobs = [plan.jobs[i] for i in todo]
+    budget = arm_budget(session, plan.arms, jobs, [plan.job_arm[i] for i in todo], options.max_cost_usd)
     sink = Sinks(live, log, values=outcome_values)
     try:
         runner = execute(
-            session,
-            [plan.jobs[i] for i in todo],
-            concurrency,
-            "record",
-            live.update,
-            False,
-            schema,
-            sink=sink,
+            session, jobs, options.concurrency, "record", live.update, False, schema, None, budget, sink=sink
         )
     finally:
         if log is not None:
             log.close()
-    live.end(runner.stats, "interrupted" if runner.interrupted else None)
+    if budget is not None:
+        budget.mark_unsent(runner.outcomes)
+    note = budget.note() if budget is not None and budget.stopped else None
+    live.end(runner.stats, "interrupted" if runner.interrupted else note)
     values: list[dict[str, Any] | None] = [None] * len(plan.jobs)
     for position, i in enumerate(todo):
         values[i] = outcome_values(runner.outcomes[position])
@@ -255,7 +271,8 @@ def _send(
     done = [v for v in values if v is not None]
     for job, value in zip(plan.jobs, done, strict=True):
         value["prompt"] = job.prompt
-    return done, runner.batch_id
+    spent = sum(m.cost_usd for o in runner.outcomes for m in o.replies if m.cost_usd is not None)
+    return done, runner.batch_id, spent
 
 
 class EvalEstimate:

@@ -56,6 +56,12 @@ def _lines(result: EvalResult) -> tuple[list[str], list[list[str]], list[str]]:
             notes.append(f"{record['variant']}: {record['note']}")
         if not record["complete"] and not record["best"]:
             notes.append(f"{record['variant']}: incomplete ({record['errors']:,} rows not answered)")
+    if result.budget is not None:
+        limit, spent = result.budget
+        complete = [r["variant"] for r in result.summary.to_dict(orient="records") if r["complete"]]
+        notes.append(
+            f"budget ${limit:,.2f}: ${spent:,.4f} spent; complete: {', '.join(complete) or 'none'}"
+        )
     return header, rows, notes
 
 
