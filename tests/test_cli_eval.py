@@ -119,8 +119,8 @@ def test_an_unknown_key_names_itself_and_its_line(eval_file, env):  # noqa: F811
     ("text", "message"),
     [
         (
-            'data = "rows.csv"\ntarget = "label"\nbudget = 3\n[variants.a]\ntemplate = "x {i}"\n',
-            "sentiment.toml:3: unknown key 'budget' in the file",
+            'data = "rows.csv"\ntarget = "label"\nbudjet = 3\n[variants.a]\ntemplate = "x {i}"\n',
+            "sentiment.toml:3: unknown key 'budjet' in the file",
         ),
         (
             'data = "rows.csv"\ntarget = "nope"\n[variants.a]\ntemplate = "x {i}"\n',

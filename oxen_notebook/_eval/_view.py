@@ -59,9 +59,7 @@ def _lines(result: EvalResult) -> tuple[list[str], list[list[str]], list[str]]:
     if result.budget is not None:
         limit, spent = result.budget
         complete = [r["variant"] for r in result.summary.to_dict(orient="records") if r["complete"]]
-        notes.append(
-            f"budget ${limit:,.2f}: ${spent:,.4f} spent; complete: {', '.join(complete) or 'none'}"
-        )
+        notes.append(f"budget ${limit:,.2f}: ${spent:,.4f} spent; complete: {', '.join(complete) or 'none'}")
     return header, rows, notes
 
 
