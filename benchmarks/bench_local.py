@@ -115,7 +115,7 @@ def load_ms(path: Path) -> float:
     code = (
         "import time, sys; t0 = time.perf_counter()\n"
         "from oxen_notebook._local import _model\n"
-        f"_model.load_model(_model.model_path('local')); print(time.perf_counter() - t0)"
+        "_model.load_model(_model.model_path('local')); print(time.perf_counter() - t0)"
     )
     root = str(Path(__file__).resolve().parent.parent)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=root)
@@ -146,7 +146,9 @@ def main() -> None:
     print(
         f"model: {path.name} ({path.stat().st_size / 1e6:.0f} MB), n_ctx {_local._N_CTX}, {_local._THREADS} thread(s)"
     )
-    print(f"import xllamacpp: {import_ms('xllamacpp', 3):.0f} ms; import + model load: {load_ms(path):.0f} ms")
+    print(
+        f"import xllamacpp: {import_ms('xllamacpp', 3):.0f} ms; import + model load: {load_ms(path):.0f} ms"
+    )
 
     server = _local.load_model(path)
     session = Session(model="local", temperature=0, seed=SEED)
