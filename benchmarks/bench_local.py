@@ -197,8 +197,14 @@ def main() -> None:
             f"{name:<26} {ttft * 1000:>8.1f} {wall:>7.3f} {n / wall:>9.1f} {cpu:>6.3f} "
             f"{ttft / base[0]:>10.3f}x {wall / base[1]:>10.3f}x {cpu / base[2]:>9.3f}x"
         )
-    wall = max(median(name, 1) for name in ("Session.stream", "Session.astream")) / base[1] - 1
-    print(f"\nSession overhead over the bare binding (worst path, wall): {wall * 100:+.1f}% (target <= +5%)")
+    sessions = ("Session.stream", "Session.astream")
+    cpu = max(median(name, 2) for name in sessions) / base[2] - 1
+    wall = max(median(name, 1) for name in sessions) / base[1] - 1
+    # Process CPU includes llama.cpp's threads: on a shared machine it is the steadier measure.
+    print(
+        f"\nSession overhead over the bare binding (worst path): CPU {cpu * 100:+.1f}% (target <= +5%); "
+        f"wall {wall * 100:+.1f}% (includes the machine's noise)"
+    )
 
 
 if __name__ == "__main__":
