@@ -678,3 +678,12 @@ def test_listing_models_fetches_nothing(monkeypatch: pytest.MonkeyPatch, tmp_pat
     [entry] = _local.local_models()
     assert entry["id"] == "local" and entry["deployments"] == [{"provider": "local", "path": None}]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.local
+def test_tools_reach_a_gguf_given_by_path():
+    """``local:/path.gguf`` passes tools to llama.cpp, which uses them where the model's chat
+    template has them; SmolLM2's has none, so it answers in text, without an error."""
+    s = Session(model=f"local:{_local.model_path('local')}", max_tokens=8, temperature=0)
+    turn = s.ask("Double 21.", tools=[_double])
+    assert turn.text.strip() and s.messages[-1].error is None
