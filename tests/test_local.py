@@ -687,3 +687,34 @@ def test_tools_reach_a_gguf_given_by_path():
     s = Session(model=f"local:{_local.model_path('local')}", max_tokens=8, temperature=0)
     turn = s.ask("Double 21.", tools=[_double])
     assert turn.text.strip() and s.messages[-1].error is None
+
+
+@pytest.mark.local
+def test_cancelling_an_unstreamed_request_stops_the_model(transports):
+    """llama.cpp can cancel only a stream, so the transport streams every request and folds the
+    chunks into the unstreamed body: a cancelled ``post`` (a stopped ``map`` row) stops too."""
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=LOCAL_BASE_URL, transport=transports[1]) as ac:
+            task = asyncio.ensure_future(
+                ac.post("/chat/completions", json=chat(messages=STORY, max_tokens=2000))
+            )
+            # Generating: the prompt's decode and a few tokens' (a stop waits for the prompt's).
+            decoded, deadline = metric("n_decode_total"), time.perf_counter() + 60
+            while metric("n_decode_total") < decoded + 4 and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(run())
+    assert wait_until_free() < 0.5
+
+
+@pytest.mark.local
+def test_unstreamed_body_matches_the_stream(client: httpx.Client):
+    body = client.post("/chat/completions", json=chat(max_tokens=12, logprobs=True)).json()
+    text, chunks = stream_text(client, max_tokens=12, stream_options={"include_usage": True})
+    assert body["choices"][0]["message"]["content"] == text
+    assert body["usage"]["completion_tokens"] == chunks[-1]["usage"]["completion_tokens"] == 12
+    assert len(body["choices"][0]["logprobs"]["content"]) == 12

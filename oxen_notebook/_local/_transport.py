@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 import httpx
 
+from .._assembler import Assembler
 from .._errors import MissingDependencyError
 from .._params import RANGES
 from ._model import (
@@ -170,6 +171,36 @@ def _read_body(content: bytes) -> dict[str, Any]:
 # -- one request, run in a worker thread --------------------------------------------------------
 
 
+class _Whole:
+    """Folds a stream's chunks into the ``chat.completion`` body of an unstreamed request.
+
+    llama.cpp cancels only a stream (its callback can say stop), so every request streams."""
+
+    def __init__(self) -> None:
+        self.assembler = Assembler()
+        self.head: dict[str, Any] = {}
+        self.logprobs: list[dict[str, Any]] = []
+
+    def add(self, raw: str, chunk: dict[str, Any]) -> None:
+        self.head = self.head or {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+        for choice in chunk.get("choices") or []:
+            self.logprobs += (choice.get("logprobs") or {}).get("content") or []
+        self.assembler.feed(raw)
+
+    def body(self) -> dict[str, Any]:
+        folded = self.assembler
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(folded.parts)}
+        if folded.tool_calls:
+            message["tool_calls"] = [folded.tool_calls[i] for i in sorted(folded.tool_calls)]
+        choice = {
+            "index": 0,
+            "message": message,
+            "finish_reason": folded.finish_reason,
+            "logprobs": {"content": self.logprobs} if self.logprobs else None,
+        }
+        return {**self.head, "object": "chat.completion", "choices": [choice], "usage": folded.usage}
+
+
 class Generation:
     """One request run by llama.cpp in a worker thread.
 
@@ -183,7 +214,10 @@ class Generation:
     def __init__(self, body: dict[str, Any], emit: Callable[[Any], None]) -> None:
         self.model: str = body["model"]
         self.stream = bool(body.get("stream"))
-        self._body = body
+        self._whole = None if self.stream else _Whole()
+        self._body = (
+            body if self.stream else {**body, "stream": True, "stream_options": {"include_usage": True}}
+        )
         self._emit = emit
         self._flag = threading.Event()
         self._started = False  # a stream's head went out
@@ -217,7 +251,11 @@ class Generation:
         except BaseException as exc:  # for the caller to raise (MissingDependencyError and bugs)
             self._head(exc)
         else:
-            if self.stream and self._started and not self._flag.is_set():
+            if self._flag.is_set():
+                pass
+            elif self._whole is not None and not self._answered:
+                self._head((200, self._whole.body()))
+            elif self._started:
                 self._emit(_DONE)
         finally:
             if not self._answered:  # stopped before llama.cpp answered: nobody waits for it
@@ -237,9 +275,9 @@ class Generation:
             self._head((status, LocalRequestError(status, kind, title, detail).body()))
             return True
         data["model"] = self.model  # llama.cpp names the file; replies name the model asked for
-        if not self.stream:
-            self._head((200, data))
-            return True
+        if self._whole is not None:
+            self._whole.add(raw, data)
+            return self._flag.is_set()
         if not self._started:
             self._started = True
             self._head((200, None))
@@ -289,6 +327,9 @@ class _SyncStream(httpx.SyncByteStream):
         self._generation.stop()
         self._release()
 
+    def __del__(self) -> None:  # a response dropped unread must not keep the model generating
+        self.close()
+
 
 def _error_response(exc: Exception, request: httpx.Request) -> httpx.Response:
     if isinstance(exc, LocalRequestError):
@@ -315,7 +356,11 @@ class LocalTransport(httpx.BaseTransport):
                 )
             items: queue.SimpleQueue[Any] = queue.SimpleQueue()
             generation = Generation(body, items.put).start()
-            head = _head(items.get(), request)
+            try:
+                head = _head(items.get(), request)
+            except BaseException:  # Ctrl-C while it waited: the model must not go on
+                generation.stop()
+                raise
             if head is not None:
                 return head
             return httpx.Response(
