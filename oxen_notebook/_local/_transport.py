@@ -44,6 +44,10 @@ _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"
 _END = None  # the last item a worker puts: the response is complete
 
 
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
 def _json(status: int, body: Any, request: httpx.Request) -> httpx.Response:
     return httpx.Response(status, json=body, request=request)
 
@@ -272,7 +276,11 @@ class Generation:
             status = error.get("code") if isinstance(error.get("code"), int) else 500
             title = "Invalid parameters" if status == 400 else "Local model error"
             kind = "invalid_params" if status == 400 else "unknown_error"
-            self._head((status, LocalRequestError(status, kind, title, detail).body()))
+            refusal = LocalRequestError(status, kind, title, detail).body()
+            if self._started:  # mid-stream: an error event, as the hosted API sends one
+                self._emit(_sse(refusal))
+            else:
+                self._head((status, refusal))
             return True
         data["model"] = self.model  # llama.cpp names the file; replies name the model asked for
         if self._whole is not None:
@@ -281,7 +289,7 @@ class Generation:
         if not self._started:
             self._started = True
             self._head((200, None))
-        self._emit(b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n")
+        self._emit(_sse(data))
         return self._flag.is_set()
 
 
