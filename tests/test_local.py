@@ -637,6 +637,7 @@ def test_the_model_opens_no_tcp_port_and_logs_nothing():
     assert out.stderr == ""
     if sys.platform != "win32":
         assert address.startswith("unix://")
+        assert not os.path.exists(os.path.dirname(address.removeprefix("unix://")))  # removed at exit
 
 
 # -- the bundled model's weights ------------------------------------------------------------------

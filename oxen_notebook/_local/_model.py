@@ -12,8 +12,10 @@ Nothing here imports xllamacpp or httpx until a request needs them.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -170,7 +172,9 @@ def load_model(path: Path) -> Any:
             # Requests never use its HTTP listener; on POSIX it binds a Unix socket in a private
             # folder, so no TCP port opens (Windows: 127.0.0.1 on a free port).
             if sys.platform != "win32":
-                params.hostnames = [os.path.join(tempfile.mkdtemp(prefix="oxen-local-"), "llama.sock")]
+                folder = tempfile.mkdtemp(prefix="oxen-local-")
+                atexit.register(shutil.rmtree, folder, ignore_errors=True)
+                params.hostnames = [os.path.join(folder, "llama.sock")]
             try:
                 server = xllamacpp.Server(params)
             except RuntimeError as exc:
