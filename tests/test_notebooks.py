@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Execute ``path`` in a fresh kernel started from its folder; return the executed notebook."""
     pytest.importorskip(
-        "llama_cpp", reason="the local extra is not installed (pip install -e '.[local]'); CI installs it"
+        "xllamacpp", reason="the local extra is not installed (pip install -e '.[local]'); CI installs it"
     )
     import nbformat
     from nbclient import NotebookClient

@@ -35,7 +35,7 @@ def test_import_does_not_load_pandas_ipywidgets_llama_or_pydantic():
     modules = (
         "pandas",
         "ipywidgets",
-        "llama_cpp",
+        "xllamacpp",
         "IPython",
         "pydantic",
         "jsonschema",

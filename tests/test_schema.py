@@ -545,7 +545,7 @@ def test_other_errors_are_not_a_refusal(fake_api: FakeAPI):
     ],
 )
 def test_the_local_model_writes_what_parse_accepts(spec: Any, prompt: str):
-    pytest.importorskip("llama_cpp", reason="the local extra is not installed; CI installs it")
+    pytest.importorskip("xllamacpp", reason="the local extra is not installed; CI installs it")
     schema = OutputSchema.from_spec(spec)
     reply = Session(model="local").ask(
         prompt, response_format=schema.response_format(), max_tokens=120, temperature=0, history=False

@@ -1,8 +1,9 @@
 """The embedded local model, which plugs in only as an httpx transport.
 
-``_model.py`` holds the llama.cpp model (names, files, loading, generation under one process-wide
-lock); ``_transport.py`` serves it as ``POST /chat/completions`` and ``GET /models[/id]`` in the
-hosted API's shapes, so the Session's client, retries, SSE decoder and records serve both.
+``_model.py`` holds model names, files and llama.cpp's server (xllamacpp) loaded in-process;
+``_weights.py`` finds or fetches the bundled model's GGUF file; ``_transport.py`` serves
+``POST /chat/completions`` and ``GET /models[/id]`` in the hosted API's shapes, so the
+Session's client, retries, SSE decoder and records serve both.
 """
 
 from __future__ import annotations
@@ -40,12 +41,11 @@ __all__ = [
 def local_transports() -> tuple[httpx.BaseTransport, httpx.AsyncBaseTransport]:
     """The sync and async httpx transports serving the local model at :data:`LOCAL_BASE_URL`.
 
-    Raises :class:`MissingDependencyError` when llama-cpp-python is not installed.
+    Raises :class:`MissingDependencyError` when xllamacpp is not installed.
     """
-    if importlib.util.find_spec("llama_cpp") is None:
+    if importlib.util.find_spec("xllamacpp") is None:
         raise MissingDependencyError(
-            f"the local model needs llama-cpp-python: run {INSTALL} "
-            "(it compiles llama.cpp, which takes a few minutes)."
+            f"the local model needs xllamacpp (prebuilt llama.cpp, no compiler needed): run {INSTALL}."
         )
     from ._transport import AsyncLocalTransport, LocalTransport
 
