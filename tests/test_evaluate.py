@@ -292,7 +292,9 @@ def test_progress_is_live_per_variant_in_a_terminal(session, classifying, capsys
     session.evaluate(labelled(9), VARIANTS, target="label", progress=seen.append)
     assert seen and seen[-1].total == 27 and seen[-1].done == 27
     session.evaluate(labelled(9), VARIANTS, target="label", models=["gpt-5-2-chat-latest"], progress=True)
-    last = capsys.readouterr().err.strip().split("\r")[-1]
+    err = capsys.readouterr().err
+    assert err.startswith("estimate, before sending · 27 requests · $0.0")  # priced before anything is sent
+    last = err.strip().split("\r")[-1]
     assert last.startswith("evaluating · 27/27")
     assert "a: 9 done · 0 errors · exact 1.000 [" in last and "b: 9 done · 0 errors · exact 0.556 [" in last
     assert "$0.0000 spent" not in last  # priced: the cost so far is counted

@@ -39,6 +39,7 @@ class Live:
         arms: list[str],
         owners: list[list[tuple[str, dict[str, Any]]]],
         scorer: Scorer,
+        estimate: Callable[[], str] | None = None,
     ) -> None:
         self._callback = progress if callable(progress) and not isinstance(progress, bool) else None
         self._show = bool(progress) and self._callback is None
@@ -52,6 +53,7 @@ class Live:
         self._tally = {arm: [0, 0, 0, 0.0] for arm in arms}  # done, errors, scored, score sum
         self._drawn = 0.0
         self._widget: Any = None
+        self._estimate = ""
         if self._show and in_notebook():
             try:
                 import ipywidgets as widgets
@@ -61,6 +63,10 @@ class Live:
                 display(self._widget)
             except ImportError:
                 self._widget = None
+        if self._show and estimate is not None:  # what is about to be sent, before it is
+            self._estimate = estimate()
+            if self._estimate:
+                self._draw_line(self._estimate)
 
     # -- the runner's sink (its loop thread) ----------------------------------------------------
 
@@ -132,12 +138,20 @@ class Live:
             rows.append(f"{arm}: {done:,} done · {errors:,} errors · {self._scorer.name} {score}")
         return head, rows
 
+    def _draw_line(self, line: str) -> None:
+        if self._widget is not None:
+            self._widget.value = f"<div class='oxen-eval-live'>{escape_text(line)}</div>"
+        else:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
     def _draw(self, stats: BatchProgress, *, final: bool, note: str | None = None) -> None:
         head, rows = self._lines(stats, note)
         if self._widget is not None:
             items = "".join(f"<li>{escape_text(row)}</li>" for row in rows)
+            before = f"<p>{escape_text(self._estimate)}</p>" if self._estimate else ""
             self._widget.value = (
-                f"<div class='oxen-eval-live'><b>{escape_text(head)}</b><ul>{items}</ul></div>"
+                f"<div class='oxen-eval-live'>{before}<b>{escape_text(head)}</b><ul>{items}</ul></div>"
             )
             return
         text = head + " | " + " | ".join(rows)

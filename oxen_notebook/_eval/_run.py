@@ -50,6 +50,7 @@ class _Plan:
     schema: Any
     job_keys: list[str | None]  # what each job sends, as a key (None: it sends nothing)
     job_arm: list[int]  # the arm each job was made for (the first, for a shared one)
+    repeats: int
 
 
 def _scorers(given: Any, target: str | None, columns: set[str], schema: Any) -> list[Scorer]:
@@ -166,7 +167,7 @@ def _plan(
                     job_keys.append(key)
                     job_arm.append(position)
                 slots.append(seen[key])
-    return _Plan(arms, made, frame, rows, keys, jobs, slots, schema, job_keys, job_arm)
+    return _Plan(arms, made, frame, rows, keys, jobs, slots, schema, job_keys, job_arm, repeats)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def evaluate(
         )
     plan = _plan(session, data, variants, target, scorers, models, repeats)
     if dry_run:
-        return _estimate(session, plan, data, repeats)
+        return _estimate(session, plan, repeats)
     options = RunOptions(concurrency, progress, max_cost_usd, checkpoint, resume, retry_errors)
     values, batch_id, spent = _send(session, plan, options)
     first_use: set[int] = set()
@@ -244,7 +245,23 @@ def _send(session: BatchSession, plan: _Plan, options: RunOptions) -> tuple[list
     owners: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in plan.jobs]
     for (index, name, _), slot in zip(plan.keys, plan.slots, strict=True):
         owners[slot].append((name, plan.rows[index]))
-    live = Live(options.progress, [arm.name for arm in plan.arms], [owners[i] for i in todo], plan.scorers[0])
+
+    def estimate() -> str:
+        try:  # a preview of the run: never a reason for the run to fail
+            line = str(_estimate(session, plan, plan.repeats)).splitlines()[0]
+        except Exception:
+            return ""
+        return line.replace("estimate, nothing sent", "estimate, before sending")
+
+    replaying = session.cache is not None and session.cache.replaying
+
+    live = Live(
+        options.progress,
+        [arm.name for arm in plan.arms],
+        [owners[i] for i in todo],
+        plan.scorers[0],
+        None if replaying else estimate,
+    )
     schema = BatchSchema(plan.schema) if plan.schema is not None else None
     jobs = [plan.jobs[i] for i in todo]
     budget = arm_budget(session, plan.arms, jobs, [plan.job_arm[i] for i in todo], options.max_cost_usd)
@@ -302,7 +319,7 @@ class EvalEstimate:
         return head + vet_html(self.summary.to_html(index=False, escape=True))
 
 
-def _estimate(session: BatchSession, plan: _Plan, data: Any, repeats: int) -> EvalEstimate:
+def _estimate(session: BatchSession, plan: _Plan, repeats: int) -> EvalEstimate:
     import pandas as pd
 
     from .._batch import estimate_map
