@@ -1,15 +1,97 @@
 """Sans-I/O: folds ``chat.completion.chunk`` payloads (one SSE event's data at a time), or one whole
 ``chat.completion`` body (an unstreamed reply), into a reply's text, tool calls, usage and finish
-reason."""
+reason.
+
+What a server sends is checked for shape before it is folded in: JSON of the wrong shape (a number
+for ``content``, a string for ``choices``, an object for a tool name, JSON nested too deep to parse)
+is a one-line :class:`StreamError` naming the piece, never a TypeError halfway through a reply."""
 
 from __future__ import annotations
 
 import json
+import reprlib
 from typing import Any
 
 from ._errors import StreamError, status_error
 
 __all__ = ["Assembler"]
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+_short.maxlevel = 2
+_short.maxlist = _short.maxdict = 3
+
+
+def _wrong(where: str, value: Any, expected: str) -> StreamError:
+    return StreamError(
+        f"the server sent a malformed chunk: {where} is {_short.repr(value)}, expected {expected}; "
+        "the partial reply was kept."
+    )
+
+
+def _loads(data: str) -> Any:
+    """``json.loads``, but JSON nested too deep to parse is malformed data, not a RecursionError."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise StreamError(
+            f"the server sent JSON nested too deeply to read ({data[:60]!r}…); the partial reply was kept."
+        ) from None
+
+
+def _checked(chunk: dict[str, Any]) -> dict[str, Any] | None:
+    """The chunk's first choice's delta (or message), checked for shape; ``None`` if it has none.
+    A ``usage`` that is not an object is dropped (counted locally, as if the server sent none)."""
+    if "usage" in chunk and not isinstance(chunk["usage"], (dict, type(None))):
+        del chunk["usage"]
+    choices = chunk.get("choices")
+    if choices is None:
+        return None
+    if not isinstance(choices, list):
+        raise _wrong("choices", choices, "a list")
+    if not choices:
+        return None
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise _wrong("choices[0]", choice, "an object")
+    reason = choice.get("finish_reason")
+    if reason is not None and not isinstance(reason, str):
+        raise _wrong("finish_reason", reason, "a string")
+    key = "delta" if "delta" in choice else "message"
+    delta = choice.get(key)
+    if delta is None:
+        return {}
+    if not isinstance(delta, dict):
+        raise _wrong(key, delta, "an object")
+    content = delta.get("content")
+    if content is not None and not isinstance(content, str):
+        raise _wrong(f"{key}.content", content, "a string")
+    calls = delta.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise _wrong(f"{key}.tool_calls", calls, "a list")
+        for position, call in enumerate(calls):
+            _check_call(f"{key}.tool_calls[{position}]", call)
+    return delta
+
+
+def _check_call(where: str, call: Any) -> None:
+    if not isinstance(call, dict):
+        raise _wrong(where, call, "an object")
+    index = call.get("index")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+        raise _wrong(f"{where}.index", index, "a whole number")
+    for name in ("id", "type"):
+        if call.get(name) is not None and not isinstance(call[name], str):
+            raise _wrong(f"{where}.{name}", call[name], "a string")
+    function = call.get("function")
+    if function is None:
+        return
+    if not isinstance(function, dict):
+        raise _wrong(f"{where}.function", function, "an object")
+    for name in ("name", "arguments"):
+        if function.get(name) is not None and not isinstance(function[name], str):
+            raise _wrong(f"{where}.function.{name}", function[name], "a string")
 
 
 class Assembler:
@@ -32,7 +114,7 @@ class Assembler:
         if not data.strip():
             return None
         try:
-            chunk = json.loads(data)
+            chunk = _loads(data)
         except ValueError:
             raise StreamError(
                 f"the stream sent malformed data ({data[:60]!r}); the partial reply was kept."
@@ -45,10 +127,10 @@ class Assembler:
         """Take a whole unstreamed ``chat.completion`` body; return its text, if any."""
         text = body.decode("utf-8", "replace")
         try:
-            completion = json.loads(text)
+            completion = _loads(text)
         except ValueError:
             completion = None
-        if not isinstance(completion, dict):
+        if not isinstance(completion, dict) or not ("choices" in completion or completion.get("error")):
             raise StreamError(
                 f"the server's reply was not a chat.completion JSON body ({text[:60]!r}); send it again."
             )
@@ -66,15 +148,14 @@ class Assembler:
     def _take(self, chunk: dict[str, Any]) -> str | None:
         if chunk.get("error"):
             raise status_error(None, chunk)
+        delta = _checked(chunk)
         if chunk.get("usage"):
             self.usage = chunk["usage"]
-        choices = chunk.get("choices")
-        if not choices:
+        if delta is None:
             return None
-        choice = choices[0]
+        choice = chunk["choices"][0]
         if choice.get("finish_reason"):
             self.finish_reason = choice["finish_reason"]
-        delta = choice.get("delta") or choice.get("message") or {}
         if delta.get("tool_calls"):
             self._merge_tool_calls(delta["tool_calls"])
         content = delta.get("content")
@@ -85,7 +166,9 @@ class Assembler:
 
     def _merge_tool_calls(self, fragments: list[dict[str, Any]]) -> None:
         for position, fragment in enumerate(fragments):
-            index = fragment.get("index", position)
+            index = fragment.get("index")
+            if index is None:
+                index = position
             call = self.tool_calls.setdefault(
                 index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
             )

@@ -6,6 +6,11 @@ retries, ``min(0.5 * 2**n, 8)`` seconds less up to 25 % jitter, or ``Retry-After
 sensible. A 429 pauses every request of the client, not just the one that got it. Streams are
 retried only until the response starts; the reply decides what to do after that.
 
+A request also has a total ``deadline`` (seconds from its start to its last byte, retries
+included; httpx's timeouts are per read, so a server trickling a byte at a time never trips them),
+and a body is read with a bound (:data:`MAX_BODY_BYTES`): no chat reply comes near it. A redirect
+is an error that names where it points: following it would send the key elsewhere.
+
 Within :func:`aiohttp_connections` (the batch runner's loop), async clients made for the hosted
 API are ``_aiohttp.AiohttpClient``: aiohttp's pool under httpx's requests and responses, without
 httpx's client layer, about half the CPU per request. Not when aiohttp is missing or the
@@ -31,6 +36,7 @@ from ._errors import (
     APITimeoutError,
     InsufficientCreditsError,
     MissingAPIKeyError,
+    StreamError,
     status_error,
 )
 
@@ -39,9 +45,23 @@ if TYPE_CHECKING:
 
     from ._aiohttp import AiohttpClient
 
-__all__ = ["DEFAULT_BASE_URL", "Client", "aiohttp_connections", "proxy_for"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_DEADLINE",
+    "MAX_BODY_BYTES",
+    "Client",
+    "aiohttp_connections",
+    "proxy_for",
+]
 
 DEFAULT_BASE_URL = "https://hub.oxen.ai/api/ai"
+#: Seconds a request may take from start to last byte: a 16,384-token reply at 20 tokens a second
+#: takes about 14 minutes; a server trickling bytes cannot hold a cell or a batch row longer.
+DEFAULT_DEADLINE = 900.0
+#: The most an unstreamed body may hold (16 MiB); a real chat.completion is a few kilobytes.
+MAX_BODY_BYTES = 16 * 2**20
+_ERROR_BODY_BYTES = 64 * 2**10  # an error body is cut here: its first lines say what went wrong
+_BODY_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
 _RETRY_STATUSES = {408, 409, 429}
 _MAX_RETRY_AFTER = 60.0
 _USER_AGENT = "oxen-notebook/0.1"
@@ -120,6 +140,7 @@ class Client:
         timeout: float = 600.0,
         connect_timeout: float = 5.0,
         max_retries: int = 2,
+        deadline: float | None = DEFAULT_DEADLINE,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         key_required: bool = True,
@@ -129,6 +150,8 @@ class Client:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_retries = max_retries
+        #: Seconds a request may take in all (``None``: no limit); see :meth:`deadline_error`.
+        self.deadline = deadline
         self.key_required = key_required
         self._transport = transport
         self._async_transport = async_transport
@@ -246,6 +269,100 @@ class Client:
             "check your network and base_url."
         )
 
+    def deadline_error(self, *, partial: bool = False) -> APITimeoutError:
+        """The one-line error of a request that ran past :attr:`deadline`."""
+        kept = "; the partial reply was kept" if partial else ""
+        return APITimeoutError(
+            f"no complete answer from {host_of(self.base_url)} within the {self.deadline:g} s deadline{kept} "
+            "(raise Session(deadline=...) for very long replies, or None for no limit)."
+        )
+
+    def _deadline(self, deadline: float | None) -> float | None:
+        """The request's deadline on the monotonic clock: the caller's, else ``deadline`` from now."""
+        if deadline is None and self.deadline is not None:
+            return time.monotonic() + self.deadline
+        return deadline
+
+    def _attempt_timeouts(self, request: httpx.Request, deadline: float | None) -> None:
+        """Before an attempt: no per-read wait may outlast what is left of the deadline."""
+        if deadline is None:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self.deadline_error()
+        wait = min(self.timeout, left)
+        request.extensions["timeout"] = {
+            "connect": min(self.connect_timeout, left),
+            "read": wait,
+            "write": wait,
+            "pool": wait,
+        }
+
+    def _redirected(self, response: httpx.Response) -> APIStatusError:
+        where = response.headers.get("location") or "no Location given"
+        return APIStatusError(
+            f"{response.status_code} redirect ({where}): oxen_notebook does not follow redirects, which "
+            "would send your key to another address; if that address is right, make it the base_url.",
+            status=response.status_code,
+            request_id=_request_id(response.headers),
+        )
+
+    def _too_large(self, size: int | None) -> StreamError:
+        got = f"{size:,} bytes" if size is not None else f"more than {MAX_BODY_BYTES:,} bytes"
+        return StreamError(
+            f"the server's answer was too large ({got}, over the {MAX_BODY_BYTES // 2**20} MiB limit); "
+            "no chat reply is that large: check base_url."
+        )
+
+    def read_body(self, response: httpx.Response, deadline: float | None, *, cut: int | None = None) -> bytes:
+        """An open response's body, read within :data:`MAX_BODY_BYTES` (or cut at ``cut`` bytes)
+        and the deadline; the response is closed after."""
+        limit = cut or MAX_BODY_BYTES
+        try:
+            self._check_length(response, cut)
+            parts, size = [], 0
+            for piece in response.iter_bytes():
+                parts.append(piece)
+                size += len(piece)
+                if size >= limit:
+                    if cut:
+                        break
+                    if size > limit:
+                        raise self._too_large(None)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise self.deadline_error()
+        finally:
+            response.close()
+        return b"".join(parts)[:limit]
+
+    async def aread_body(
+        self, response: httpx.Response, deadline: float | None, *, cut: int | None = None
+    ) -> bytes:
+        """The async twin of :meth:`read_body`."""
+        limit = cut or MAX_BODY_BYTES
+        try:
+            self._check_length(response, cut)
+            parts, size = [], 0
+            async for piece in response.aiter_bytes():
+                parts.append(piece)
+                size += len(piece)
+                if size >= limit:
+                    if cut:
+                        break
+                    if size > limit:
+                        raise self._too_large(None)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise self.deadline_error()
+        finally:
+            await response.aclose()
+        return b"".join(parts)[:limit]
+
+    def _check_length(self, response: httpx.Response, cut: int | None) -> None:
+        """Refuse a body whose announced length is over the bound before reading any of it."""
+        length = response.headers.get("content-length", "")
+        if not cut and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise self._too_large(int(length))
+
     def _pause(self, seconds: float) -> None:
         with self._lock:
             self._pause_until = max(self._pause_until, time.monotonic() + seconds)
@@ -260,14 +377,19 @@ class Client:
             return retry_after
         return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
 
-    def _next_delay(self, outcome: httpx.Response | Exception, attempt: int, model: str | None) -> float:
-        """The seconds to wait before retrying a failed attempt; raises its error when it is final."""
+    def _next_delay(
+        self, outcome: httpx.Response | Exception, attempt: int, model: str | None, deadline: float | None
+    ) -> float:
+        """The seconds to wait before retrying a failed attempt; raises its error when it is final
+        (also when the wait would pass the deadline)."""
         if isinstance(outcome, Exception):
+            if deadline is not None and time.monotonic() >= deadline:  # its read timeout was the deadline's
+                raise self.deadline_error()
             error: APIError = self._transport_error(outcome)
         else:
             error = self._error(outcome, model)
         delay = self._retry_delay(error, attempt)
-        if delay is None:
+        if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
             raise error
         return delay
 
@@ -310,26 +432,37 @@ class Client:
         headers: dict[str, str] | None = None,
         stream: bool = False,
         model: str | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
-        """Send with retries; return a successful response (open, if ``stream``) or raise."""
+        """Send with retries; return a successful response (open, if ``stream``) or raise.
+        ``deadline`` (monotonic clock) ends it, retries and body included; default :attr:`deadline`
+        seconds from now."""
         import httpx
 
         client = self.sync_client()
         request = self._build(method, path, json, headers, stream, client)
+        deadline = self._deadline(deadline)
         for attempt in itertools.count():
             while (wait := self._paused_for()) > 0:  # another request's 429 pauses this one too
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise self.deadline_error()
                 time.sleep(wait)
+            self._attempt_timeouts(request, deadline)
             try:
-                response = client.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                outcome: httpx.Response | Exception = exc
-            else:
+                response = client.send(request, stream=True)
+                if 300 <= response.status_code < 400:
+                    self.read_body(response, deadline, cut=_ERROR_BODY_BYTES)
+                    raise self._redirected(response)
                 if response.status_code < 400:
-                    return response
-                response.read()
-                response.close()
-                outcome = response
-            time.sleep(self._next_delay(outcome, attempt, model))
+                    if stream:
+                        return response
+                    return _with_body(response, self.read_body(response, deadline))
+                outcome: httpx.Response | Exception = _with_body(
+                    response, self.read_body(response, deadline, cut=_ERROR_BODY_BYTES)
+                )
+            except httpx.TransportError as exc:
+                outcome = exc
+            time.sleep(self._next_delay(outcome, attempt, model, deadline))
         raise AssertionError("unreachable")
 
     async def asend(
@@ -341,6 +474,7 @@ class Client:
         headers: dict[str, str] | None = None,
         stream: bool = False,
         model: str | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
         """The async twin of :meth:`send`."""
         import asyncio
@@ -349,25 +483,44 @@ class Client:
 
         client = self.async_client()
         request = self._build(method, path, json, headers, stream, client)
+        deadline = self._deadline(deadline)
         for attempt in itertools.count():
             while (wait := self._paused_for()) > 0:
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise self.deadline_error()
                 await asyncio.sleep(wait)
+            self._attempt_timeouts(request, deadline)
             try:
-                response = await client.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                outcome: httpx.Response | Exception = exc
-            else:
+                response = await client.send(request, stream=True)
+                if 300 <= response.status_code < 400:
+                    await self.aread_body(response, deadline, cut=_ERROR_BODY_BYTES)
+                    raise self._redirected(response)
                 if response.status_code < 400:
-                    return response
-                await response.aread()
-                await response.aclose()
-                outcome = response
-            await asyncio.sleep(self._next_delay(outcome, attempt, model))
+                    if stream:
+                        return response
+                    return _with_body(response, await self.aread_body(response, deadline))
+                outcome: httpx.Response | Exception = _with_body(
+                    response, await self.aread_body(response, deadline, cut=_ERROR_BODY_BYTES)
+                )
+            except httpx.TransportError as exc:
+                outcome = exc
+            await asyncio.sleep(self._next_delay(outcome, attempt, model, deadline))
         raise AssertionError("unreachable")
 
     def get_json(self, path: str, **params: Any) -> Any:
         response = self.send("GET", path if not params else f"{path}?{_query(params)}")
         return response.json()
+
+
+def _with_body(response: httpx.Response, body: bytes) -> httpx.Response:
+    """``response`` (read and closed) with ``body``, its decoded content, as ``.content``."""
+    import httpx
+
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+    status, request = response.status_code, response.request
+    return httpx.Response(
+        status, headers=headers, content=body, request=request, extensions=response.extensions
+    )
 
 
 def _query(params: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ class Reply(Exchange):
         self._t0 = time.perf_counter()
         self._host.begin(self)
         try:
+            self._arm()
             hit = self._replay()
             if hit is not None:
                 for delta in hit:
@@ -62,18 +63,25 @@ class Reply(Exchange):
             chunks: Iterable[bytes] = ()
             if self._stop.is_set():
                 pass
-            elif self._streamed:
-                chunks = response.iter_bytes()
-            else:  # the body is already read: the Client retried a broken one like any request
+            elif not self._streamed:  # the body is already read: the Client retried a broken one
                 for delta in self._take_body(response.content):
                     self._host.delta(self, delta)
                     yield delta
+            elif not self._is_event_stream(response):  # a JSON reply is the reply; else say what came
+                body = self._client.read_body(response, self._deadline, cut=self._other_limit(response))
+                for delta in self._take_other(body):
+                    self._host.delta(self, delta)
+                    yield delta
+            else:
+                chunks = response.iter_bytes()
             for chunk in chunks:
                 for delta in self._take(chunk):
                     self._host.delta(self, delta)
                     yield delta
                 if self._assembler.done or self._stop.is_set():
                     break
+                if self._expired:
+                    self._check_deadline()
             if self._stop.is_set():
                 self._close_response()
                 self._finish("interrupted")
@@ -100,6 +108,8 @@ class Reply(Exchange):
             raise error from (None if error is exc else exc)
         self._close_response()
         self._finish()
+        if self.error is not None:  # the reply came, but could not be recorded
+            raise self.error
 
     def consume(self) -> Reply:
         """Read the whole reply; return it. Raises the request's error, after recording it."""
@@ -141,6 +151,7 @@ class AsyncReply(Exchange):
         self._t0 = time.perf_counter()
         await self._host.abegin(self)
         try:
+            self._arm()
             hit = self._replay()
             if hit is not None:
                 for delta in hit:
@@ -157,6 +168,12 @@ class AsyncReply(Exchange):
             self._response = response
             if not self._streamed:
                 for delta in self._take_body(response.content):
+                    self._host.delta(self, delta)
+                    yield delta
+            elif not self._is_event_stream(response):  # a JSON reply is the reply; else say what came
+                limit = self._other_limit(response)
+                body = await self._client.aread_body(response, self._deadline, cut=limit)
+                for delta in self._take_other(body):
                     self._host.delta(self, delta)
                     yield delta
             else:
@@ -178,12 +195,13 @@ class AsyncReply(Exchange):
             raise
         except BaseException as exc:
             await self._aclose_response()
-            if self._stop.is_set() and isinstance(exc, asyncio.CancelledError):
+            if isinstance(exc, asyncio.CancelledError) and (self._stop.is_set() or self._expired):
                 if sys.version_info >= (3, 11) and self._task is not None:
                     self._task.uncancel()
-                self._finish("interrupted")
-                return
-            if not isinstance(exc, Exception):
+                if self._stop.is_set():
+                    self._finish("interrupted")
+                    return
+            elif not isinstance(exc, Exception):
                 self._finish("interrupted")
                 raise
             error = self._broken(exc)
@@ -191,6 +209,23 @@ class AsyncReply(Exchange):
             raise error from (None if error is exc else exc)
         await self._aclose_response()
         self._finish("interrupted" if self._stop.is_set() else None)
+        if self.error is not None:  # the reply came, but could not be recorded
+            raise self.error
+
+    def _arm(self) -> None:
+        """The deadline cancels the task that reads the reply (whatever it waits for)."""
+        seconds = self._client.deadline
+        loop = self._loop
+        if seconds is None or loop is None:
+            return
+        self._deadline = time.monotonic() + seconds
+        self._timer = loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        task = self._task
+        if task is not None and not task.done() and not self._stop.is_set():
+            task.cancel()
 
     async def _aclose_response(self) -> None:
         response, self._response = self._response, None
