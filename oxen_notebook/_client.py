@@ -8,7 +8,7 @@ retried only until the response starts; the reply decides what to do after that.
 
 A request also has a total ``deadline`` (seconds from its start to its last byte, retries
 included; httpx's timeouts are per read, so a server trickling a byte at a time never trips them),
-and a body is read with a bound (:data:`MAX_BODY_BYTES`): no chat reply comes near it. A redirect
+and a body is read with a bound (``_limits.MAX_BODY_BYTES``): no chat reply comes near it. A redirect
 is an error that names where it points: following it would send the key elsewhere.
 
 Within :func:`aiohttp_connections` (the batch runner's loop), async clients made for the hosted
@@ -36,32 +36,19 @@ from ._errors import (
     APITimeoutError,
     InsufficientCreditsError,
     MissingAPIKeyError,
-    StreamError,
     status_error,
 )
+from ._limits import DEFAULT_DEADLINE, BodyReader, with_body
 
 if TYPE_CHECKING:
     import httpx
 
     from ._aiohttp import AiohttpClient
 
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_DEADLINE",
-    "MAX_BODY_BYTES",
-    "Client",
-    "aiohttp_connections",
-    "proxy_for",
-]
+__all__ = ["DEFAULT_BASE_URL", "Client", "aiohttp_connections", "proxy_for"]
 
 DEFAULT_BASE_URL = "https://hub.oxen.ai/api/ai"
-#: Seconds a request may take from start to last byte: a 16,384-token reply at 20 tokens a second
-#: takes about 14 minutes; a server trickling bytes cannot hold a cell or a batch row longer.
-DEFAULT_DEADLINE = 900.0
-#: The most an unstreamed body may hold (16 MiB); a real chat.completion is a few kilobytes.
-MAX_BODY_BYTES = 16 * 2**20
 _ERROR_BODY_BYTES = 64 * 2**10  # an error body is cut here: its first lines say what went wrong
-_BODY_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
 _RETRY_STATUSES = {408, 409, 429}
 _MAX_RETRY_AFTER = 60.0
 _USER_AGENT = "oxen-notebook/0.1"
@@ -307,61 +294,30 @@ class Client:
             request_id=_request_id(response.headers),
         )
 
-    def _too_large(self, size: int | None) -> StreamError:
-        got = f"{size:,} bytes" if size is not None else f"more than {MAX_BODY_BYTES:,} bytes"
-        return StreamError(
-            f"the server's answer was too large ({got}, over the {MAX_BODY_BYTES // 2**20} MiB limit); "
-            "no chat reply is that large: check base_url."
-        )
-
     def read_body(self, response: httpx.Response, deadline: float | None, *, cut: int | None = None) -> bytes:
-        """An open response's body, read within :data:`MAX_BODY_BYTES` (or cut at ``cut`` bytes)
+        """An open response's body, read within ``MAX_BODY_BYTES`` (or cut at ``cut`` bytes)
         and the deadline; the response is closed after."""
-        limit = cut or MAX_BODY_BYTES
         try:
-            self._check_length(response, cut)
-            parts, size = [], 0
+            body = BodyReader(response, deadline, cut, late=self.deadline_error)
             for piece in response.iter_bytes():
-                parts.append(piece)
-                size += len(piece)
-                if size >= limit:
-                    if cut:
-                        break
-                    if size > limit:
-                        raise self._too_large(None)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise self.deadline_error()
+                if body.full(piece):
+                    break
         finally:
             response.close()
-        return b"".join(parts)[:limit]
+        return body.value()
 
     async def aread_body(
         self, response: httpx.Response, deadline: float | None, *, cut: int | None = None
     ) -> bytes:
         """The async twin of :meth:`read_body`."""
-        limit = cut or MAX_BODY_BYTES
         try:
-            self._check_length(response, cut)
-            parts, size = [], 0
+            body = BodyReader(response, deadline, cut, late=self.deadline_error)
             async for piece in response.aiter_bytes():
-                parts.append(piece)
-                size += len(piece)
-                if size >= limit:
-                    if cut:
-                        break
-                    if size > limit:
-                        raise self._too_large(None)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise self.deadline_error()
+                if body.full(piece):
+                    break
         finally:
             await response.aclose()
-        return b"".join(parts)[:limit]
-
-    def _check_length(self, response: httpx.Response, cut: int | None) -> None:
-        """Refuse a body whose announced length is over the bound before reading any of it."""
-        length = response.headers.get("content-length", "")
-        if not cut and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise self._too_large(int(length))
+        return body.value()
 
     def _pause(self, seconds: float) -> None:
         with self._lock:
@@ -456,8 +412,8 @@ class Client:
                 if response.status_code < 400:
                     if stream:
                         return response
-                    return _with_body(response, self.read_body(response, deadline))
-                outcome: httpx.Response | Exception = _with_body(
+                    return with_body(response, self.read_body(response, deadline))
+                outcome: httpx.Response | Exception = with_body(
                     response, self.read_body(response, deadline, cut=_ERROR_BODY_BYTES)
                 )
             except httpx.TransportError as exc:
@@ -498,8 +454,8 @@ class Client:
                 if response.status_code < 400:
                     if stream:
                         return response
-                    return _with_body(response, await self.aread_body(response, deadline))
-                outcome: httpx.Response | Exception = _with_body(
+                    return with_body(response, await self.aread_body(response, deadline))
+                outcome: httpx.Response | Exception = with_body(
                     response, await self.aread_body(response, deadline, cut=_ERROR_BODY_BYTES)
                 )
             except httpx.TransportError as exc:
@@ -510,17 +466,6 @@ class Client:
     def get_json(self, path: str, **params: Any) -> Any:
         response = self.send("GET", path if not params else f"{path}?{_query(params)}")
         return response.json()
-
-
-def _with_body(response: httpx.Response, body: bytes) -> httpx.Response:
-    """``response`` (read and closed) with ``body``, its decoded content, as ``.content``."""
-    import httpx
-
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
-    status, request = response.status_code, response.request
-    return httpx.Response(
-        status, headers=headers, content=body, request=request, extensions=response.extensions
-    )
 
 
 def _query(params: dict[str, Any]) -> str:

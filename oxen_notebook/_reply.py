@@ -138,6 +138,7 @@ class AsyncReply(Exchange):
 
     _task: asyncio.Task | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    _reading = False  # the task waits on the server (the deadline may cancel it)
 
     def __aiter__(self) -> AsyncIterator[str]:
         self._check_fresh()
@@ -159,6 +160,7 @@ class AsyncReply(Exchange):
                     yield delta
                 self._finish()
                 return
+            self._reading = True
             try:
                 response: httpx.Response = await self._asend()
             except BadRequestError as exc:
@@ -167,22 +169,28 @@ class AsyncReply(Exchange):
                 response = await self._asend()
             self._response = response
             if not self._streamed:
+                self._reading = False
                 for delta in self._take_body(response.content):
                     self._host.delta(self, delta)
                     yield delta
             elif not self._is_event_stream(response):  # a JSON reply is the reply; else say what came
                 limit = self._other_limit(response)
                 body = await self._client.aread_body(response, self._deadline, cut=limit)
+                self._reading = False
                 for delta in self._take_other(body):
                     self._host.delta(self, delta)
                     yield delta
             else:
                 async for chunk in response.aiter_bytes():
+                    self._reading = False  # the caller has the task while a delta is out
                     for delta in self._take(chunk):
                         self._host.delta(self, delta)
                         yield delta
                     if self._assembler.done or self._stop.is_set():
                         break
+                    self._check_deadline()
+                    self._reading = True
+            self._reading = False
             if not self._stop.is_set():
                 if not self._assembler.done:
                     for delta in self._check_end():
@@ -222,9 +230,11 @@ class AsyncReply(Exchange):
         self._timer = loop.call_later(seconds, self._expire)
 
     def _expire(self) -> None:
+        # Cancel the task only while it waits on the server: while a delta is out, the task runs
+        # the caller's code, and the reply sees the deadline when it is next asked for more.
         self._expired = True
         task = self._task
-        if task is not None and not task.done() and not self._stop.is_set():
+        if self._reading and task is not None and not task.done() and not self._stop.is_set():
             task.cancel()
 
     async def _aclose_response(self) -> None:

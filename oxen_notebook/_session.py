@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from ._auth import Secret
 from ._cache import ResponseCache, open_cache
-from ._client import DEFAULT_BASE_URL, DEFAULT_DEADLINE, Client
+from ._client import DEFAULT_BASE_URL, Client
 from ._errors import ParameterError, SessionBusyError
 from ._events import Event, Observers
 from ._history import History, Turnstile
+from ._limits import DEFAULT_DEADLINE
 from ._models import ModelCatalog
 from ._params import validate_params
 from ._persist import Journal, SavedConversation, read_conversation, write_conversation
