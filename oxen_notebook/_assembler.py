@@ -39,42 +39,6 @@ def _loads(data: str) -> Any:
         ) from None
 
 
-def _checked(chunk: dict[str, Any]) -> dict[str, Any] | None:
-    """The chunk's first choice's delta (or message), checked for shape; ``None`` if it has none.
-    A ``usage`` that is not an object is dropped (counted locally, as if the server sent none)."""
-    if "usage" in chunk and not isinstance(chunk["usage"], (dict, type(None))):
-        del chunk["usage"]
-    choices = chunk.get("choices")
-    if choices is None:
-        return None
-    if not isinstance(choices, list):
-        raise _wrong("choices", choices, "a list")
-    if not choices:
-        return None
-    choice = choices[0]
-    if not isinstance(choice, dict):
-        raise _wrong("choices[0]", choice, "an object")
-    reason = choice.get("finish_reason")
-    if reason is not None and not isinstance(reason, str):
-        raise _wrong("finish_reason", reason, "a string")
-    key = "delta" if "delta" in choice else "message"
-    delta = choice.get(key)
-    if delta is None:
-        return {}
-    if not isinstance(delta, dict):
-        raise _wrong(key, delta, "an object")
-    content = delta.get("content")
-    if content is not None and not isinstance(content, str):
-        raise _wrong(f"{key}.content", content, "a string")
-    calls = delta.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list):
-            raise _wrong(f"{key}.tool_calls", calls, "a list")
-        for position, call in enumerate(calls):
-            _check_call(f"{key}.tool_calls[{position}]", call)
-    return delta
-
-
 def _check_call(where: str, call: Any) -> None:
     if not isinstance(call, dict):
         raise _wrong(where, call, "an object")
@@ -146,20 +110,44 @@ class Assembler:
         return not self.parts and not self.tool_calls and not self.finish_reason
 
     def _take(self, chunk: dict[str, Any]) -> str | None:
+        # Each piece is checked as it is read: a wrong shape is a StreamError naming it.
         if chunk.get("error"):
             raise status_error(None, chunk)
-        delta = _checked(chunk)
+        usage = chunk.get("usage")
+        if usage is not None and not isinstance(usage, dict):  # counted locally instead
+            del chunk["usage"]
         if chunk.get("usage"):
             self.usage = chunk["usage"]
-        if delta is None:
+        choices = chunk.get("choices")
+        if not choices:
             return None
-        choice = chunk["choices"][0]
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-        if delta.get("tool_calls"):
-            self._merge_tool_calls(delta["tool_calls"])
+        if not isinstance(choices, list):
+            raise _wrong("choices", choices, "a list")
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise _wrong("choices[0]", choice, "an object")
+        reason = choice.get("finish_reason")
+        if reason:
+            if not isinstance(reason, str):
+                raise _wrong("finish_reason", reason, "a string")
+            self.finish_reason = reason
+        key = "delta" if "delta" in choice else "message"
+        delta = choice.get(key)
+        if not delta:
+            return None
+        if not isinstance(delta, dict):
+            raise _wrong(key, delta, "an object")
+        calls = delta.get("tool_calls")
+        if calls:
+            if not isinstance(calls, list):
+                raise _wrong(f"{key}.tool_calls", calls, "a list")
+            for position, call in enumerate(calls):
+                _check_call(f"{key}.tool_calls[{position}]", call)
+            self._merge_tool_calls(calls)
         content = delta.get("content")
         if content:
+            if not isinstance(content, str):
+                raise _wrong(f"{key}.content", content, "a string")
             self.parts.append(content)
             return content
         return None

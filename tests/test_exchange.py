@@ -195,6 +195,28 @@ def test_the_magic_shows_a_malformed_chunk_in_one_line_and_the_next_cell_runs(ip
         assert ip.run_cell("%oxen undo").error_in_exec is None
 
 
+def test_the_panel_shows_a_malformed_chunk_and_stays_usable(fake_api, session):
+    from oxen_notebook import ChatPanel
+    from tests.test_panel import shown_html, text_of
+
+    panel = ChatPanel(session)
+    try:
+        fake_api.enqueue(Script(chunks=["partial"], events=[HOSTILE["delta a list"][0]]))
+        panel.send("hi")
+        assert panel.wait(5) and not panel.streaming
+        last = shown_html(panel)[-1]
+        assert "partial" in text_of(last) and "delta is ['x']" in text_of(last)
+        assert session.messages[-1].finish_reason == "error" and not session.busy
+        fake_api.enqueue(Script(text="second answer"))
+        panel.send("again")
+        assert panel.wait(5)
+        assert "second answer" in text_of(shown_html(panel)[-1])
+        panel._clear_button.click()
+        assert session.messages == [] and shown_html(panel) == []
+    finally:
+        panel.close()
+
+
 def test_map_rows_say_what_broke_not_interrupted(fake_api):
     """A batch row (unstreamed) whose body has the wrong shape fails with what came, after the
     runner's retries; the other rows are done, and none says "not sent"."""
