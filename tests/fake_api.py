@@ -97,7 +97,7 @@ class Script:
     raw: bytes | None = None  # the exact body to send
     batch_write: bool = False  # build the whole body first, write it at once (benchmarks)
     events: list[Any] | None = None  # payloads sent as data: events after the text (hostile shapes)
-    trickle: float = 0.0  # write the stream a byte at a time, this many seconds apart
+    trickle: float = 0.0  # write the body (streamed or not) a byte at a time, this many seconds apart
     content_type: str | None = None  # a streamed answer's Content-Type (None: text/event-stream; "": none)
     unstreamed: bool = False  # answer a stream request with a chat.completion JSON body
     line_bytes: int | None = None  # a stream that is one line of this many bytes, never ended
@@ -400,7 +400,8 @@ class FakeAPI:
         """An unstreamed ``chat.completion`` body. The stream faults become their body-sized kin:
         ``drop_after`` cuts the body off mid-way, ``malformed_after`` sends broken JSON,
         ``error_event_after`` an ``{"error": ...}`` body with status 200, ``stall_after`` waits
-        ``stall_seconds`` before answering; ``raw`` is the exact body."""
+        ``stall_seconds`` before answering, ``trickle`` writes it a byte at a time; ``raw`` is the
+        exact body."""
         # Headers and body go out in two writes: without this, Nagle's algorithm holds the
         # body for the peer's delayed ACK (~40 ms a request), which a real server does not.
         handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -438,6 +439,12 @@ class FakeAPI:
                 handler.wfile.flush()
                 handler.close_connection = True
                 handler.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if script.trickle:
+                for i in range(len(data)):
+                    handler.wfile.write(data[i : i + 1])
+                    handler.wfile.flush()
+                    time.sleep(script.trickle)
                 return
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError, OSError):

@@ -337,17 +337,20 @@ def test_a_body_of_unknown_length_over_the_bound_stops_at_the_bound(fake_api):
 # -- the deadline ----------------------------------------------------------------------------------
 
 
-def test_a_trickling_server_is_stopped_at_the_deadline(fake_api):
+@pytest.mark.parametrize("streamed", [True, False])
+def test_a_trickling_server_is_stopped_at_the_deadline(fake_api, streamed):
     s = make_session(fake_api, deadline=1.5)
     s.clients.hosted.timeout = 3.0  # each byte comes well within the read timeout
     fake_api.enqueue(Script(chunks=["a"] * 200, trickle=0.05))
+    reply = s.stream("x")
+    reply.streamed = streamed
     start = time.monotonic()
     with pytest.raises(APITimeoutError) as info:
-        s.ask("x")
+        reply.consume()
     took = time.monotonic() - start
     assert 1.4 < took < 4.0
     message = str(info.value)
-    assert "within the 1.5 s deadline; the partial reply was kept" in message and "\n" not in message
+    assert "within the 1.5 s deadline" in message and "\n" not in message
     assert s.messages[-1].finish_reason == "error"
     assert_usable(s, fake_api)
 
@@ -366,7 +369,8 @@ def test_a_trickling_server_is_stopped_at_the_deadline_async(fake_api):
     assert not s.busy
 
 
-def test_a_map_row_on_a_trickling_server_fails_at_the_deadline(fake_api):
+@pytest.mark.parametrize("stream", [False, True], ids=["unstreamed rows", "streamed rows"])
+def test_a_map_row_on_a_trickling_server_fails_at_the_deadline(fake_api, stream):
     def handler(body: dict) -> Script:
         if _prompt_text(body) == "slow":
             return Script(text="s" * 400, trickle=0.05)
@@ -375,10 +379,11 @@ def test_a_map_row_on_a_trickling_server_fails_at_the_deadline(fake_api):
     fake_api.handler = handler
     s = make_session(fake_api, deadline=1.5)
     start = time.monotonic()
-    out = s.map(["a", "slow", "b"], "{text}", progress=False, stream=True)
+    out = s.map(["a", "slow", "b"], "{text}", progress=False, stream=stream)
     assert time.monotonic() - start < 5.0
     assert list(out["finish_reason"]) == ["stop", "error", "stop"]
     assert "1.5 s deadline" in out["error"][1]
+    assert len(fake_api.chat_requests()) == 3  # a row past its deadline is not sent again
 
 
 def test_a_server_that_never_answers_is_stopped_at_the_deadline_with_retries_left(fake_api):
