@@ -386,7 +386,11 @@ class Exchange:
             self._remember()
         except Exception:  # a reply the cache could not keep is still a reply
             _log.warning("oxen_notebook could not store a reply in the response cache", exc_info=True)
-        self._host.end(self)
+        try:
+            self._host.end(self)  # frees the session whatever fails in it
+        except Exception as exc:
+            failure = self._broken(exc)
+            raise failure from (None if failure is exc else exc)
 
     def _record(self, reason: str | None, error: OxenError | None) -> Message:
         duration = (time.perf_counter() - self._t0) if self._t0 else None  # before any counting

@@ -7,6 +7,7 @@ and the error is one line that says what came."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import tracemalloc
@@ -162,6 +163,21 @@ def test_any_exception_inside_the_assembler_ends_the_reply_and_frees_the_session
     assert_usable(s, fake_api)
     s.undo()
     s.reset()  # %oxen reset / undo are not refused as busy
+
+
+def test_a_journal_that_fails_as_a_reply_starts_does_not_hold_the_session(fake_api, tmp_path):
+    journal = tmp_path / "chat.jsonl"
+    s = make_session(fake_api, journal=journal)
+    assert s.ask("first").text == "Echo: first"
+    journal.unlink()
+    journal.mkdir()  # the next line cannot be written
+    # Whether a journal that cannot be written fails the ask is the journal's business; it must
+    # not hold the session.
+    with contextlib.suppress(OSError):
+        s.ask("second")
+    assert not s.busy
+    journal.rmdir()
+    assert s.ask("third").text == "Echo: third"
 
 
 @pytest.fixture
