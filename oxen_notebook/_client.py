@@ -36,6 +36,7 @@ from ._errors import (
     APITimeoutError,
     InsufficientCreditsError,
     MissingAPIKeyError,
+    one_line,
     status_error,
 )
 from ._limits import DEFAULT_DEADLINE, BodyReader, with_body
@@ -112,8 +113,9 @@ def _retry_after(headers: httpx.Headers) -> float | None:
             return None
 
 
-def _request_id(headers: httpx.Headers) -> str | None:
-    return headers.get("x-request-id") or headers.get("request-id") or headers.get("oxen-request-id")
+def _request_id(headers: httpx.Headers, secret: str | None = None) -> str | None:
+    value = headers.get("x-request-id") or headers.get("request-id") or headers.get("oxen-request-id")
+    return one_line(value, 100, secret=secret) if value else None
 
 
 class Client:
@@ -229,12 +231,17 @@ class Client:
         with contextlib.suppress(Exception):
             self.close()
 
+    def key_text(self) -> str | None:
+        """The key this client sends, if it has found one (never looks it up): what to redact
+        from text a server sends back, since a hostile or careless server may echo it."""
+        return self.api_key.reveal() if self.api_key else None
+
     def _error(self, response: httpx.Response, model: str | None) -> APIStatusError:
-        secret = self.api_key.reveal() if self.api_key else None
+        secret = self.key_text()
         error = status_error(
             response.status_code,
             response.content,
-            request_id=_request_id(response.headers),
+            request_id=_request_id(response.headers, secret),
             retry_after=_retry_after(response.headers),
             model=model,
             secret=secret,
@@ -251,8 +258,9 @@ class Client:
                 f"no answer from {host_of(self.base_url)} within the timeout ({type(exc).__name__}); "
                 "try again, or raise Session(timeout=...)."
             )
+        said = one_line(exc, 200, secret=self.key_text())  # h11 quotes what the server sent
         return APIConnectionError(
-            f"cannot reach {host_of(self.base_url)} ({type(exc).__name__}: {exc}); "
+            f"cannot reach {host_of(self.base_url)} ({type(exc).__name__}: {said}); "
             "check your network and base_url."
         )
 
@@ -286,12 +294,13 @@ class Client:
         }
 
     def _redirected(self, response: httpx.Response) -> APIStatusError:
-        where = response.headers.get("location") or "no Location given"
+        secret = self.key_text()
+        where = one_line(response.headers.get("location") or "no Location given", 200, secret=secret)
         return APIStatusError(
             f"{response.status_code} redirect ({where}): oxen_notebook does not follow redirects, which "
             "would send your key to another address; if that address is right, make it the base_url.",
             status=response.status_code,
-            request_id=_request_id(response.headers),
+            request_id=_request_id(response.headers, secret),
         )
 
     def read_body(self, response: httpx.Response, deadline: float | None, *, cut: int | None = None) -> bytes:

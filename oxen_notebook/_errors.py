@@ -57,7 +57,9 @@ __all__ = [
     "SessionBusyError",
     "StreamError",
     "ToolLoopError",
+    "one_line",
     "parse_error_body",
+    "redact",
     "status_error",
 ]
 
@@ -249,35 +251,53 @@ _CREDITS = re.compile(
 )
 
 
-def _one_line(text: Any, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
+# What may not reach a one-line message from a server: C0 and C1 controls (escape sequences, bells,
+# carriage returns), DEL, the Unicode line and paragraph separators, and the bidirectional marks and
+# overrides that can make a line read as something else. Each becomes a space, never nothing: two
+# halves of a key joined by a removed control would make the key whole again.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_REDACTED = "***"
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (the API key) replaced by ``***``."""
+    return text.replace(secret, _REDACTED) if secret else text
+
+
+def one_line(text: Any, limit: int = 300, *, secret: str | None = None) -> str:
+    """Server-provided ``text`` as one line of at most ``limit`` characters: ``secret`` redacted
+    before anything else (a cut can never leave part of the key), control characters, line breaks
+    and runs of whitespace folded into single spaces, then cut with an ellipsis."""
+    line = redact(str(text), secret)
+    line = redact(" ".join(_CONTROLS.sub(" ", line).split()), secret)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def parse_error_body(body: Any) -> dict[str, str | None]:
+def parse_error_body(body: Any, *, secret: str | None = None) -> dict[str, str | None]:
     """Read Oxen's two error shapes (and plain text) into type/title/detail (and the body's
-    ``status_message``, when it has one)."""
+    ``status_message``, when it has one), each one line with ``secret`` redacted."""
+
+    def line(value: Any, limit: int = 300) -> str | None:
+        return (one_line(value, limit, secret=secret) or None) if value else None
+
     if isinstance(body, (bytes, str)):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         try:
             body = json.loads(text)
         except ValueError:
-            return {"type": None, "title": None, "detail": _one_line(text) or None, "status_message": None}
-    status_message = body.get("status_message") if isinstance(body, dict) else None
-    status_message = _one_line(status_message) if status_message else None
+            return {"type": None, "title": None, "detail": line(text), "status_message": None}
+    status_message = line(body.get("status_message")) if isinstance(body, dict) else None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):
-        return {"type": None, "title": None, "detail": _one_line(error), "status_message": status_message}
+        return {"type": None, "title": None, "detail": line(error), "status_message": status_message}
     if not isinstance(error, dict):
         message = status_message or body.get("message") if isinstance(body, dict) else body
-        detail = _one_line(message) if message else None
-        return {"type": None, "title": None, "detail": detail, "status_message": status_message}
+        return {"type": None, "title": None, "detail": line(message), "status_message": status_message}
     detail = error.get("detail") or error.get("message") or status_message
-    kind = error.get("type") or error.get("code")
     return {
-        "type": str(kind) if kind is not None else None,
-        "title": error.get("title"),
-        "detail": _one_line(detail) if detail else None,
+        "type": line(error.get("type") or error.get("code"), 100),
+        "title": line(error.get("title"), 200),
+        "detail": line(detail),
         "status_message": status_message,
     }
 
@@ -315,7 +335,7 @@ def status_error(
     secret: str | None = None,
 ) -> APIStatusError:
     """Build the error for an HTTP error status (or, with status None, an in-stream error event)."""
-    fields = parse_error_body(body)
+    fields = parse_error_body(body, secret=secret)
     cls = _error_class(status, fields)
     what = fields["title"] or fields["type"] or "error"
     if cls is InsufficientCreditsError and not fields["title"]:
@@ -326,9 +346,7 @@ def status_error(
     if fields["detail"] and fields["detail"].lower() != what.lower():
         parts.append(fields["detail"])
     hint = _hint(cls, status, fields["type"])
-    message = f"{': '.join(parts)} — {hint}"
-    if secret:
-        message = message.replace(secret, "***")
+    message = redact(f"{': '.join(parts)} — {hint}", secret)
     error = cls(
         message,
         status=status,

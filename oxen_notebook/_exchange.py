@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._assembler import Assembler
 from ._cache import ResponseCache, lookup_first, store
-from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError
+from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError, one_line, redact
 from ._records import Message, new_id
 from ._request import with_fallback
 from ._sse import SSEDecoder
@@ -32,6 +32,7 @@ __all__ = ["Exchange", "ExchangeHost"]
 
 _log = logging.getLogger("oxen_notebook")
 _HEAD = 80  # bytes of an answer quoted when it is not what was asked for
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
 class ExchangeHost(Protocol):
@@ -66,7 +67,7 @@ class Exchange:
         self._host = host
         self._client = client
         self._cache = cache
-        self._assembler = Assembler()
+        self._assembler = Assembler(secret=client.key_text)  # an error event may echo the key
         self._decoder = SSEDecoder()
         self._started = False
         self._finished = False
@@ -101,7 +102,14 @@ class Exchange:
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        return self._assembler.usage
+        """The server's ``usage`` (``None`` if it sent none). Once a complete reply has finished,
+        the counts the server did not send are there too, counted here as its record's are, and
+        ``"estimated": True`` says so (the record's ``usage_estimated``)."""
+        usage, message = self._assembler.usage, self.message
+        if message is None or not message.usage_estimated:
+            return usage
+        counts = {name: getattr(message, name) for name in _COUNTS}
+        return {**(usage or {}), **counts, "estimated": True}
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -171,7 +179,7 @@ class Exchange:
         reply = {
             "text": message.content,
             "finish_reason": message.finish_reason,
-            "usage": self.usage,
+            "usage": self._assembler.usage,  # the server's: counts made here are made again
             "tool_calls": message.tool_calls,
         }
         store(self._cache, self.request.base_url, self.request.body, reply)
@@ -211,11 +219,11 @@ class Exchange:
     def _what_came(self, body: bytes | None = None) -> str:
         """``the server answered 200 (text/html): b'<!doctype html>…'``: what an answer that is
         not what was asked for is."""
-        response = self._response
+        response, secret = self._response, self._client.key_text()
         status = response.status_code if response is not None else "?"
         kind = (response.headers.get("content-type") if response is not None else None) or "no content type"
         head = (body if body is not None else self._head or b"")[:_HEAD]
-        return f"the server answered {status} ({kind}): {head!r}"
+        return f"the server answered {status} ({one_line(kind, 100, secret=secret)}): {redact(repr(head), secret)}"
 
     def _is_event_stream(self, response: httpx.Response) -> bool:
         """Whether a streamed request's answer is an event stream (or says nothing of its type)."""
@@ -280,10 +288,9 @@ class Exchange:
             )
         _log.debug("oxen_notebook failed while reading a reply", exc_info=exc)
         try:
-            said = " ".join(str(exc).split())
+            said = one_line(exc, 100, secret=self._client.key_text())
         except Exception:  # an exception whose str() fails says nothing more
             said = ""
-        said = said if len(said) <= 100 else said[:99] + "…"
         return StreamError(
             f"the reply could not be read ({type(exc).__name__}{': ' + said if said else ''}); the partial "
             "reply was kept: send it again, and if it repeats, report it with the server's answer."

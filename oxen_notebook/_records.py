@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import sys
 import threading
 import uuid
@@ -30,10 +31,27 @@ __all__ = [
     "messages_from_dataframe",
     "messages_to_dataframe",
     "new_id",
+    "token_count",
 ]
 
 
 _UNRECORDED = {"recorded": False}
+
+
+#: Above any real count (the largest context windows hold about 10**7 tokens), far enough below
+#: Int64's limit that a session's totals cannot overflow it.
+MAX_TOKEN_COUNT = 10**12
+
+
+def token_count(value: Any) -> int | None:
+    """``value`` as a token count, or ``None`` if it is not one: a count is a non-negative integer
+    (an integral float such as ``12.0`` counts; ``12.5``, ``"12"``, ``True``, ``-5`` and anything
+    above :data:`MAX_TOKEN_COUNT` do not). What a server sends is never trusted to be one."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT:
+        return int(value)  # numpy's integers too
+    return None
 
 
 def new_id() -> str:
@@ -167,7 +185,7 @@ def message_facts(message: Message, model: str | None = None) -> list[str]:
 
 
 COLUMNS = [f.name for f in fields(Message) if f.metadata.get("recorded", True)]
-_INT_COLUMNS = ["turn", "prompt_tokens", "completion_tokens", "total_tokens"]
+_TOKEN_COLUMNS = ["prompt_tokens", "completion_tokens", "total_tokens"]
 _FLOAT_COLUMNS = ["ttft_s", "duration_s", "cost_usd"]
 _BOOL_COLUMNS = ["usage_estimated", "cached"]
 _STRING_COLUMNS = [
@@ -192,14 +210,23 @@ def _none_if_missing(value: Any) -> Any:
     return None if is_missing(value) else value
 
 
+def _counts(column: pd.Series) -> pd.Series:
+    """A token-count column as ``Int64``; a cell that is not a count (:func:`token_count`) is ``<NA>``."""
+    if column.dtype.kind in "iuf":  # vectorised: the usual case, thousands of rows
+        ok = (column >= 0) & (column <= MAX_TOKEN_COUNT) & (column % 1 == 0)
+        return column.where(ok).astype("Int64")
+    return column.map(token_count, na_action="ignore").astype("Int64")
+
+
 def messages_to_dataframe(messages: list[Message]) -> pd.DataFrame:
     """One row per message, with UTC datetimes and nullable numbers."""
     import pandas as pd
 
     frame = pd.DataFrame([asdict(m) for m in messages], columns=COLUMNS)
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    for name in _INT_COLUMNS:
-        frame[name] = frame[name].astype("Int64")
+    for name in _TOKEN_COLUMNS:  # a record made by hand or read from an old file may hold anything
+        frame[name] = _counts(frame[name])
+    frame["turn"] = frame["turn"].astype("Int64")
     for name in _FLOAT_COLUMNS:
         frame[name] = frame[name].astype("Float64")
     for name in _STRING_COLUMNS:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ._pricing import Pricing, cost_of
+from ._records import token_count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,7 +83,9 @@ class UsageLedger:
         A failed or interrupted reply has no cost (the server's share of it is unknown); a
         time-billed model's reply is priced from ``message.duration_s``."""
         model = message.model or ""
-        tokens = message.prompt_tokens is not None and message.completion_tokens is not None
+        # Counts that are not counts are missing: a bookkeeping error must never lose a paid reply.
+        prompt, completion = token_count(message.prompt_tokens), token_count(message.completion_tokens)
+        tokens = prompt is not None and completion is not None
         finished = message.finish_reason not in _UNFINISHED
         cost: float | None = None
         pricing: Pricing | None = None
@@ -90,9 +93,7 @@ class UsageLedger:
             cost = 0.0
         elif finished:
             pricing = self.pricing(model)
-            cost = cost_of(
-                message.prompt_tokens, message.completion_tokens, pricing, duration_s=message.duration_s
-            )
+            cost = cost_of(prompt, completion, pricing, duration_s=message.duration_s)
         with self._lock:
             totals = self._totals.setdefault(model, _Totals())
             if cached:
@@ -112,8 +113,8 @@ class UsageLedger:
                 return cost
             if message.usage_estimated:
                 totals.estimated += 1
-            totals.prompt_tokens += message.prompt_tokens or 0
-            totals.completion_tokens += message.completion_tokens or 0
+            totals.prompt_tokens += prompt or 0
+            totals.completion_tokens += completion or 0
         return cost
 
     def rows(self) -> list[dict[str, Any]]:

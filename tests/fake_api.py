@@ -101,6 +101,7 @@ class Script:
     content_type: str | None = None  # a streamed answer's Content-Type (None: text/event-stream; "": none)
     unstreamed: bool = False  # answer a stream request with a chat.completion JSON body
     line_bytes: int | None = None  # a stream that is one line of this many bytes, never ended
+    raw_response: bytes | None = None  # the exact bytes to answer with, status line and headers too
 
 
 def chunk_payload(model: str, index: int, delta: dict[str, Any], finish: str | None = None) -> dict:
@@ -376,6 +377,10 @@ class FakeAPI:
         script = self._next_script(body)
         if script.latency:
             time.sleep(script.latency)
+        if script.raw_response is not None:
+            handler.close_connection = True
+            handler.wfile.write(script.raw_response)
+            return
         if script.status != 200:
             self._send_json(
                 handler, script.status, script.error or {"error": {"message": "error"}}, script.headers

@@ -4,6 +4,7 @@ that says what to do; in-stream error events mapped the same way, with Oxen's ti
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -122,3 +123,44 @@ def test_out_of_credits_is_not_retried_whatever_the_status(fake_api):
     with pytest.raises(InsufficientCreditsError):
         s.ask("hi")
     assert len(fake_api.chat_requests()) == 1
+
+
+# A title that poses as a traceback, and the controls a terminal obeys: clear screen, window title
+# (OSC 0), clipboard write (OSC 52), a carriage return that overwrites the line, a bidi override.
+FORGED = (
+    'Traceback (most recent call last):\n  File "/srv/app.py", line 3, in <module>\r\n'
+    "\x1b[2J\x1b]0;pwned\x07\x1b]52;c;ZWNobyBoaQ==\x07\x85RuntimeError:\u2028\u202eevil\x00"
+)
+CONTROLS = ["\n", "\r", "\x1b", "\x07", "\x00", "\x85", "\u2028", "\u202e"]
+FOLDED = (
+    'Traceback (most recent call last): File "/srv/app.py", line 3, in <module> '
+    "[2J ]0;pwned ]52;c;ZWNobyBoaQ== RuntimeError: evil"
+)
+
+
+@pytest.mark.parametrize("where", ["status", "stream", "unstreamed"])
+def test_server_text_is_folded_into_one_line_without_control_characters(fake_api, where, tmp_path):
+    detail = f"line one\r\n\tline two {FORGED}"
+    error = {"error": {"type": "invalid\nparams", "title": FORGED, "detail": detail}}
+    script = {
+        "status": Script(status=400, error=error),
+        "stream": Script(chunks=["partial", " more"], error_event_after=1, error_event=error),
+        "unstreamed": Script(text="x", error_event_after=0, error_event=error),
+    }[where]
+    fake_api.enqueue(script)
+    journal = tmp_path / "j.jsonl"
+    s = Session(
+        model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, max_retries=0, journal=journal
+    )
+    reply = s.stream("hello")
+    if where == "unstreamed":
+        reply.streamed = False
+    with pytest.raises(APIStatusError) as info:
+        reply.consume()
+    e = info.value
+    assert e.title == FOLDED and e.type == "invalid params"
+    assert e.detail == f"line one line two {FOLDED}"
+    journaled = json.loads(journal.read_text().splitlines()[-1])
+    for text in (str(e), e.title, e.detail, e.type, s.messages[-1].error, journaled["error"]):
+        assert not [c for c in CONTROLS if c in text], text
+    assert str(e).startswith(f"{'400 ' if where == 'status' else ''}{FOLDED}: line one line two Traceback")

@@ -409,3 +409,21 @@ def test_a_server_that_never_answers_is_stopped_at_the_deadline_with_retries_lef
     with pytest.raises(APITimeoutError, match="1 s deadline"):
         s.ask("x")
     assert time.monotonic() - start < 2.5
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script(chunks=["ok"], events=[_delta({"content": {"echo": f"Bearer {TEST_KEY}"}})]),
+        Script(raw=f"<html>your key: {TEST_KEY}</html>".encode(), content_type="text/html"),
+        Script(status=307, headers={"Location": f"https://elsewhere.example/?key={TEST_KEY}"}, error={}),
+    ],
+    ids=["a malformed chunk", "a page", "a redirect"],
+)
+def test_what_the_server_sent_is_quoted_with_the_key_redacted(fake_api, script):
+    s = make_session(fake_api)
+    fake_api.enqueue(script)
+    with pytest.raises(OxenError) as info:
+        s.ask("x")
+    assert TEST_KEY not in str(info.value) and "***" in str(info.value)
+    assert TEST_KEY not in (s.messages[-1].error or "")

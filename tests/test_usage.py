@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -193,3 +194,76 @@ def test_map_cost_column_matches_usage(fake_api):
     total = s.usage().set_index("model").loc["cheap-model", "cost_usd"]
     assert total == pytest.approx(out["cost_usd"].sum())
     assert s.usage()["model"].tolist() == ["cheap-model"]
+
+
+BAD_USAGE = [
+    {"prompt_tokens": 12.5, "completion_tokens": 3, "total_tokens": 15.5},
+    {"prompt_tokens": "12", "completion_tokens": "3", "total_tokens": "15"},
+    {"prompt_tokens": 2**63, "completion_tokens": 3, "total_tokens": 2**63 + 3},
+    {"prompt_tokens": -5, "completion_tokens": 3, "total_tokens": -2},
+    {"prompt_tokens": True, "completion_tokens": [3], "total_tokens": {"n": 4}},
+    [12, 3, 15],
+    "12 tokens",
+]
+
+
+@pytest.mark.parametrize("usage", BAD_USAGE, ids=lambda u: repr(u)[:24])
+def test_usage_that_is_not_a_count_is_missing_and_counted_here(fake_api, usage):
+    """Counts that are not non-negative integers are missing: counted here and marked estimated.
+    A streamed reply, then a map whose every row was paid for: the rows all come back, and the
+    session's DataFrames and usage keep working."""
+    s = make_session(fake_api)
+    fake_api.handler = lambda body: Script(text="three word reply", usage=usage)
+    reply = s.ask("hello")
+    prompt = count_messages([{"role": "user", "content": "hello"}])
+    server_completion = isinstance(usage, dict) and usage["completion_tokens"] == 3
+    completion = 3 if server_completion else reply.message.completion_tokens
+    assert (reply.message.prompt_tokens, reply.message.completion_tokens) == (prompt, completion)
+    assert reply.message.usage_estimated is True and reply.message.total_tokens == prompt + completion
+    out = s.map(["a", "b", "c"], "Say {}")
+    assert list(out["reply"]) == ["three word reply"] * 3 and out["error"].isna().all()
+    assert out["prompt_tokens"].notna().all() and str(out["prompt_tokens"].dtype) == "Int64"
+    frame = s.to_dataframe()
+    assert list(frame["prompt_tokens"].dropna()) == [prompt]
+    assert len(s.to_dataframe(batch=True)) == 6
+    row = s.usage().set_index("model").loc[GPT]
+    assert (row["requests"], row["estimated"], row["no_usage"]) == (4, 4, 0)
+    assert row["cost_usd"] > 0 and row["cost_estimated"]
+    s.ask("still usable")
+
+
+def test_a_record_holding_a_bad_count_does_not_break_the_dataframe():
+    from oxen_notebook._records import Message, messages_to_dataframe
+
+    def counts(values):
+        messages = [Message(role="assistant", content="x", prompt_tokens=v) for v in values]
+        return list(messages_to_dataframe(messages)["prompt_tokens"].astype(object))
+
+    assert counts([12.5, "12", 2**63, -5, True, 7, np.int64(8)]) == [pd.NA] * 5 + [7, 8]  # an object column
+    assert counts([2**63, -5, 7, None, 7.0]) == [pd.NA, pd.NA, 7, pd.NA, 7]  # a numeric column
+
+
+def test_reply_usage_has_the_counts_made_here_marked_estimated(fake_api, tmp_path):
+    s = make_session(fake_api, cache=tmp_path / "c.sqlite", temperature=0)
+    fake_api.enqueue(Script(text="no usage here", usage=None))
+    reply = s.ask("a", history=False)
+    m = reply.message
+    counts = {name: getattr(m, name) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    assert m.usage_estimated and m.completion_tokens == 3
+    assert reply.usage == {**counts, "estimated": True}
+    again = s.ask("a", history=False)  # from the cache, which keeps what the server sent: counted here again
+    assert again.message.cached and again.usage == {**counts, "estimated": True}
+    usage = {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
+    fake_api.enqueue(Script(text="with usage", usage=usage))
+    sent = s.ask("b")
+    assert sent.usage == usage
+    assert sent.message.usage_estimated is False
+
+
+def test_async_reply_usage_is_marked_estimated_too(fake_api):
+    import asyncio
+
+    s = make_session(fake_api)
+    fake_api.enqueue(Script(text="no usage", usage=None))
+    reply = asyncio.run(s.aask("a"))
+    assert reply.usage["estimated"] is True and reply.usage["total_tokens"] == reply.message.total_tokens
