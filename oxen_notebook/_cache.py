@@ -9,6 +9,13 @@ Mode ``"replay"`` answers only from the file and sends nothing: a request that i
 with :class:`~oxen_notebook.CacheMissError` naming its key. It is meant for re-running notebooks in
 CI without a network; ``OXEN_CACHE_MODE=replay`` puts every cache a Session opens into it, so the
 notebook that recorded with ``cache="responses.sqlite"`` replays unchanged.
+
+A damaged cache never stops a conversation. A stored reply that does not read back as one (bad
+JSON, or the wrong shape) is a miss, logged once per cache, and is overwritten when the reply is
+stored again; a cache that cannot be read or written later on is logged once and skipped. A file
+that is not SQLite at all is refused when the Session opens it, in one line naming the file: it is
+not moved aside and recreated, because the file may be the user's own or a replay recording, and
+a replay from an empty new cache would fail every request anyway.
 """
 
 from __future__ import annotations
@@ -77,7 +84,24 @@ class ResponseCache:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
-        self._connect()  # fail now, not at the first request, if the path is unusable
+        self._said: set[str] = set()  # what was logged already (once per cache)
+        import sqlite3
+
+        try:
+            self._connect()  # fail now, not at the first request, if the path is unusable
+        except sqlite3.OperationalError as exc:  # a folder, no permission, a locked file
+            self.close()
+            raise ParameterError(
+                f"the response cache {str(self.path)!r} cannot be opened ({exc}): give the path of "
+                "a file in a folder you can write (cache=False for none)."
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise ParameterError(
+                f"the response cache {str(self.path)!r} cannot be used ({exc}): it is not a SQLite "
+                "file, or it is damaged. Move or delete it (it holds only cached replies) to start "
+                "a new cache, or pass another path (cache=False for none)."
+            ) from None
 
     @property
     def mode(self) -> str:
@@ -105,6 +129,19 @@ class ResponseCache:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            self._prepare(connection)
+        except BaseException:
+            connection.close()
+            raise
+        self._local.connection = connection
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        import sqlite3
+
         connection.execute("PRAGMA busy_timeout = 30000")
         # Switching to WAL takes an exclusive lock without waiting on the busy handler: two kernels
         # opening a new cache file at once can get "database is locked" here. Try again briefly.
@@ -122,19 +159,35 @@ class ResponseCache:
             "CREATE TABLE IF NOT EXISTS replies ("
             " key TEXT PRIMARY KEY, model TEXT NOT NULL, created_at REAL NOT NULL, reply TEXT NOT NULL)"
         )
-        self._local.connection = connection
-        with self._lock:
-            self._connections.append(connection)
-        return connection
 
     def cacheable(self, body: dict[str, Any]) -> bool:
         """Whether this request may be answered from, and stored in, the cache."""
         return self.mode in ("always", "replay") or body.get("temperature") == 0
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored reply for ``key`` (text, finish_reason, usage, tool_calls), or ``None``."""
+        """The stored reply for ``key`` (text, finish_reason, usage, tool_calls), or ``None``; a
+        damaged one (bad JSON, the wrong shape) is ``None`` too, logged once per cache."""
         row = self._connect().execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        if not row:
+            return None
+        try:
+            reply = json.loads(row[0])
+        except (TypeError, ValueError, RecursionError):
+            reply = None
+        if not _whole(reply):
+            self.say_once(
+                "row",
+                f"oxen_notebook: the response cache {str(self.path)!r} holds a damaged reply (key "
+                f"{key[:12]}…): it counts as a miss and is replaced when that reply is stored again.",
+            )
+            return None
+        return reply
+
+    def say_once(self, kind: str, line: str) -> None:
+        """Log ``line`` as a warning, once per ``kind`` for this cache."""
+        if kind not in self._said:
+            self._said.add(kind)
+            _log.warning(line)
 
     def put(self, key: str, model: str, reply: dict[str, Any]) -> None:
         """Store (or replace) the reply for ``key``."""
@@ -151,8 +204,13 @@ class ResponseCache:
         key = cache_key(base_url, body)
         hit = self.get(key)
         if hit is None and self.replaying:
-            raise CacheMissError(key)
+            raise CacheMissError(key, reason=self._damaged(key))
         return hit
+
+    def _damaged(self, key: str) -> str | None:
+        """Why a replay missed ``key`` when a row is there (it is damaged), else ``None``."""
+        found = self._connect().execute("SELECT 1 FROM replies WHERE key = ?", (key,)).fetchone()
+        return "its stored reply is damaged; record it again" if found else None
 
     def __len__(self) -> int:
         return self._connect().execute("SELECT COUNT(*) FROM replies").fetchone()[0]
@@ -200,8 +258,9 @@ def store(cache: ResponseCache, base_url: str, body: dict[str, Any], reply: dict
 
     try:
         cache.put(cache_key(base_url, body), str(body.get("model", "")), reply)
-    except sqlite3.Error:
-        _log.warning("the oxen_notebook response cache could not be written", exc_info=True)
+    except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
+        where = f"oxen_notebook: the response cache {str(cache.path)!r}"
+        cache.say_once("write", f"{where} could not be written ({exc}); replies are not being cached.")
 
 
 def lookup(cache: ResponseCache, base_url: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -211,12 +270,13 @@ def lookup(cache: ResponseCache, base_url: str, body: dict[str, Any]) -> dict[st
 
     try:
         return cache.lookup(base_url, body)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         if cache.replaying:
             raise CacheMissError(
                 cache_key(base_url, body), reason=f"the cache could not be read: {exc}"
             ) from None
-        _log.warning("the oxen_notebook response cache could not be read", exc_info=True)
+        where = f"oxen_notebook: the response cache {str(cache.path)!r}"
+        cache.say_once("read", f"{where} could not be read ({exc}); requests are sent instead.")
         return None
 
 
@@ -237,3 +297,23 @@ def lookup_first(
     if first is not None:
         raise first
     return None, bodies[0]
+
+
+def _whole(reply: Any) -> bool:
+    """Whether a stored value is a reply as :func:`store` writes it."""
+    if not isinstance(reply, dict):
+        return False
+    calls = reply.get("tool_calls") or []
+    return (
+        isinstance(reply.get("text") or "", str)
+        and isinstance(reply.get("finish_reason") or "", str)
+        and isinstance(reply.get("usage") or {}, dict)
+        and isinstance(calls, list)
+        and all(
+            isinstance(call, dict)
+            and isinstance(call.get("function"), dict)
+            and isinstance(call["function"].get("name"), str)
+            and isinstance(call["function"].get("arguments", ""), str)
+            for call in calls
+        )
+    )

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._auth import find_api_key, host_of
 from ._errors import MissingAPIKeyError, MissingDependencyError, OxenError, ParameterError
 from ._session import Session
+from ._terminal import Printer, for_stream
 
 if TYPE_CHECKING:
     from ._reply import Reply
@@ -80,12 +80,17 @@ prompt; Ctrl-D at the prompt ends with exit code 0 (1 if a reply failed), Ctrl-C
 
 
 def _print(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(for_stream(sys.stdout, text) + "\n")
     sys.stdout.flush()
 
 
 def _note(text: str) -> None:
-    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+    _stderr(f"{PROG}: {text}")
+
+
+def _stderr(line: str) -> None:
+    """A line to stderr; a model's or server's text in it is shown, not run, on a terminal."""
+    print(for_stream(sys.stderr, line), file=sys.stderr, flush=True)
 
 
 def _one_line(text: object) -> str:
@@ -96,65 +101,10 @@ def _error_line(exc: BaseException) -> str:
     return f"{PROG}: {type(exc).__name__}: {_one_line(exc) or 'failed'}"
 
 
-class _Printer:
-    """Writes deltas to stdout as they come (flushed: a pipe sees each one) and ends the last line.
-
-    As a context manager it holds Ctrl-C back while a delta is written and counted, so that
-    :meth:`catch_up` after a stop writes exactly what is missing: never a delta twice, or none."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.at_line_start = True
-        self.written = 0  # characters of the reply written
-        self._holding = False
-        self._pending = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _Printer:
-        # Only over Python's own handler: an ignored SIGINT (a background job) stays ignored.
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._interrupt)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    def _interrupt(self, signum: int, frame: Any) -> None:
-        if self._holding:
-            self._pending = True
-            return
-        raise KeyboardInterrupt
-
-    def write(self, text: str) -> None:
-        if not text:
-            return
-        self._holding = True
-        try:
-            self.out.write(text)
-            self.out.flush()
-            self.written += len(text)
-            self.at_line_start = text.endswith("\n")
-        finally:
-            self._holding = False
-        if self._pending:
-            self._pending = False
-            raise KeyboardInterrupt
-
-    def catch_up(self, text: str) -> None:
-        """Write what of ``text`` arrived but was not written (Ctrl-C came in between)."""
-        self.write(text[self.written :])
-
-    def end(self) -> None:
-        if not self.at_line_start:
-            self.write("\n")
-
-
 def _play(reply: Reply | Turn, *, show: bool = True) -> bool:
     """Stream ``reply`` to stdout (``show``) or just run it; whether Ctrl-C stopped it (then the
     request is closed, what arrived is written, and the record says interrupted)."""
-    with _Printer(sys.stdout) as printer:
+    with Printer(sys.stdout) as printer:
         try:
             for delta in reply:
                 if show:
@@ -243,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.traceback:
             raise
-        print(_error_line(exc), file=sys.stderr, flush=True)
+        _stderr(_error_line(exc))
         if isinstance(exc, ParameterError):
             return USAGE
         return FAILED
@@ -362,7 +312,7 @@ def _save(session: Session, path: str) -> bool:
     try:
         written = session.save(path)
     except (OSError, OxenError) as exc:
-        print(_error_line(exc), file=sys.stderr, flush=True)
+        _stderr(_error_line(exc))
         return False
     _note(f"saved the conversation to {written}.")
     return True
@@ -393,7 +343,7 @@ def _converse(session: Session, args: argparse.Namespace, interactive: bool) -> 
         except (MissingAPIKeyError, MissingDependencyError):
             raise  # every later message would fail the same way
         except OxenError as exc:
-            print(_error_line(exc), file=sys.stderr, flush=True)
+            _stderr(_error_line(exc))
             failed = True
 
 
@@ -437,7 +387,7 @@ def _command(session: Session, line: str, args: argparse.Namespace) -> str | Non
             return None
         _save(session, target)
     elif name == "/help":
-        print(_CHAT_HELP.split("commands:\n", 1)[1].split("\n\n", 1)[0], file=sys.stderr, flush=True)
+        _stderr(_CHAT_HELP.split("commands:\n", 1)[1].split("\n\n", 1)[0])
     else:
         _note(f"unknown command {name}: /help lists them; start the line with // to send it.")
     return None

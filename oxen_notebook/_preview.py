@@ -5,7 +5,7 @@ response format); attachments' base64 data is summarized as its type and size, a
 key) are never part of it. ``bytes`` is the size of the JSON httpx would send, the real one, data
 included. ``prompt_tokens`` is counted as :mod:`oxen_notebook._tokens` counts (``o200k_base``, the
 tokenizer of OpenAI's gpt-4o and gpt-5 families, with the chat format's per-message overhead);
-attachments are not counted. The cost is the model's published input price times those tokens;
+attachments are estimated as ``_tokens.count_part`` says. The cost is the model's published input price times those tokens;
 what the reply costs depends on its length, so ``max_cost_usd`` is given only for a ``max_tokens``.
 """
 
@@ -47,7 +47,7 @@ def preview_request(
         body = with_fallback(body, request.fallback)
     url = f"{request.base_url}/chat/completions"
     size = len(httpx.Request("POST", url, json=body).content)
-    tokens = count_messages(messages, body.get("tools"))
+    tokens = count_messages(messages, body.get("tools"), model=request.model)
     response_format = body.get("response_format")
     if response_format and response_format.get("type") == "json_schema":
         tokens += count_text(json.dumps(response_format, separators=(",", ":")))
@@ -101,7 +101,7 @@ def preview_summary(preview: dict[str, Any]) -> str:
         f"~{preview['prompt_tokens']:,} prompt tokens ({preview['token_counter']})",
     ]
     if preview["attachments"]:
-        parts.append(f"{len(preview['attachments'])} attachments (not counted)")
+        parts.append(f"{len(preview['attachments'])} attachments (estimated)")
     if preview["input_cost_usd"] == 0 and not preview["output_cost_per_1k_usd"]:
         parts.append("free")
     elif preview["input_cost_usd"] is not None:

@@ -77,17 +77,21 @@ class Prototyping:
         max_tokens: int | None = None,
         expected_output_tokens: int | None = None,
         sample: int | None = None,
+        images: list[Any] | None = None,
+        files: list[Any] | None = None,
         **params: Any,
     ) -> Estimate:
         """What :meth:`map` of ``template`` over ``data`` would send and cost; nothing is sent but
-        the model's details (once). Each row is filled and counted as :meth:`preview` counts it;
+        the model's details (once). Each row is filled and counted as :meth:`preview` counts it
+        (``images``/``files`` as :meth:`map` sends them with every row, estimated);
         over 100,000 rows (or with ``sample=N``) a seeded random sample is counted and scaled.
         Replies count ``expected_output_tokens`` a row, else ``max_tokens`` (a bound), else 256."""
         from ._batch import estimate_map
 
         return estimate_map(
             self, data, template, model=model, max_tokens=max_tokens,
-            expected_output_tokens=expected_output_tokens, sample=sample, **params,
+            expected_output_tokens=expected_output_tokens, sample=sample, images=images, files=files,
+            **params,
         )  # fmt: skip
 
     def compare(

@@ -19,10 +19,10 @@ import functools
 import importlib.util
 import json
 import re
-import types
 import typing
 from typing import Any
 
+from ._annotations import annotation_dtype, pydantic_ready, python_fields
 from ._errors import BadRequestError, MissingDependencyError, OxenError, ParameterError, SchemaError
 
 __all__ = ["OutputSchema", "json_schema_support", "refuses_json_schema"]
@@ -67,6 +67,8 @@ def _line(error: dict[str, Any]) -> str:
 
 
 def _resolve(root: dict[str, Any], ref: str) -> dict[str, Any]:
+    if ref == "#":
+        return root
     if not ref.startswith("#/"):
         raise ParameterError(f"schema $ref {ref!r} is not supported: only local refs (#/$defs/...).")
     node: Any = root
@@ -94,15 +96,21 @@ def _nullable(node: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [node, {"type": "null"}]}
 
 
-def _strict(node: Any, root: dict[str, Any], *, python: bool, close: bool = True) -> Any:
+def _strict(
+    node: Any, root: dict[str, Any], *, python: bool, close: bool = True, inside: frozenset[str] = frozenset()
+) -> Any:
     """Make ``node`` (in place) what strict ``json_schema`` formats accept, as the openai SDK's
     ``to_strict_json_schema`` does. ``close=False`` only makes optional properties of a JSON
-    Schema dict nullable: the schema a reply is validated against."""
+    Schema dict nullable: the schema a reply is validated against. ``inside`` holds the refs
+    being inlined or defined around ``node``: one of them again is a recursive schema."""
     if not isinstance(node, dict):
         return node
     for key in ("$defs", "definitions"):
         if isinstance(node.get(key), dict):
-            node[key] = {k: _strict(v, root, python=python, close=close) for k, v in node[key].items()}
+            node[key] = {
+                k: _strict(v, root, python=python, close=close, inside=inside | {f"#/{key}/{k}"})
+                for k, v in node[key].items()
+            }
     if python:
         node.pop("title", None)  # pydantic titles each field after its name: tokens, no meaning
     if "default" in node and node["default"] is None:
@@ -111,7 +119,7 @@ def _strict(node: Any, root: dict[str, Any], *, python: bool, close: bool = True
     if isinstance(props, dict):
         required = set(node.get("required", []))
         for key, value in props.items():
-            value = _strict(value, root, python=python, close=close)
+            value = _strict(value, root, python=python, close=close, inside=inside)
             # A Python field with a default validates a value of its own type; a JSON Schema's
             # optional property may be unknown, so it may be null rather than made up.
             props[key] = value if python or key in required else _nullable(value)
@@ -121,21 +129,31 @@ def _strict(node: Any, root: dict[str, Any], *, python: bool, close: bool = True
         node.setdefault("additionalProperties", False)
     for key in ("items", "additionalProperties", "not"):
         if isinstance(node.get(key), dict):
-            node[key] = _strict(node[key], root, python=python, close=close)
+            node[key] = _strict(node[key], root, python=python, close=close, inside=inside)
     for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
         if isinstance(node.get(key), list):
-            node[key] = [_strict(v, root, python=python, close=close) for v in node[key]]
+            node[key] = [_strict(v, root, python=python, close=close, inside=inside) for v in node[key]]
     if close and isinstance(node.get("allOf"), list) and len(node["allOf"]) == 1:
         node.update(node.pop("allOf")[0])
     ref = node.get("$ref")
     if isinstance(ref, str) and len(node) > 1:
+        if ref in inside:
+            # A recursive schema (a tree): inlining would never end. A one-item anyOf holds the
+            # $ref instead, and the siblings (a field's description) stay beside it.
+            node.pop("$ref")
+            if "anyOf" in node:
+                node.clear()
+                node["$ref"] = ref
+            else:
+                node["anyOf"] = [{"$ref": ref}]
+            return node
         # Strict formats take no siblings beside a $ref (a description, or the root's $defs):
         # inline the target; the node's own keys win.
         merged = {**copy.deepcopy(_resolve(root, ref)), **node}
         merged.pop("$ref")
         node.clear()
         node.update(merged)
-        return _strict(node, root, python=python, close=close)
+        return _strict(node, root, python=python, close=close, inside=inside | {ref})
     return node
 
 
@@ -182,25 +200,6 @@ def _wrap(item_schema: dict[str, Any]) -> dict[str, Any]:
 # -- column dtypes -----------------------------------------------------------------------------
 
 
-def _dtype_of_annotation(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _dtype_of_annotation(typing.get_args(tp)[0])
-    if origin is typing.Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _dtype_of_annotation(args[0]) if len(args) == 1 else "object"
-    if origin is typing.Literal:
-        return "category"
-    if not isinstance(tp, type):
-        return "object"
-    if issubclass(tp, enum.Enum):
-        return "category"
-    for base, dtype in ((bool, "boolean"), (int, "Int64"), (float, "Float64"), (str, "string")):
-        if issubclass(tp, base):
-            return dtype
-    return "object"
-
-
 def _dtype_of_schema(node: dict[str, Any], root: dict[str, Any]) -> str:
     if isinstance(node.get("$ref"), str):
         return _dtype_of_schema(_resolve(root, node["$ref"]), root)
@@ -213,19 +212,6 @@ def _dtype_of_schema(node: dict[str, Any], root: dict[str, Any]) -> str:
     kinds = [k for k in kind if k != "null"] if isinstance(kind, list) else [kind]
     dtypes = {"integer": "Int64", "number": "Float64", "boolean": "boolean", "string": "string"}
     return dtypes.get(kinds[0], "object") if len(kinds) == 1 else "object"
-
-
-def _python_fields(cls: type) -> dict[str, Any]:
-    """Field name -> annotation, in declaration order."""
-    fields = getattr(cls, "model_fields", None)
-    if isinstance(fields, dict):  # a pydantic model
-        return {name: info.annotation for name, info in fields.items()}
-    try:
-        hints = typing.get_type_hints(cls)
-    except (NameError, TypeError):  # an annotation that does not resolve here: untyped columns
-        hints = {}
-    names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else list(hints)
-    return {name: hints.get(name, Any) for name in names}
 
 
 # -- the schema --------------------------------------------------------------------------------
@@ -273,7 +259,8 @@ class OutputSchema:
         if not _accepted(item):
             raise ParameterError(f"schema={spec!r} is not supported: {_ACCEPTED}.")
         try:
-            self._adapter = pydantic.TypeAdapter(list[item] if self._is_list else item)
+            usable = pydantic_ready(item)
+            self._adapter = pydantic.TypeAdapter(list[usable] if self._is_list else usable)
             schema = self._adapter.json_schema()
         except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
             first = str(exc).strip().splitlines()[0]
@@ -306,13 +293,13 @@ class OutputSchema:
         self.name = _name(title) if isinstance(title, str) else "schema"
         self._label = title if isinstance(title, str) and title else "the schema"
         lenient = copy.deepcopy(spec)
-        self._validator = cls(_strict(lenient, lenient, python=False, close=False))
+        self._validator = cls(_strict(lenient, lenient, python=False, close=False, inside=frozenset({"#"})))
         self._strict_schema = self._finish(copy.deepcopy(spec), python=False)
 
     def _finish(self, schema: dict[str, Any], *, python: bool) -> dict[str, Any]:
         if self._is_list:
             schema = _wrap(schema)
-        return _prune(_strict(schema, schema, python=python))
+        return _prune(_strict(schema, schema, python=python, inside=frozenset({"#"})))
 
     def __repr__(self) -> str:
         return f"OutputSchema({getattr(self, '_label', self.spec)!r})"
@@ -351,14 +338,22 @@ class OutputSchema:
     def parse(self, text: str) -> Any:
         """The reply's value: a model or dataclass instance, a dict (TypedDict, JSON Schema), or a
         list of those. Fenced (```json) or padded text is accepted. Raises :class:`SchemaError`."""
+        if self._adapter is not None and not self._is_list and text[:1] == "{":
+            try:  # the common case, a bare object: parsed and validated in one pass by pydantic
+                return self._adapter.validate_json(text)
+            except ValueError:  # pydantic's ValidationError: the path below says what is wrong
+                pass
         data = _load_json(text, self._label)
         wrapped = self._is_list and isinstance(data, dict) and set(data) == {_WRAPPER}
         if wrapped:
             data = data[_WRAPPER]
         prefix = (_WRAPPER,) if wrapped else ()
-        value, errors = (
-            self._validate_python(data) if self._adapter is not None else self._validate_dict(data)
-        )
+        try:
+            value, errors = (
+                self._validate_python(data) if self._adapter is not None else self._validate_dict(data)
+            )
+        except RecursionError:  # jsonschema validates by recursion: a few hundred levels is its end
+            raise _too_deep(text, self._label) from None
         if not errors:
             return value
         for error in errors:
@@ -408,7 +403,7 @@ class OutputSchema:
     def columns(self) -> dict[str, str]:
         """``{field: pandas dtype}`` of one object (of one item, for a list schema)."""
         if self._item is not None:
-            return {name: _dtype_of_annotation(tp) for name, tp in _python_fields(self._item).items()}
+            return {name: annotation_dtype(tp) for name, tp in python_fields(self._item).items()}
         root = self._strict_schema
         node = root["properties"][_WRAPPER]["items"] if self._is_list else root
         node = _resolve(root, node["$ref"]) if "$ref" in node else node
@@ -434,6 +429,16 @@ def _cell(value: Any, name: str) -> Any:
     return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
 
 
+def _too_deep(text: str, label: str) -> SchemaError:
+    """The error for a reply nested deeper than Python's JSON reader (or the validator) can go."""
+    message = "the JSON is nested too deeply to read"
+    return SchemaError(
+        f"the reply is not usable JSON for {label}: {message}; a reply that deep is not an answer.",
+        errors=[{"loc": "", "msg": message, "input": None, "type": "json_invalid"}],
+        text=text,
+    )
+
+
 def _load_json(text: str, label: str) -> Any:
     if not isinstance(text, str) or not text.strip():
         raise SchemaError(
@@ -445,6 +450,8 @@ def _load_json(text: str, label: str) -> Any:
     body = (fenced.group(1) if fenced else text).strip()
     try:
         return json.loads(body)
+    except RecursionError:
+        raise _too_deep(text, label) from None
     except ValueError as exc:
         first = str(exc)  # the text, not the exception: keeping it would keep its frames alive
     # Prose around the JSON (models without json_object): the span from the first opening
@@ -454,6 +461,8 @@ def _load_json(text: str, label: str) -> Any:
     if 0 <= start < end:
         try:
             return json.loads(body[start : end + 1])
+        except RecursionError:
+            raise _too_deep(text, label) from None
         except ValueError:
             pass
     raise SchemaError(

@@ -467,8 +467,10 @@ class Session(Prototyping):
         return cls._restore(SavedConversation(messages_from_dataframe(frame)), kwargs)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the conversation to JSON (no key, ever). ``Session.load(path)`` reads it back."""
-        saved = SavedConversation(self.messages, self.model, self.conversation_id, self.defaults)
+        """Write the conversation to JSON (no key, ever; no ``extra_headers``, whose values may be
+        secrets: give them again to ``load``). ``Session.load(path)`` reads it back."""
+        defaults = {name: value for name, value in self.defaults.items() if name != "extra_headers"}
+        saved = SavedConversation(self.messages, self.model, self.conversation_id, defaults)
         return write_conversation(path, saved)
 
     @classmethod

@@ -24,7 +24,16 @@ from typing import Any
 from ._errors import ParameterError, ToolLoopError
 from ._tools import DENIED, MAX_TOOL_ROUNDS, Tool, exception_text, one_line, spec_tool
 
-__all__ = ["Approver", "ToolCall", "ToolLoop", "ToolResult", "Toolbox", "result_content", "tool_messages"]
+__all__ = [
+    "MAX_ARGUMENT_DEPTH",
+    "Approver",
+    "ToolCall",
+    "ToolLoop",
+    "ToolResult",
+    "Toolbox",
+    "result_content",
+    "tool_messages",
+]
 
 
 # -- calls and results ----------------------------------------------------------------------------
@@ -93,6 +102,27 @@ def result_content(value: Any) -> str:
         return json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
     except (TypeError, ValueError):  # a cycle, say
         return str(value)
+
+
+#: How deeply a call's arguments may nest. Deeper arguments are answered as invalid, so that no
+#: later step (validation, the journal, the panel) walks them by recursion.
+MAX_ARGUMENT_DEPTH = 64
+_TOO_DEEP = f"the arguments are nested more than {MAX_ARGUMENT_DEPTH} levels deep; send a flatter JSON object"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests more than ``limit`` lists and objects deep (no recursion)."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True
 
 
 # -- the toolbox ----------------------------------------------------------------------------------
@@ -169,10 +199,15 @@ class Toolbox:
                 except ValueError as exc:
                     error = f"the arguments are not valid JSON ({exc}); send one JSON object"
                     arguments = {}
+                except RecursionError:  # Python's JSON reader stops near 1,000 levels
+                    error = _TOO_DEEP
+                    arguments = {}
                 else:
                     if not isinstance(arguments, dict):
                         error = f"the arguments must be a JSON object, not {type(arguments).__name__}"
                         arguments = {}
+                    elif _deeper_than(arguments, MAX_ARGUMENT_DEPTH):
+                        error, arguments = _TOO_DEEP, {}
             calls.append(
                 ToolCall(
                     id=item.get("id") or f"call_{i}",

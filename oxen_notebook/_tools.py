@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._annotations import pydantic_ready
 from ._docstrings import parse_docstring
 from ._errors import ParameterError
 
@@ -192,7 +193,7 @@ def _argument_model(name: str, signature: inspect.Signature) -> tuple[Any, tuple
             )
         if param.kind == param.POSITIONAL_ONLY:
             positional.append(param.name)
-        annotation = Any if param.annotation is param.empty else param.annotation
+        annotation = Any if param.annotation is param.empty else pydantic_ready(param.annotation)
         default = ... if param.default is param.empty else param.default
         fields[f"a{i}"] = (annotation, pydantic.Field(default, alias=param.name))
     config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False)

@@ -3,12 +3,14 @@ sampling, and a budget that stops starting rows at the right one."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
 from oxen_notebook import ParameterError, Session
 from oxen_notebook._batch import _estimate
-from oxen_notebook._batch._budget import Budget
+from oxen_notebook._batch._budget import PROMPT_MARGIN, Budget
 from oxen_notebook._pricing import Pricing, cost_of
 from oxen_notebook._records import Message
 from oxen_notebook._tokens import count_messages
@@ -204,17 +206,20 @@ def fixed_replies(latency: float = 0.05):
 
 
 def test_budget_stops_starting_rows_at_the_right_one(fake_api, capsys):
-    """Each reply costs exactly 100 prompt + 50 completion tokens; each row is estimated at its
-    counted prompt + max_tokens. Rows start in order while spent + in flight + next ≤ budget, so
-    with estimates that bound the cost, row k starts iff k * cost + estimate ≤ budget, at any
-    concurrency: the rows in flight count at their estimate, and a row that does not fit waits
-    for them."""
+    """Each reply costs exactly 100 prompt + 50 completion tokens; the first row is estimated at
+    its counted prompt (PROMPT_MARGIN higher) + max_tokens, the others at the server's 100 prompt
+    tokens (its ratio to our count is higher than the margin) + max_tokens. Rows start in order
+    while spent + in flight + next ≤ budget, so with estimates that bound the cost, row k starts
+    iff k * cost + estimate ≤ budget, at any concurrency: the rows in flight count at their
+    estimate, and a row that does not fit waits for them."""
     fake_api.handler = fixed_replies()
     s = make_session(fake_api)
     rows = [f"row {i:03d}" for i in range(60)]  # every prompt counts the same
     budget, max_tokens = 0.01, 100
     actual = 100 * IN + 50 * OUT
-    estimate = count_messages([{"role": "user", "content": "Label: row 000"}]) * IN + max_tokens * OUT
+    counted = count_messages([{"role": "user", "content": "Label: row 000"}])
+    assert counted * (1 + PROMPT_MARGIN) < 100
+    estimate = 100 * IN + max_tokens * OUT
     assert estimate > actual
     expected = next(k for k in range(len(rows)) if k * actual + estimate > budget)
     assert 8 < expected < 60
@@ -282,15 +287,160 @@ def test_the_reply_guess_grows_to_the_longest_reply_unless_max_tokens_bounds_it(
         return Message("assistant", "x", completion_tokens=tokens, cost_usd=cost)
 
     pricing = Pricing(1e-06, 1e-05)
+    prompt = 10 * (1 + PROMPT_MARGIN)  # the counted prompt, taken PROMPT_MARGIN higher
     guess = Budget(1.0, pricing, lambda i: 10, 256, bound=False, total=3)
-    assert guess.estimate(0) == pytest.approx(10e-06 + 256e-05)
+    assert guess.estimate(0) == pytest.approx(prompt * 1e-06 + 256e-05)
     assert guess.admit(0) and guess.in_flight == pytest.approx(guess.estimate(0))
+    assert not guess.admit(1)  # the first row runs alone
     guess.finished(0, [reply(1000, 0.02)])
     assert (guess.in_flight, guess.spent) == (0, 0.02)
-    assert guess.estimate(1) == pytest.approx(10e-06 + 1000e-05)
+    assert guess.estimate(1) == pytest.approx(prompt * 1e-06 + 1000e-05)
     bound = Budget(1.0, pricing, lambda i: 10, 256, bound=True, total=3)
     assert bound.admit(0)
     bound.finished(0, [reply(1000, 0.02)])
-    assert bound.estimate(1) == pytest.approx(10e-06 + 256e-05)
+    assert bound.estimate(1) == pytest.approx(prompt * 1e-06 + 256e-05)
+    assert bound.admit(1) and bound.admit(2)  # then concurrently
     rowless = Budget(1.0, pricing, lambda i: None, 256, bound=True, total=1)
     assert rowless.estimate(0) == 0.0  # a row that sends nothing costs nothing
+
+
+def test_the_servers_counts_raise_the_prompt_ratio_but_estimated_ones_do_not():
+    pricing = Pricing(1e-06, 1e-05)
+    budget = Budget(1.0, pricing, lambda i: 100, 10, bound=True, total=3)
+    assert budget.admit(0)
+    budget.finished(0, [Message("assistant", "x", prompt_tokens=110, cost_usd=0.0)])
+    assert budget.prompt_scale == 1 + PROMPT_MARGIN  # 1.1 is within the margin
+    assert budget.admit(1)
+    budget.finished(1, [Message("assistant", "x", prompt_tokens=900, usage_estimated=True, cost_usd=0.0)])
+    assert budget.prompt_scale == 1 + PROMPT_MARGIN  # our own count says nothing about the server's
+    assert budget.admit(2)
+    budget.finished(2, [Message("assistant", "x", prompt_tokens=150, cost_usd=0.0)])
+    assert budget.prompt_scale == 1.5
+    assert budget.estimate(3) == pytest.approx(150 * 1e-06 + 10 * 1e-05)
+
+
+# -- what the server counts: attachments, other tokenizers ------------------------------------------
+
+
+def _text_only(messages: list[dict]) -> list[dict]:
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = " ".join(p["text"] for p in content if p.get("type") == "text")
+        out.append({**m, "content": content})
+    return out
+
+
+def _images(body: dict) -> int:
+    return sum(
+        1
+        for m in body["messages"]
+        if isinstance(m.get("content"), list)
+        for p in m["content"]
+        if p.get("type") == "image_url"
+    )
+
+
+def priced_usage(text_scale: float = 1.0, per_image: int = 0, completion: int = 10):
+    """A server that counts a prompt's text ``text_scale`` times o200k_base's count (a Llama-family
+    tokenizer: 1.08), each image ``per_image`` tokens, and every reply ``completion`` tokens."""
+
+    def handler(body: dict) -> Script:
+        prompt = math.ceil(count_messages(_text_only(body["messages"])) * text_scale) + per_image * _images(
+            body
+        )
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        return Script(text="ok", usage=usage, latency=0.02)
+
+    return handler
+
+
+def test_a_budget_counts_the_images_every_row_sends(fake_api):
+    """map(max_tokens=10, max_cost_usd=..., images=[png]) used to estimate each row without its
+    image: rows in flight then cost ten times their estimate and the budget was passed. A 1024 x
+    1024 image is 765 tokens by OpenAI's published tile rule: the server counts that."""
+    np = pytest.importorskip("numpy")
+    fake_api.handler = priced_usage(per_image=765)
+    s = make_session(fake_api)
+    picture = np.zeros((1024, 1024, 3), dtype=np.uint8)
+    rows = [f"row {i:03d}" for i in range(60)]
+    budget = 0.01
+    out = s.map(rows, "Describe {text}", images=[picture], max_tokens=10, max_cost_usd=budget,
+                concurrency=8, progress=False)  # fmt: skip
+    sent = fake_api.chat_requests()
+    assert all(_images(b) == 1 for b in sent)
+    assert out.attrs["cost_usd"] <= budget
+    per_row = out["cost_usd"].dropna().iloc[0]
+    assert per_row == pytest.approx((count_messages(_text_only(sent[0]["messages"])) + 765) * IN + 10 * OUT)
+    assert len(sent) >= int(budget / per_row) - 4  # it still spends most of it
+    assert out.attrs["budget_stopped"] is True
+
+    est = s.estimate(rows, "Describe {text}", images=[picture], max_tokens=10)
+    assert est.max_prompt_tokens >= count_messages(_text_only(sent[0]["messages"])) + 765
+
+
+def test_a_server_that_counts_prompts_higher_cannot_pass_the_budget(fake_api):
+    """The README's own figure: a Llama-family tokenizer counts 6-8 % more than o200k_base, and a
+    $0.50 budget spent $0.5052. One row at a time, the budget is set exactly where the old estimate
+    (our count, no margin) let one more row start: that row passed it. Now the prompt is taken
+    PROMPT_MARGIN higher."""
+    fake_api.handler = priced_usage(text_scale=1.08, completion=5)
+    s = make_session(fake_api)
+    rows = [("the review goes on and on about the box " * 30) + f"#{i:03d}" for i in range(40)]
+    prompt = count_messages([{"role": "user", "content": f"Label: {rows[0]}"}])
+    counted = prompt * IN + 5 * OUT  # the old estimate of a row
+    actual = math.ceil(prompt * 1.08) * IN + 5 * OUT
+    budget = 9 * actual + counted  # the old rule starts a 10th row: 10 * actual > budget
+    assert 10 * actual > budget
+    out = s.map(rows, "Label: {text}", max_tokens=5, max_cost_usd=budget, concurrency=1, progress=False)
+    assert out.attrs["cost_usd"] <= budget
+    assert len(fake_api.chat_requests()) == 9
+
+
+def test_the_first_row_runs_alone_and_calibrates_the_rest(fake_api):
+    """A server that counts half as much again as we do (a chat template's overhead, say): the
+    first row runs alone, its count sets the ratio the others are taken at, and eight rows in
+    flight cannot pass the budget."""
+    fake_api.handler = priced_usage(text_scale=1.5, completion=5)
+    s = make_session(fake_api)
+    rows = [("a long enough prompt to matter " * 40) + f"#{i:03d}" for i in range(80)]
+    prompt = count_messages([{"role": "user", "content": f"Label: {rows[0]}"}])
+    actual = math.ceil(prompt * 1.5) * IN + 5 * OUT
+    budget = 30.5 * actual  # not on a row's edge: the sums are floats
+    fake_api.track_in_flight()
+    out = s.map(rows, "Label: {text}", max_tokens=5, max_cost_usd=budget, concurrency=8, progress=False)
+    assert out.attrs["cost_usd"] <= budget
+    assert 25 <= len(fake_api.chat_requests()) <= 30
+    assert fake_api.max_in_flight > 1  # after the first row, the rows run concurrently again
+    assert fake_api.chat_requests()[0]["messages"][-1]["content"].endswith("#000")
+
+
+def test_attachment_tokens_follow_the_published_rules():
+    from oxen_notebook._tokens import count_part, image_size, image_tokens
+
+    assert [image_tokens(1024, 1024, "gpt-4o"), image_tokens(100, 100, "gpt-4o")] == [1399, 258]
+    # OpenAI's documented examples, where its rule is the largest: 2048 x 4096 is 1,105 tokens, and
+    # gpt-4o-mini's 1024 x 1024 is 2,833 + 4 x 5,667.
+    assert image_tokens(1024, 1024, "gpt-4o-mini") == 25_501
+    assert image_tokens(None, None) >= max(image_tokens(768, 2048), image_tokens(1092, 1092))
+    PIL = pytest.importorskip("PIL.Image")
+    import io
+
+    for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP"):
+        buffer = io.BytesIO()
+        PIL.new("RGB", (1234, 567)).save(buffer, fmt)
+        assert image_size(buffer.getvalue()) == (1234, 567), fmt
+    wav = io.BytesIO()
+    import wave
+
+    with wave.open(wav, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(b"\0\0" * 16000 * 3)  # three seconds
+    from oxen_notebook._attachments import attach
+
+    assert count_part(attach(wav.getvalue()).part) == 3 * 32

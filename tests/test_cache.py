@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from oxen_notebook import ParameterError, ServerError, Session, StreamError
+from oxen_notebook import CacheMissError, ParameterError, ServerError, Session, StreamError
 from oxen_notebook._cache import ResponseCache, cache_key
 from tests.conftest import TEST_KEY
 from tests.fake_api import Script, _prompt_text
@@ -195,3 +198,83 @@ def test_default_location_and_bad_values(tmp_path, monkeypatch):
         s.cache.mode = "sometimes"
     s.cache.clear()
     assert len(s.cache) == 0
+
+
+def cache_lines(records: list[logging.LogRecord]) -> list[str]:
+    return [
+        r.getMessage() for r in records if r.name == "oxen_notebook" and "response cache" in r.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"text": 5, "finish_reason": "stop"}',
+        '{"text": "x", "tool_calls": [7]}',
+        "null",
+    ],
+)
+def test_a_damaged_row_is_a_miss_logged_once_and_then_replaced(fake_api, db, caplog, damage):
+    s = cached_session(fake_api, db, temperature=0)
+    for prompt in ("one", "two", "three"):
+        s.ask(prompt, history=False)
+    with sqlite3.connect(db) as connection:  # another program, or a bug, wrote these rows
+        connection.execute("UPDATE replies SET reply = ?", (damage,))
+    with caplog.at_level(logging.WARNING, logger="oxen_notebook"):
+        again = [s.ask("one", history=False), s.ask("two", history=False)]
+        again.append(asyncio.run(s.aask("three", history=False)))
+        assert [r.text for r in again] == ["Echo: one", "Echo: two", "Echo: three"]
+        assert not any(r.message.cached for r in again) and not s.busy
+        assert len(fake_api.chat_requests()) == 6  # every damaged row was a miss: sent again
+        s.ask("four")  # the session goes on
+    (said,) = cache_lines(caplog.records)  # once, however many rows
+    assert f"the response cache {str(db)!r} holds a damaged reply" in said and "\n" not in said
+    # The replies sent again replaced the damaged rows: now they are hits.
+    assert s.ask("one", history=False).message.cached
+    assert len(fake_api.chat_requests()) == 7
+
+
+def test_a_damaged_row_in_replay_mode_is_a_miss_that_says_so(fake_api, db):
+    s = cached_session(fake_api, db, temperature=0)
+    s.ask("one", history=False)
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE replies SET reply = '{not json'")
+    replay = cached_session(fake_api, db, temperature=0)
+    replay.cache.mode = "replay"
+    with pytest.raises(CacheMissError, match="its stored reply is damaged; record it again"):
+        replay.ask("one")
+    assert not replay.busy and replay.messages[-1].finish_reason == "error"
+
+
+def test_a_file_that_is_not_sqlite_is_one_line_naming_it_and_left_as_it_was(tmp_path):
+    damaged = tmp_path / "responses.sqlite"
+    damaged.write_bytes(b"these are my notes, not a database\n" * 200)
+    before = damaged.read_bytes()
+    for cache in (damaged, ResponseCache):
+        with pytest.raises(ParameterError) as caught:
+            Session(cache=cache(damaged) if cache is ResponseCache else cache)
+        message = str(caught.value)
+        assert message.startswith(
+            f"the response cache {str(damaged)!r} cannot be used (file is not a database)"
+        )
+        assert "Move or delete it" in message and "\n" not in message
+    assert damaged.read_bytes() == before  # the user's file is not moved or changed
+
+
+def test_a_cache_damaged_while_in_use_is_skipped_and_said_once(fake_api, db, caplog):
+    s = cached_session(fake_api, db, temperature=0)
+    s.ask("one", history=False)
+    s.cache.close()  # the file is replaced under the session (another program, a disk fault)
+    for name in [db.name, f"{db.name}-wal", f"{db.name}-shm"]:
+        (db.parent / name).unlink(missing_ok=True)
+    db.write_bytes(b"\x00garbage" * 1000)
+    with caplog.at_level(logging.WARNING, logger="oxen_notebook"):
+        replies = [s.ask("one"), s.ask("two"), s.ask("three")]
+    assert [r.text for r in replies] == ["Echo: one", "Echo: two", "Echo: three"] and not s.busy
+    lines = cache_lines(caplog.records)
+    assert [line.split(" (")[0] for line in lines] == [
+        f"oxen_notebook: the response cache {str(db)!r} could not be read",
+        f"oxen_notebook: the response cache {str(db)!r} could not be written",
+    ]

@@ -42,10 +42,9 @@ def parts(folder: Path) -> list[Path]:
 
 
 def stored_prompts(folder: Path) -> list[str]:
-    """The ``text`` of every row in the checkpoint's parts (what is finished)."""
-    return [
-        t for path in parts(folder) for t in pq.read_table(path, columns=["text"]).column("text").to_pylist()
-    ]
+    """The ``text`` of every row in the checkpoint's parts and pending files (what is finished)."""
+    files = [*parts(folder), *sorted((folder / "pending").glob("rows-*.parquet"))]
+    return [t for path in files for t in pq.read_table(path, columns=["text"]).column("text").to_pylist()]
 
 
 def test_a_generator_of_5000_strings_is_read_lazily_into_parts(fake_api, tmp_path):
@@ -70,7 +69,7 @@ def test_a_generator_of_5000_strings_is_read_lazily_into_parts(fake_api, tmp_pat
     assert list(out["reply"]) == [f"Echo: Say item {i}" for i in range(5000)]
     assert out["error"].isna().all() and set(out["finish_reason"]) == {"stop"}
     assert isinstance(out.index, pd.RangeIndex) and list(out.columns) == ["text", *MAP_COLUMNS]
-    # Lazily: after the first 100 rows (read ahead to fingerprint the data), a row is read only when
+    # Lazily: after the first 100 rows (read ahead to tell dicts from strings), a row is read only when
     # a worker is free, so the reader is never more than the rows in flight ahead of what finished.
     assert max(leads) <= 100
     assert max(leads[200:]) <= 16
@@ -244,9 +243,13 @@ def test_a_changed_template_model_or_parameters_is_refused_until_resume_false(fa
         assert named in message and "resume=False starts over" in message, message
     with pytest.raises(ParameterError, match=r"in its template \(.*\) and model \("):
         s.map(rows, "Tell {text}", checkpoint=folder, model="cheap-model", temperature=0, progress=False)
-    with pytest.raises(ParameterError, match=r"data \(its columns or first rows\)"):
+    with pytest.raises(ParameterError, match=r"in its data's columns: resume=False starts over"):
         s.map(
-            [f"other {i}" for i in range(20)], "Say {text}", checkpoint=folder, temperature=0, progress=False
+            [{"text": t, "lang": "en"} for t in rows],
+            "Say {text}",
+            checkpoint=folder,
+            temperature=0,
+            progress=False,
         )
     assert len(fake_api.chat_requests()) == before  # nothing was sent
 

@@ -583,3 +583,22 @@ def test_import_oxen_notebook_does_not_load_the_command_line():
     code = "import sys, oxen_notebook; print([m for m in ('oxen_notebook._cli', 'argparse') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_recursive_schema_whose_ref_has_a_description_is_built(fake_api, env):
+    """A self-referencing $ref beside a description used to recurse without end (RecursionError)."""
+    node = {
+        "type": "object",
+        "properties": {
+            "value": {"type": "integer"},
+            "child": {"$ref": "#/$defs/node", "description": "the subtree"},
+        },
+        "required": ["value"],
+    }
+    tree = {**node, "$defs": {"node": node}}
+    fake_api.enqueue(Script(text='{"value": 1, "child": {"value": 2, "child": null}}'))
+    result = cli("ask", "--schema", json.dumps(tree), "a tree", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"value": 1, "child": {"value": 2, "child": None}}
+    sent = fake_api.chat_requests()[0]["response_format"]["json_schema"]["schema"]
+    assert sent["properties"]["child"]["anyOf"][0]["description"] == "the subtree"

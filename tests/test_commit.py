@@ -254,3 +254,44 @@ def test_a_dask_or_other_frame_is_refused_in_one_line(tmp_path):
     assert str(caught.value) == (
         "commit_results takes a pandas DataFrame, not list (a Dask DataFrame: .compute() it first)."
     )
+
+
+SECRET = "tok-5f3a9c0e-never-stored"
+
+
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["in-memory", "checkpoint"])
+def test_a_header_value_is_sent_and_never_written_anywhere(fake_api, tmp_path, checkpoint):
+    s = Session(
+        model="gpt-5-2-chat-latest",
+        base_url=fake_api.base_url,
+        api_key=TEST_KEY,
+        journal=tmp_path / "chat.jsonl",
+        extra_headers={"X-Org": SECRET + "-org"},
+    )
+    s.ask("hello")  # the session's default header goes with a chat turn too
+    where = {"checkpoint": tmp_path / "run"} if checkpoint else {}
+    data = pd.DataFrame({"review": ["great", "awful"]})
+    out = s.map(data, TEMPLATE, extra_headers={"X-Token": SECRET}, progress=False, **where)
+    chats = [r for r in fake_api.requests if r["path"].endswith("/chat/completions")]
+    assert len(chats) == 3 and chats[0]["headers"].get("X-Org") == SECRET + "-org"
+    assert all(r["headers"].get("X-Token") == SECRET for r in chats[1:])
+
+    # The run records the header's name, not its value: in attrs, the files they go to, the commit.
+    assert out.attrs["oxen_notebook"]["params"]["extra_headers"] == ["X-Token"]
+    assert SECRET not in repr(out.attrs)
+    out.to_parquet(tmp_path / "mine.parquet")
+    out.to_pickle(tmp_path / "mine.pickle")
+    s.commit_results(out, repo=tmp_path / "repo", path="labels/classify.parquet")
+    message = oxen.Repo(str(tmp_path / "repo")).log()[0].message
+    assert SECRET not in message
+    assert read_commit_metadata(message)["params"]["extra_headers"] == ["X-Token"]
+    s.to_dataframe(batch=True).to_csv(tmp_path / "batch-log.csv")
+    s.to_dataframe().to_csv(tmp_path / "history.csv")
+    s.save(tmp_path / "saved.json")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert tmp_path / "repo" / "labels" / "classify.parquet" in files
+    if checkpoint:
+        assert tmp_path / "run" / "manifest.json" in files
+        assert "X-Token" in (tmp_path / "run" / "manifest.json").read_text()
+    holding = [p.relative_to(tmp_path).as_posix() for p in files if SECRET.encode() in p.read_bytes()]
+    assert holding == []

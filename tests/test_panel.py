@@ -707,3 +707,37 @@ def test_a_schema_reply_asked_from_code_shows_its_table_in_an_open_panel(fake_ap
     session.ask("Who?", schema=Person)  # not the panel's request: the record gains parsed afterwards
     assert [e.message.parsed for e in seen] == [{"name": "Ada", "age": 36}]
     assert "<th>age</th><td>36</td>" in shown_html(panel)[-1]
+
+
+def test_export_csv_makes_formulas_inert_in_the_file_and_the_download(
+    fake_api: FakeAPI, panels, session, tmp_path
+):
+    """The CSV download link and ``export("x.csv")``: a reply that begins like a spreadsheet formula
+    gets a ' in front (OWASP); the DataFrame and the JSON keep it as the model wrote it."""
+    import csv
+
+    formula = '=HYPERLINK("https://evil.example/","click")'
+    panel = panels()
+    for text in (formula, "@cmd", "-1+1"):
+        fake_api.enqueue(Script(chunks=[text]))
+        panel.send("go")
+        panel.wait(5)
+    frame = panel.export(tmp_path / "chat.csv")
+    assert frame["content"].tolist()[1::2] == [formula, "@cmd", "-1+1"]
+    links = dict(re.findall(r'download="[^"]+\.(csv|json)" href="data:[^;]+;charset=utf-8;base64,([^"]+)"',
+                            panel._links.value))  # fmt: skip
+    downloaded = base64.b64decode(links["csv"]).decode()
+    with open(tmp_path / "chat.csv", newline="", encoding="utf-8") as file:
+        written = file.read()
+    assert downloaded == written
+    replies = [
+        row["content"]
+        for row in csv.DictReader(io.StringIO(written, newline=""))
+        if row["role"] == "assistant"
+    ]
+    assert replies == ["'" + formula, "'@cmd", "'-1+1"]
+    assert [r["content"] for r in json.loads(base64.b64decode(links["json"]))][1::2] == [
+        formula,
+        "@cmd",
+        "-1+1",
+    ]

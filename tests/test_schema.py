@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import typing
 from enum import Enum
 from typing import Any, Literal, Optional
 
@@ -554,3 +555,117 @@ def test_the_local_model_writes_what_parse_accepts(spec: Any, prompt: str):
     people = value if isinstance(value, list) else [value]
     assert people and all(isinstance(p, Person) for p in people)
     assert json.loads(reply.text).keys() == ({"items"} if isinstance(value, list) else {"name", "age"})
+
+
+# -- hostile and unusual specs and replies ---------------------------------------------------------
+
+TREE = {
+    "title": "Tree",
+    "type": "object",
+    "properties": {
+        "value": {"type": "integer"},
+        "child": {"$ref": "#/$defs/tree", "description": "the subtree under this one"},
+    },
+    "required": ["value"],
+    "$defs": {
+        "tree": {
+            "type": "object",
+            "properties": {
+                "value": {"type": "integer"},
+                "child": {"$ref": "#/$defs/tree", "description": "the subtree under this one"},
+            },
+            "required": ["value"],
+        }
+    },
+}
+
+
+class Branch(BaseModel):
+    value: int
+    children: list[Branch] = Field(description="the branches under this one")
+    parent: Branch | None = Field(None, description="the branch above")
+    twin: Branch = Field(description="a described self-reference")
+
+
+def test_a_self_reference_with_a_description_is_built_and_keeps_the_description():
+    """A $ref beside a description is inlined (strict formats take no siblings beside a $ref); a
+    $ref to the definition being inlined keeps its description beside a one-item anyOf."""
+    tree = check_request_format(TREE, "Tree")
+    child = tree.json_schema["properties"]["child"]
+    assert child["anyOf"][1] == {"type": "null"}  # an optional property of a dict: nullable
+    inlined = child["anyOf"][0]
+    assert inlined["description"] == "the subtree under this one"
+    assert inlined["properties"]["child"]["anyOf"][0] == {
+        "anyOf": [{"$ref": "#/$defs/tree"}],
+        "description": "the subtree under this one",
+    }
+    text = '{"value": 1, "child": {"value": 2, "child": {"value": 3, "child": null}}}'
+    strict_accepts(tree, text)
+    assert tree.parse(text)["child"]["child"]["value"] == 3
+
+    root = {"type": "object", "properties": {"next": {"$ref": "#", "description": "the rest"}}}
+    chain = OutputSchema.from_spec(root)  # "#", the root itself, is a recursion too
+    assert chain.json_schema["properties"]["next"]["anyOf"][0] == {
+        "anyOf": [{"$ref": "#"}],
+        "description": "the rest",
+    }
+    assert chain.parse('{"next": {"next": null}}') == {"next": {"next": None}}
+
+    branch = check_request_format(Branch, "Branch")
+    assert branch.json_schema["properties"]["twin"] == {
+        "anyOf": [{"$ref": "#/$defs/Branch"}],
+        "description": "a described self-reference",
+    }
+    leaf = '{"value": 3, "children": [], "parent": null, "twin": null}'
+    with pytest.raises(SchemaError):  # twin is required and not nullable: no finite Branch exists
+        branch.parse(leaf)
+
+
+def _nested(depth: int) -> str:
+    return '{"value": 1, "child": ' * depth + '{"value": 0}' + "}" * depth
+
+
+@pytest.mark.parametrize(("spec", "depth"), [(TREE, 900), (TREE, 100_000), (Node, 100_000)])
+def test_a_reply_nested_too_deeply_is_a_schema_error(spec: Any, depth: int):
+    """Python's JSON reader stops near 1,000 levels, jsonschema's validator near 300: either is a
+    SchemaError (so the reply is repaired or recorded), never a raw RecursionError."""
+    text = _nested(depth)
+    with pytest.raises(SchemaError) as info:
+        OutputSchema.from_spec(spec).parse(text.replace('"child"', '"next"') if spec is Node else text)
+    assert str(info.value).endswith(
+        "the JSON is nested too deeply to read; a reply that deep is not an answer."
+    )
+    assert "\n" not in str(info.value) and info.value.errors
+
+
+class PlainMovie(typing.TypedDict):
+    """A film."""
+
+    title: str
+    year: int
+
+
+class PlainShelf(typing.TypedDict, total=False):
+    name: typing.Required[str]
+    films: list[PlainMovie]
+    best: PlainMovie | None
+
+
+def test_a_typing_typeddict_is_accepted_on_every_python():
+    """``from typing import TypedDict`` is what users write; pydantic takes only typing_extensions'
+    before Python 3.12, so the schema rebuilds it (nested ones too)."""
+    schema = check_request_format(PlainShelf, "PlainShelf")
+    strict = schema.json_schema
+    assert strict["$defs"]["PlainMovie"]["description"] == "A film."
+    assert strict["properties"]["films"] == {"items": {"$ref": "#/$defs/PlainMovie"}, "type": "array"}
+    text = '{"name": "mine", "films": [{"title": "Alien", "year": "1979"}], "best": null}'
+    value = schema.parse(text)
+    assert value == {"name": "mine", "films": [{"title": "Alien", "year": 1979}], "best": None}
+    assert type(value) is dict
+    assert schema.parse('{"name": "empty"}') == {"name": "empty"}  # total=False: the rest may be missing
+    with pytest.raises(SchemaError, match=r"films\[0\]\.year"):
+        schema.parse('{"name": "x", "films": [{"title": "A", "year": "soon"}]}')
+    assert schema.columns() == {"name": "string", "films": "object", "best": "object"}
+    assert OutputSchema.from_spec(list[PlainMovie]).parse('[{"title": "A", "year": 1}]') == [
+        {"title": "A", "year": 1}
+    ]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 from typing import Annotated, Any, Literal, Optional
 
 import httpx
@@ -625,3 +626,25 @@ def test_rounds_until_the_model_answers_and_a_model_that_never_stops(fake_api: F
     with pytest.raises(ToolLoopError, match=r"still calls tools \(now\) after 3 rounds"):
         _exchange(fake_api, forever, "LOOP CALL now {}")
     assert len(fake_api.chat_requests()) == 3 + 4  # the three rounds answered, and the fourth refused
+
+
+class Stop(typing.TypedDict):
+    city: str
+    nights: int
+
+
+def plan_trip(stops: list[Stop], note: Stop | None = None) -> str:
+    """Plan a trip."""
+    return " > ".join(f"{s['city']} x{s['nights']}" for s in stops)
+
+
+def test_a_typing_typeddict_parameter_works_on_every_python():
+    """``from typing import TypedDict`` is what users write; pydantic takes only typing_extensions'
+    before Python 3.12, so the tool's argument model rebuilds it."""
+    tool = Tool.from_function(plan_trip)
+    stops = tool.spec()["function"]["parameters"]["properties"]["stops"]
+    assert stops["type"] == "array" and stops["items"]["$ref"].endswith("/Stop")
+    values = tool.validate({"stops": [{"city": "Oslo", "nights": "2"}]})
+    assert tool.execute(values) == "Oslo x2"
+    with pytest.raises(ParameterError, match=r"stops\.0\.nights"):
+        tool.validate({"stops": [{"city": "Oslo", "nights": "two"}]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -320,3 +321,71 @@ def test_a_history_turn_holds_the_session_until_its_tools_are_answered(fake_api)
     other.join(10)
     assert [m.role for m in s.messages] == ["user", "assistant", "tool", "assistant", "user", "assistant"]
     assert s.messages[4].content == "meanwhile"
+
+
+# -- deep JSON from a hostile model ---------------------------------------------------------------
+
+
+def _deep(depth: int) -> str:
+    return '{"city": ' + "[" * depth + "]" * depth + "}"
+
+
+def test_tool_arguments_nested_too_deeply_go_back_as_text_and_the_session_stays_usable(fake_api, tmp_path):
+    """100,000 levels (past Python's JSON reader) and 200 (past the limit, MAX_ARGUMENT_DEPTH) are
+    both answered like other bad arguments: the tool does not run, the model reads why."""
+    CALLS.clear()
+    s = make(fake_api, journal=tmp_path / "chat.jsonl")
+    calls = [
+        {"id": "deep", "type": "function", "function": {"name": "get_weather", "arguments": _deep(100_000)}},
+        {"id": "mid", "type": "function", "function": {"name": "get_weather", "arguments": _deep(200)}},
+        {
+            "id": "ok",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+        },
+    ]
+    fake_api.enqueue(Script(chunks=[], tool_calls=calls, finish_reason="tool_calls"), Script(text="noted"))
+    turn = s.ask("weather?", tools=[get_weather])
+    assert turn.text == "noted" and CALLS == ["Oslo"]
+    sent = fake_api.chat_requests()[1]["messages"]
+    answers = {m["tool_call_id"]: m["content"] for m in sent if m["role"] == "tool"}
+    too_deep = (
+        "invalid arguments for get_weather: the arguments are nested more than 64 levels deep; "
+        "send a flatter JSON object."
+    )
+    assert answers["deep"] == answers["mid"] == too_deep
+    assert json.loads(answers["ok"])["city"] == "Oslo"
+    assert [m.error for m in s.messages if m.role == "tool"] == [too_deep, too_deep, None]
+    s.to_dataframe()
+    fake_api.enqueue(Script(text="still here"))
+    assert s.ask("and now?").text == "still here"
+    assert Session.load(tmp_path / "chat.jsonl").messages[-1].content == "still here"
+
+
+def test_a_schema_reply_nested_too_deeply_is_a_schema_error_and_the_session_stays_usable(fake_api):
+    s = make(fake_api)
+    deep = '{"name": ' + "[" * 100_000 + "]" * 100_000 + ', "age": 1}'
+    fake_api.enqueue(Script(text=deep), Script(text=deep))
+    with pytest.raises(SchemaError) as info:
+        s.ask("Ada", schema=Person)
+    assert str(info.value) == (
+        "the reply is not usable JSON for Person: the JSON is nested too deeply to read; "
+        "a reply that deep is not an answer."
+    )
+    assert len(fake_api.chat_requests()) == 2  # the reply and its repair
+    assert s.messages[-1].error == str(info.value)
+    fake_api.enqueue(Script(text='{"name": "Ada", "age": 36}'))
+    assert s.ask("Ada again", schema=Person).parsed == Person(name="Ada", age=36)
+
+
+class TypedPerson(typing.TypedDict):
+    name: str
+    age: int
+
+
+def test_a_typing_typeddict_schema_through_the_session(fake_api):
+    s = make(fake_api)
+    fake_api.enqueue(Script(text='{"name": "Ada", "age": "36"}'))
+    assert s.ask("Ada", schema=TypedPerson).parsed == {"name": "Ada", "age": 36}
+    schema = fake_api.chat_requests()[0]["response_format"]["json_schema"]
+    assert schema["name"] == "TypedPerson" and schema["schema"]["required"] == ["name", "age"]

@@ -1,25 +1,33 @@
-"""``map(..., checkpoint=DIR)``: finished rows go to Parquet parts as they come, and a run resumes.
+"""``map(..., checkpoint=DIR)``: finished rows reach disk within a second, and a run resumes.
 
 ::
 
     DIR/manifest.json             what the run is (template, model, parameters, schema=, system
-                                  prompt, attachments, the data's columns and fingerprint) and how
-                                  far it got (rows_done, parts)
-    DIR/rows/part-000000.parquet  finished rows: __row__ (the row's position in the data), the
-                                  data's columns, then the result's (parsed= as JSON text)
+                                  prompt, attachments, the data's columns) and how far it got
+    DIR/rows/part-000000.parquet  finished rows: __row__ (the row's position in the data), __key__
+                                  (its key, ``_rowkeys``), the data's columns, then the result's
+                                  (parsed= as JSON text)
     DIR/log/part-000000.parquet   the same rows' batch-log records: batch_id, row, message columns
+    DIR/pending/rows-000007-002.parquet, log-000007-002.parquet
+                                  rows finished since part 6, written about every second
+    DIR/damaged/                  parts that could not be read, set aside (their rows ran again)
 
-A part is written under a hidden name (``.part-000000.parquet.tmp``: readers of the folder skip
-it), flushed to disk, and renamed into place with ``os.replace``, so a killed process leaves whole
-parts or none. Log part N goes into place before rows part N; on resume a log part without its
-rows part is removed (its rows run again). The rows parts are the truth: a row is finished once it
-is in one, and a resumed run never sends it again. A row that failed is finished too (its error is
-stored), unless ``retry_errors``; a row cut short by an interrupt is not stored and runs again. A
-part is written every :data:`PART_ROWS` finished rows or :data:`PART_SECONDS`, whichever comes
-first, and at the end of the run (also after a Ctrl-C or an exception).
+Every file is written whole or not at all (``_parts.write_part``). Log part N goes into place
+before rows part N; on resume a log part without its rows part is removed (its rows run again).
+A part is written every :data:`PART_ROWS` finished rows or :data:`PART_SECONDS`, whichever comes
+first, and at the end of the run (also after a Ctrl-C or an exception). Between parts, the rows
+finished since the last write go to ``pending/`` within :data:`SYNC_SECONDS` (the runner looks
+every 0.25 s), so a killed process loses about a second of finished rows; part N, once written,
+replaces pending files N-*, and a resumed run turns pending files left by a killed one into parts.
 
-Memory: the rows finished since the last part, and on resume one byte per row of the data (which
-rows are done). Nothing else grows with the row count until the result is read back.
+A resumed run matches finished rows to the data by key (``_rowkeys``), not by position: a row
+already finished is never sent again, an edited, inserted or moved row is. A row that failed is
+finished too (its error is stored), unless ``retry_errors``; a row cut short by an interrupt is not
+stored and runs again. A part that cannot be read (cut short, damaged) is moved to ``damaged/``,
+said in one line, and its rows run again.
+
+Memory: the rows finished since the last part; on resume, about 33 bytes per finished row
+(``_rowkeys.Finished``). Nothing else grows with the row count until the result is read back.
 """
 
 from __future__ import annotations
@@ -27,29 +35,42 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import ParameterError
-from .._records import COLUMNS, JSON_COLUMNS, Message, is_missing
+from .._records import Message
+from ._parts import (
+    KEY,
+    ROW,
+    DamagedPart,
+    chunked,
+    log_table,
+    merged,
+    part_number,
+    read_part,
+    rows_table,
+    series,
+    write_part,
+)
+from ._rowkeys import Finished
 from ._sources import require_pyarrow
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-__all__ = ["PART_ROWS", "PART_SECONDS", "ROW", "Checkpoint", "fingerprint"]
+__all__ = ["PART_ROWS", "PART_SECONDS", "ROW", "SYNC_SECONDS", "Checkpoint", "fingerprint"]
 
 PART_ROWS = 1_000
 PART_SECONDS = 5.0
-ROW = "__row__"
+SYNC_SECONDS = 0.75
 MANIFEST = "manifest.json"
 LOCK = ".lock"  # held (flock) while a run has the folder open
-_FORMAT = 1
+PENDING = "pending"
+DAMAGED = "damaged"
+_FORMAT = 2  # 2: rows carry their key
 #: What must be the same for a run to resume, and how an error names it.
 _COMPARED = {
     "template": "template",
@@ -58,9 +79,10 @@ _COMPARED = {
     "schema": "schema=",
     "system": "system prompt",
     "attachments": "images=/files=",
-    "data": "data (its columns or first rows)",
+    "data": "data's columns",
 }
 _SHOWN = ("template", "model", "params")  # the others are hashes: named, not shown
+_log = logging.getLogger("oxen_notebook")
 
 
 def fingerprint(value: Any) -> str | None:
@@ -82,32 +104,34 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _compared(manifest: dict[str, Any]) -> dict[str, Any]:
     data = manifest.get("data") or {}
-    return {
-        **{key: manifest.get(key) for key in _COMPARED if key != "data"},
-        "data": [data.get("columns"), data.get("first_rows_sha256")],
-    }
+    return {**{key: manifest.get(key) for key in _COMPARED if key != "data"}, "data": data.get("columns")}
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _part_number(path: Path) -> int:
-    return int(path.name.split("-")[1].split(".")[0])
+def _parts(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet"), key=part_number)
 
 
 class Checkpoint:
-    """One checkpoint folder: its manifest, which rows are done, the parts being written."""
+    """One checkpoint folder: its manifest, the rows earlier runs finished, the parts being written.
+
+    ``key_of`` gives the key of a row's stored data: what a part written before rows carried
+    their key (format 1) is matched by."""
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         manifest: dict[str, Any],
         *,
+        key_of: Callable[[dict[str, Any]], int],
         resume: bool = True,
         retry_errors: bool = False,
         part_rows: int = PART_ROWS,
         part_seconds: float = PART_SECONDS,
+        sync_seconds: float = SYNC_SECONDS,
     ) -> None:
         require_pyarrow("checkpoint=")
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
@@ -119,13 +143,16 @@ class Checkpoint:
         self.path = Path(path)
         self.rows_dir = self.path / "rows"
         self.log_dir = self.path / "log"
+        self.pending_dir = self.path / PENDING
         self.part_rows = part_rows
         self.part_seconds = part_seconds
+        self.sync_seconds = sync_seconds
+        self._key_of = key_of
         import numpy as np
 
-        self._done = np.zeros(0, dtype=bool)
-        self.finished = 0  # rows in the parts (a failed row to retry is not counted)
-        self.resumed = 0  # rows an earlier run finished
+        self.earlier = Finished(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
+        self._earlier_parts = 0  # parts 0 .. N-1 are the earlier runs' (numbered in ``earlier``)
+        self.finished = 0  # rows in the parts
         self._part = 0
         if self.path.exists() and not self.path.is_dir():
             raise ParameterError(f"checkpoint={os.fspath(self.path)!r} is a file: give a folder path.")
@@ -136,22 +163,25 @@ class Checkpoint:
         except BaseException:
             self.release()
             raise
-        self._rows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        self._rows: list[tuple[int, int, dict[str, Any], dict[str, Any]]] = []
         self._log: list[tuple[str, int, Message]] = []
-        self._flushed_at = time.monotonic()
+        self._tables: list[tuple[Any, Any]] = []  # rows since the last part already in pending files
+        self._held = 0  # rows in those tables
+        self._flushed_at = self._synced_at = time.monotonic()
 
     def _open(self, manifest: dict[str, Any], resume: bool, retry_errors: bool) -> None:
         new = {"format": _FORMAT, **_jsonable(manifest)}
         old = self._read_manifest(resume)
+        if old is not None and resume:
+            self._fold()
         # With no part yet there is nothing to keep: a call that failed before any row finished
         # (a mistyped model, say) does not hold the folder to its settings.
-        if old is not None and resume and any(self.rows_dir.glob("part-*.parquet")):
+        if old is not None and resume and _parts(self.rows_dir):
             changed = [key for key in _COMPARED if _compared(old)[key] != _compared(new)[key]]
             if changed:
                 raise ParameterError(self._changed(old, new, changed))
             self._clean()
             self._scan(retry_errors)
-            self.resumed = self.finished
             new["created_at"] = old.get("created_at") or _now()
         else:
             if old is None:
@@ -159,8 +189,8 @@ class Checkpoint:
             self._clear()
             new["created_at"] = _now()
         self.manifest = new
-        self.rows_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.rows_dir, self.log_dir, self.pending_dir):
+            folder.mkdir(parents=True, exist_ok=True)
         self._write_manifest()
 
     def release(self) -> None:
@@ -195,7 +225,7 @@ class Checkpoint:
                 label += f" ({_short(old.get(key))} there, {_short(new.get(key))} now)"
             described.append(label)
         what = described[0] if len(described) == 1 else ", ".join(described[:-1]) + " and " + described[-1]
-        parts = len(list(self.rows_dir.glob("part-*.parquet")))
+        parts = len(_parts(self.rows_dir))
         return (
             f"checkpoint {os.fspath(self.path)!r} differs from this call in its {what}: resume=False "
             f"starts over (clearing its {parts} part{'s' * (parts != 1)}), or give another checkpoint folder."
@@ -203,7 +233,8 @@ class Checkpoint:
 
     def _refuse_foreign(self) -> None:
         """A folder with other things in it and no manifest is not ours to clear."""
-        foreign = [p.name for p in self.path.iterdir() if p.name not in ("rows", "log", LOCK)]
+        ours = ("rows", "log", PENDING, DAMAGED, LOCK)
+        foreign = [p.name for p in self.path.iterdir() if p.name not in ours]
         if foreign:
             raise ParameterError(
                 f"checkpoint={os.fspath(self.path)!r} holds other files ({', '.join(sorted(foreign)[:3])}) "
@@ -211,8 +242,8 @@ class Checkpoint:
             )
 
     def _ours(self) -> list[Path]:
-        return [p for folder in (self.rows_dir, self.log_dir) if folder.is_dir()
-                for p in [*folder.glob("part-*.parquet"), *folder.glob(".part-*.tmp")]]  # fmt: skip
+        folders = [f for f in (self.rows_dir, self.log_dir, self.pending_dir) if f.is_dir()]
+        return [p for f in folders for p in [*f.glob("*.parquet"), *f.glob(".*.tmp")]]
 
     def _clear(self) -> None:
         """Remove the parts and the manifest (``resume=False``): only files a checkpoint writes."""
@@ -221,6 +252,27 @@ class Checkpoint:
         with contextlib.suppress(FileNotFoundError):
             (self.path / MANIFEST).unlink()
 
+    def _fold(self) -> None:
+        """Pending files a killed run left become parts, after its last one (those part N has
+        replaced are removed); a pending rows file without its log is dropped (its rows run again)."""
+        pending = sorted(self.pending_dir.glob("rows-*.parquet")) if self.pending_dir.is_dir() else []
+        for folder in (self.rows_dir, self.log_dir) if pending else ():
+            folder.mkdir(exist_ok=True)
+        written = {p.name for p in self.rows_dir.glob("part-*.parquet")}
+        last = _parts(self.rows_dir)
+        number = part_number(last[-1]) + 1 if last else 0
+        for rows in pending:
+            log = self.pending_dir / ("log-" + rows.name[len("rows-") :])
+            if f"part-{rows.name.split('-')[1]}.parquet" in written or not log.exists():
+                rows.unlink()
+                continue
+            name = f"part-{number:06d}.parquet"
+            os.replace(log, self.log_dir / name)  # the log first, as a part is written
+            os.replace(rows, self.rows_dir / name)
+            number += 1
+        for path in self.pending_dir.glob("*") if self.pending_dir.is_dir() else []:
+            path.unlink()  # logs without rows, temporary files
+
     def _clean(self) -> None:
         """Remove what a killed run left half-done: temporary files, log parts without rows."""
         rows = {p.name for p in self.rows_dir.glob("part-*.parquet")}
@@ -228,28 +280,59 @@ class Checkpoint:
             if path.name.endswith(".tmp") or (path.parent == self.log_dir and path.name not in rows):
                 path.unlink()
 
+    def _set_aside(self, path: Path, error: DamagedPart) -> None:
+        """Move a part that cannot be read (and its log) to ``damaged/``; say so in one line."""
+        aside = self.path / DAMAGED
+        aside.mkdir(exist_ok=True)
+        for folder in (self.rows_dir, self.log_dir):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(folder / path.name, aside / f"{folder.name}-{path.name}")
+        where = f"checkpoint {os.fspath(self.path)!r}: rows/{path.name}"
+        _log.warning(
+            "oxen_notebook: %s cannot be read (%s); moved to %s/, its rows run again.", where, error, DAMAGED
+        )
+
     def _scan(self, retry_errors: bool) -> None:
+        """Read every part's keys and positions (a damaged part set aside) into ``earlier``."""
         import numpy as np
-        import pyarrow.parquet as pq
 
-        done = self._done
-        parts = sorted(self.rows_dir.glob("part-*.parquet"), key=_part_number)
+        keys, positions, usable = [], [], []
+        parts = _parts(self.rows_dir)
         for path in parts:  # in order: a row run again (retry_errors) counts as its last run
-            table = pq.read_table(path, columns=[ROW, "error"])
-            rows = table.column(ROW).to_numpy()
-            if not len(rows):
+            try:
+                table = read_part(path)  # the whole part: a damaged page anywhere shows here
+                key = table.column(KEY).to_numpy() if KEY in table.column_names else self._keys(table)
+            except DamagedPart as exc:
+                self._set_aside(path, exc)
                 continue
-            if rows.max() >= len(done):
-                done = np.concatenate([done, np.zeros(int(rows.max()) + 1 - len(done), dtype=bool)])
+            keys.append(key)
+            positions.append(table.column(ROW).to_numpy())
             ok = table.column("error").is_null().to_numpy(zero_copy_only=False)
-            done[rows] = ok if retry_errors else True
-        self._done = done
-        self.finished = int(done.sum())
-        self._part = _part_number(parts[-1]) + 1 if parts else 0
+            usable.append(ok if retry_errors else np.ones(len(ok), bool))
+            self.finished += len(key)
+        self._part = self._earlier_parts = part_number(parts[-1]) + 1 if parts else 0
+        if keys:
+            self.earlier = Finished(np.concatenate(keys), np.concatenate(positions), np.concatenate(usable))
 
-    def is_done(self, index: int) -> bool:
-        """Whether row ``index`` of the data is finished already (it is not sent again)."""
-        return index < len(self._done) and bool(self._done[index])
+    def _keys(self, table: Any) -> Any:
+        """The keys of a part written before rows carried theirs, from its data's columns."""
+        import numpy as np
+
+        from ._results import MAP_COLUMNS
+        from ._typed import PARSED
+
+        data = table.drop_columns([n for n in table.column_names if n in (ROW, PARSED, *MAP_COLUMNS)])
+        return np.array([self._key_of(row) for row in data.to_pylist()], dtype=np.int64)
+
+    def reuse(self, index: int, key: int) -> bool:
+        """Whether row ``index`` of the data (its key ``key``) is finished already: if so it is
+        not sent again, and its stored row answers it."""
+        return self.earlier.claim(index, key)
+
+    @property
+    def reused(self) -> int:
+        """Rows an earlier run finished that answer rows of this run's data."""
+        return self.earlier.reused
 
     def _write_manifest(self) -> None:
         self.manifest.update(rows_done=self.finished, parts=self._part, updated_at=_now())
@@ -258,84 +341,80 @@ class Checkpoint:
         temporary.write_text(text)
         os.replace(temporary, self.path / MANIFEST)
 
-    # -- writing parts ----------------------------------------------------------------------------
+    # -- writing ----------------------------------------------------------------------------------
 
     def add(
-        self, index: int, data: dict[str, Any], result: dict[str, Any], records: list[Message], batch_id: str
+        self,
+        index: int,
+        key: int,
+        data: dict[str, Any],
+        result: dict[str, Any],
+        records: list[Message],
+        batch_id: str,
     ) -> None:
-        """Row ``index`` finished: keep it for the next part (written when it is due)."""
-        self._rows.append((index, data, result))
+        """Row ``index`` finished: keep it for the next pending file and part (written when due)."""
+        if not self._rows:
+            self._synced_at = time.monotonic()  # the oldest row not on disk: its clock starts
+        self._rows.append((index, key, data, result))
         self._log.extend((batch_id, index, message) for message in records)
-        if len(self._rows) >= self.part_rows or self.due():
+        if self.due():
             self.flush()
 
+    def _part_due(self) -> bool:
+        held = self._held + len(self._rows)
+        return held >= self.part_rows or (
+            held > 0 and time.monotonic() - self._flushed_at >= self.part_seconds
+        )
+
     def due(self) -> bool:
-        """Whether finished rows have waited :data:`PART_SECONDS` for their part."""
-        return bool(self._rows) and time.monotonic() - self._flushed_at >= self.part_seconds
+        """Whether rows have waited long enough: for their part, or for a pending file."""
+        waited = bool(self._rows) and time.monotonic() - self._synced_at >= self.sync_seconds
+        return waited or self._part_due()
+
+    def _tabled(self) -> None:
+        """The rows not in a table yet, as one (rows and log): each row is converted once."""
+        if self._rows:
+            self._tables.append((log_table(self._log), rows_table(self._rows)))
+            self._held += len(self._rows)
+            self._rows.clear()
+            self._log.clear()
 
     def flush(self) -> None:
-        """Write the rows finished since the last part, and their log, as part N."""
-        if not self._rows:
-            return
-        name = f"part-{self._part:06d}.parquet"
-        log, rows = self._log_table(), self._rows_table()
-        self._write(self.log_dir, name, log)
-        self._write(self.rows_dir, name, rows)  # now the rows are finished
-        self._part += 1
-        self.finished += len(self._rows)
-        self._rows.clear()
-        self._log.clear()
-        self._flushed_at = time.monotonic()
-        self._write_manifest()
-
-    def _write(self, folder: Path, name: str, table: Any) -> None:
-        import pyarrow.parquet as pq
-
-        temporary = folder / f".{name}.tmp"
-        with open(temporary, "wb") as file:
-            pq.write_table(table, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, folder / name)
-
-    def _rows_table(self) -> Any:
-        import pyarrow as pa
-
-        results = list(self._rows[0][2])
-        names = [n for n in dict.fromkeys(k for _, data, _ in self._rows for k in data)
-                 if str(n) not in results and str(n) != ROW]  # fmt: skip
-        columns = {ROW: pa.array([index for index, _, _ in self._rows], pa.int64())}
-        for name in names:
-            columns[str(name)] = _column(pa, [data.get(name) for _, data, _ in self._rows])
-        for name in results:
-            columns[name] = _column(pa, [result[name] for _, _, result in self._rows])
-        return pa.table(columns)
-
-    def _log_table(self) -> Any:
-        import pyarrow as pa
-
-        records = [_record(message) for _, _, message in self._log]
-        columns = {
-            "batch_id": pa.array([batch for batch, _, _ in self._log], pa.string()),
-            "row": pa.array([row for _, row, _ in self._log], pa.int64()),
-        }
-        for name, kind in _log_types(pa).items():
-            values = [record.get(name) for record in records]
-            if name in JSON_COLUMNS:
-                values = [
-                    None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in values
-                ]
-            columns[name] = pa.array(values, kind)
-        return pa.table(columns)
+        """Write what is due: the next part, or the rows finished since the last write to ``pending/``."""
+        if self._part_due():
+            self.close()
+        elif self._rows:
+            self._tabled()
+            log, rows = self._tables[-1]
+            name = f"{self._part:06d}-{len(self._tables) - 1:03d}.parquet"
+            write_part(self.pending_dir, f"log-{name}", log)
+            write_part(self.pending_dir, f"rows-{name}", rows)
 
     def close(self) -> None:
-        self.flush()
+        """Write the rows finished since the last part, and their log, as part N."""
+        self._tabled()
+        if not self._tables:
+            return
+        name = f"part-{self._part:06d}.parquet"
+        write_part(self.log_dir, name, merged([log for log, _ in self._tables]))
+        write_part(self.rows_dir, name, merged([rows for _, rows in self._tables]))  # now they are finished
+        for path in self.pending_dir.glob(f"*-{self._part:06d}-*.parquet"):
+            path.unlink()
+        self._part += 1
+        self.finished += self._held
+        self._tables.clear()
+        self._held = 0
+        self._flushed_at = time.monotonic()
+        self._write_manifest()
 
     # -- reading back ---------------------------------------------------------------------------
 
     def results(self, dtypes: dict[str, str]) -> dict[str, Any]:
-        """Every finished row's columns in the data's order (a row run again: its last run), as
-        pandas Series (:data:`ROW` an array), those named in ``dtypes`` in those dtypes.
+        """The columns of the rows that answer this run's data, in the data's order (a row run
+        again: its last run), as pandas Series (:data:`ROW` an array of positions), those named in
+        ``dtypes`` in those dtypes. A row of an earlier run answers the row it was matched to; one
+        matched to none (its row was edited or removed, or not reached before an interrupt) is
+        left out.
 
         A column at a time, read from every part and made into its Series before the next is
         read: at the peak, memory holds the result and one column twice, not the result twice."""
@@ -343,70 +422,61 @@ class Checkpoint:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        parts = sorted(self.rows_dir.glob("part-*.parquet"), key=_part_number)
+        parts = _parts(self.rows_dir)
         schemas = [pq.read_schema(path) for path in parts]
-        counts = [pq.read_metadata(path).num_rows for path in parts]
-
-        def column(name: str) -> list[Any]:
-            return [pq.read_table(path, columns=[name], use_threads=False).column(name) if name in schema.names
-                    else pa.nulls(rows) for path, schema, rows in zip(parts, schemas, counts, strict=True)]  # fmt: skip
-
-        positions = np.concatenate([c.to_numpy() for c in column(ROW)] or [np.zeros(0, np.int64)])
-        take = None  # the parts' rows are in order, each once: no column is moved
-        if len(positions) > 1 and not bool((positions[1:] > positions[:-1]).all()):
+        sizes = [pq.read_metadata(path).num_rows for path in parts]
+        chunks, start = [], 0
+        for path, size in zip(parts, sizes, strict=True):
+            if part_number(path) < self._earlier_parts:  # an earlier run's: where it answers now
+                chunks.append(self.earlier.moved[start : start + size])
+                start += size
+            else:
+                chunks.append(read_part(path, [ROW]).column(ROW).to_numpy())
+        positions = np.concatenate(chunks or [np.zeros(0, np.int64)])
+        del chunks
+        take = None  # the parts' rows are in order, each once, all answering a row: none is moved
+        if len(positions) and not (positions[0] >= 0 and bool((positions[1:] > positions[:-1]).all())):
             order = np.argsort(positions, kind="stable")
+            order = order[positions[order] >= 0]
             ranked = positions[order]
-            last = np.append(ranked[1:] != ranked[:-1], True)  # of a row run twice, its last run
+            last = np.ones(len(ranked), dtype=bool)
+            last[:-1] = ranked[1:] != ranked[:-1]  # of a row run twice, its last run
             take, positions = pa.array(order[last]), ranked[last]
             del order, ranked, last
+
+        def column(name: str) -> list[Any]:
+            return [
+                read_part(path, [name]).column(name) if name in schema.names else pa.nulls(size)
+                for path, schema, size in zip(parts, schemas, sizes, strict=True)
+            ]
+
         columns: dict[str, Any] = {ROW: positions}
-        for name in dict.fromkeys(n for schema in schemas for n in schema.names if n != ROW):
-            columns[name] = _series(pa, _chunked(pa, column(name), dtypes.get(name)), take, dtypes.get(name))
+        for name in dict.fromkeys(n for schema in schemas for n in schema.names if n not in (ROW, KEY)):
+            columns[name] = series(pa, chunked(pa, column(name), dtypes.get(name)), take, dtypes.get(name))
         return columns
 
     def log_reader(self, batch_id: str) -> Callable[[], list[tuple[int, Message]]]:
-        """What ``BatchLog.link`` reads when the batch log is exported: this run's records."""
-        folder = self.log_dir
+        """What ``BatchLog.link`` reads when the batch log is exported: this run's records (a log
+        part that cannot be read is left out, said in one line)."""
+        folder, where = self.log_dir, os.fspath(self.path)
 
         def read() -> list[tuple[int, Message]]:
-            import pyarrow.parquet as pq
+            import pyarrow.compute as pc
 
             entries = []
-            for path in sorted(folder.glob("part-*.parquet"), key=_part_number):
-                table = pq.read_table(path, filters=[("batch_id", "==", batch_id)])
+            for path in _parts(folder):
+                try:
+                    table = read_part(path)
+                except DamagedPart as exc:
+                    _log.warning(
+                        "oxen_notebook: checkpoint %r: log/%s cannot be read (%s)", where, path.name, exc
+                    )
+                    continue
+                table = table.filter(pc.equal(table.column("batch_id"), batch_id))
                 entries.extend((row["row"], Message.from_dict(row)) for row in table.to_pylist())
             return entries
 
         return read
-
-
-_ARROW_TYPES = {"string": "string", "Int64": "int64", "Float64": "float64", "boolean": "bool_"}
-
-
-def _chunked(pa: Any, chunks: list[Any], dtype: str | None) -> Any:
-    """One column's chunks from every part as one chunked array, of the type ``dtype`` reads
-    from; the data's columns of the type they share (else the widest, else text)."""
-    if dtype is not None:
-        kind = getattr(pa, _ARROW_TYPES[dtype])()
-        return pa.chunked_array([c.cast(kind) for c in chunks], kind)
-    types = list(dict.fromkeys(c.type for c in chunks))
-    if len(types) == 1:
-        return pa.chunked_array(chunks, types[0])
-    try:
-        kind = pa.unify_schemas([pa.schema([("c", t)]) for t in types], promote_options="permissive")[0].type
-        return pa.chunked_array([c.cast(kind) for c in chunks], kind)
-    except (pa.ArrowException, TypeError, ValueError):  # a column whose type changed between parts
-        return pa.chunked_array([c.cast(pa.string()) for c in chunks], pa.string())
-
-
-def _series(pa: Any, column: Any, take: Any, dtype: str | None) -> pd.Series:
-    import pandas as pd
-
-    if take is not None:
-        column = column.take(take)
-    if dtype is None:
-        return column.to_pandas()
-    return pd.Series(pd.api.types.pandas_dtype(dtype).__from_arrow__(column), copy=False)
 
 
 def _hold(path: Path) -> int | None:
@@ -426,26 +496,3 @@ def _hold(path: Path) -> int | None:
             "process): wait for it to end, or give another folder."
         ) from None
     return descriptor
-
-
-def _column(pa: Any, values: list[Any]) -> Any:
-    """An Arrow array of ``values``, as text if Arrow cannot store them as they are."""
-    try:
-        return pa.array(values, from_pandas=True)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        return pa.array([None if is_missing(v) else str(v) for v in values], pa.string())
-
-
-def _record(message: Message) -> dict[str, Any]:
-    """The message's recorded columns (``to_dict`` would deep-copy its attachments' bytes too)."""
-    record = {name: getattr(message, name) for name in COLUMNS}
-    record["created_at"] = message.created_at.isoformat()
-    return record
-
-
-def _log_types(pa: Any) -> dict[str, Any]:
-    """The Arrow type of each recorded message column (JSON columns as text, times as ISO text)."""
-    kinds = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
-    annotations = {f.name: str(f.type).split("|")[0].strip() for f in fields(Message)}
-    types = {name: kinds.get(annotations[name], pa.string()) for name in COLUMNS}
-    return {**types, **{name: pa.string() for name in JSON_COLUMNS}}

@@ -36,7 +36,14 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-__all__ = ["RUN_ATTRS", "commit_results", "read_commit_metadata", "record_run", "template_sha256"]
+__all__ = [
+    "RUN_ATTRS",
+    "commit_results",
+    "read_commit_metadata",
+    "record_run",
+    "recorded_params",
+    "template_sha256",
+]
 
 #: The key of ``frame.attrs`` that holds the run a ``map`` result came from.
 RUN_ATTRS = "oxen_notebook"
@@ -50,6 +57,16 @@ def template_sha256(template: str) -> str:
     return hashlib.sha256(template.encode("utf-8")).hexdigest()[:12]
 
 
+def recorded_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` as a run records them: ``extra_headers`` by name only, since a header's value
+    may be a secret (a token) and the record goes to files, commits and the checkpoint."""
+    recorded = dict(params)
+    headers = recorded.get("extra_headers")
+    if isinstance(headers, dict):
+        recorded["extra_headers"] = sorted(str(name) for name in headers)
+    return recorded
+
+
 def record_run(
     frame: pd.DataFrame, *, template: str, model: str | None, params: dict[str, Any], batch_id: str
 ) -> None:
@@ -57,7 +74,7 @@ def record_run(
     frame.attrs[RUN_ATTRS] = {
         "template": template,
         "model": model,
-        "params": dict(params),
+        "params": recorded_params(params),
         "batch_id": batch_id,
     }
 
@@ -247,7 +264,9 @@ def _metadata(frame: pd.DataFrame, path: str, json_columns: list[str]) -> dict[s
         "prompt_tokens": _known_sum(frame, "prompt_tokens"),
         "completion_tokens": _known_sum(frame, "completion_tokens"),
         "models": models,
-        "params": json.loads(json.dumps(params, default=str)) if isinstance(params, dict) else None,
+        "params": json.loads(json.dumps(recorded_params(params), default=str))
+        if isinstance(params, dict)
+        else None,
         "template_sha256": template_sha256(template) if isinstance(template, str) else None,
         "batch_id": run.get("batch_id") or frame.attrs.get("batch_id") or None,
         "json_columns": json_columns,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ParameterError
 from .._frontend import ipython_shell
+from .._math import escape_text
 from .._records import is_missing
 from ._map import execute
 from ._results import MAP_COLUMNS, result_columns
@@ -75,7 +75,7 @@ def _render(text: str) -> str:
     try:
         from .._render import render_markdown
     except ImportError:
-        return f"<pre>{html.escape(text)}</pre>"
+        return f"<pre>{escape_text(text)}</pre>"
     return render_markdown(text)
 
 
@@ -93,7 +93,7 @@ def compare_html(frame: pd.DataFrame) -> str:
     """The side-by-side table of a :meth:`Session.compare` result: replies rendered and sanitized."""
     rows = frame.to_dict(orient="records")
     typed = PARSED in frame.columns  # a schema's replies are JSON: shown as code
-    head = "".join(f"<th>{html.escape(str(r['variant']))}</th>" for r in rows)
+    head = "".join(f"<th>{escape_text(str(r['variant']))}</th>" for r in rows)
     cells: dict[str, list[str]] = {"reply": [], "latency": [], "tokens": [], "cost": []}
     for r in rows:
         reply, error = _na(r["reply"]), _na(r["error"])
@@ -101,7 +101,7 @@ def compare_html(frame: pd.DataFrame) -> str:
             reply = f"```json\n{reply}\n```"
         body = _render(reply) if reply else ""
         if error:
-            body += f'<p style="color:#b00020">{html.escape(str(error))}</p>'
+            body += f'<p style="color:#b00020">{escape_text(str(error))}</p>'
         cells["reply"].append(body)
         latency = _na(r["latency_s"])
         cells["latency"].append(f"{latency:.2f} s" if latency is not None else "")
@@ -109,7 +109,7 @@ def compare_html(frame: pd.DataFrame) -> str:
         cells["tokens"].append(
             f"{prompt} in, {completion} out" if prompt is not None and completion is not None else "unknown"
         )
-        cells["cost"].append(html.escape(_money(_na(r["cost_usd"]), bool(_na(r["cached"])))))
+        cells["cost"].append(escape_text(_money(_na(r["cost_usd"]), bool(_na(r["cached"])))))
     style = 'style="vertical-align:top;text-align:left"'
     body = "".join(
         f"<tr><th {style}>{name}</th>" + "".join(f"<td {style}>{c}</td>" for c in values) + "</tr>"

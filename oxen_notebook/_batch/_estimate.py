@@ -2,8 +2,8 @@
 
 Each row's prompt is filled as ``map`` fills it and counted as :meth:`Session.preview` counts a
 one-shot request (the system prompt and the filled prompt, with the chat format's per-message
-overhead, ``_tokens.count_messages``; tools and a ``json_schema`` response format too; attachments
-are not counted). Up to :data:`EXACT_ROWS` rows are all counted; more are counted on a seeded
+overhead, ``_tokens.count_messages``; tools, a ``json_schema`` response format and the
+attachments every row sends (``images=``/``files=``, estimated as ``_tokens.count_part`` says) too). Up to :data:`EXACT_ROWS` rows are all counted; more are counted on a seeded
 random sample of :data:`AUTO_SAMPLE` rows and scaled, and ``sample=N`` asks for that at any size:
 only the sampled rows are filled. The result says which it did.
 
@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ParameterError
 from .._params import validate_params
 from .._pricing import Pricing, cost_of
+from .._request import attachments
 from .._tokens import count_messages, count_text, counter_name
 from ._templates import check_template, fill, table
 
 if TYPE_CHECKING:
+    from .._attachments import Attachment
     from ._runner import BatchSession
 
 __all__ = [
@@ -94,15 +96,23 @@ def reply_rule(params: dict[str, Any], expected: int | None = None) -> ReplyRule
 
 class PromptCounter:
     """The prompt tokens of a one-shot request sending a prompt, as ``Session.preview`` counts
-    them: ``count_messages`` of the system prompt and the prompt (with ``tools``), plus a
-    ``json_schema`` response format. The part every row shares is counted once."""
+    them: ``count_messages`` of the system prompt and the prompt (with ``tools`` and the
+    attachments every row sends, counted for ``model``), plus a ``json_schema`` response format.
+    The part every row shares is counted once."""
 
-    def __init__(self, system: str | None, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        system: str | None,
+        params: dict[str, Any],
+        attached: Sequence[Attachment] = (),
+        model: str | None = None,
+    ) -> None:
         messages = [{"role": "system", "content": system}] if system else []
         tools = params.get("tools")
         tools = tools if isinstance(tools, list) and all(isinstance(t, dict) for t in tools) else None
         # count_messages adds up per message, and an empty text counts 0: the prompt adds its own.
-        self.fixed = count_messages([*messages, {"role": "user", "content": ""}], tools)
+        user = {"role": "user", "content": [a.part for a in attached] if attached else ""}
+        self.fixed = count_messages([*messages, user], tools, model=model)
         response_format = params.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             self.fixed += count_text(json.dumps(response_format, separators=(",", ":")))
@@ -213,6 +223,8 @@ def estimate_map(
     max_tokens: int | None = None,
     expected_output_tokens: int | None = None,
     sample: int | None = None,
+    images: list[Any] | None = None,
+    files: list[Any] | None = None,
     **params: Any,
 ) -> Estimate:
     """See :meth:`Session.estimate`."""
@@ -232,7 +244,7 @@ def estimate_map(
             sampled = True
     columns = {str(c) for c in frame.columns}
     positional = check_template(template, columns | {"text"} if strings else columns, strings)
-    counter = PromptCounter(session.system, merged)
+    counter = PromptCounter(session.system, merged, attachments(images, files), model)
     limits = {"rows": session.context_rows, "chars": session.context_chars}
     counts, unfilled = [], 0
     for record in records:

@@ -116,7 +116,7 @@ def run_map(
     model = params.pop("model", None)
     limits = {"rows": session.context_rows, "chars": session.context_chars}
     jobs = [job_for(template, row, positional, model, params, limits) for row in rows]
-    budget = make_budget(session, jobs, model, max_cost_usd, params)
+    budget = make_budget(session, jobs, model, max_cost_usd, params, attached)
     runner = execute(session, jobs, concurrency, on_error, progress, stream, typed, attached, budget)
     if budget is not None:
         budget.mark_unsent(runner.outcomes)

@@ -1,10 +1,11 @@
 """``map(..., checkpoint=DIR)``: the data read lazily, each finished row stored and dropped.
 
-The rows come from a ``_sources.Source`` one at a time, as the runner's workers free up; the rows
-the checkpoint has already are skipped (never sent again); each finished row goes to the
-checkpoint's next Parquet part (``_checkpoint.py``), its batch-log records too, and the result is
-read back from the parts once the run ends (also after a Ctrl-C: the rows finished so far). The
-Session's batch log keeps only a link to the checkpoint's log, read when it is exported.
+The rows come from a ``_sources.Source`` one at a time, as the runner's workers free up; a row the
+checkpoint has already (matched by its key, ``_rowkeys``) is skipped (never sent again); each
+finished row goes to the checkpoint (``_checkpoint.py``), its key and batch-log records too, and
+the result is read back once the run ends (also after a Ctrl-C: the rows finished so far, and the
+earlier runs' rows matched to the data read so far). The Session's batch log keeps only a link to
+the checkpoint's log, read when it is exported.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from .._params import validate_params
 from .._records import new_id
 from ._budget import make_budget
 from ._checkpoint import ROW, Checkpoint, fingerprint
-from ._commit import record_run
+from ._commit import record_run, recorded_params
 from ._results import DTYPES, MAP_COLUMNS, row_values
+from ._rowkeys import row_key
 from ._runner import BatchSession, Job, Outcome, Runner, check_options, prefetch, run_blocking
 from ._sources import Source, open_source
 from ._templates import check_template, job_for
@@ -51,7 +53,8 @@ class _Stored:
             value = self.schema.output.dump(outcome.parsed) if outcome.state == "done" else None
             result[PARSED] = None if value is None else json.dumps(value, ensure_ascii=False)
         self.sent += 1
-        self.store.add(index, job.data or {}, result, outcome.records, self.batch_id)
+        assert job.key is not None
+        self.store.add(index, job.key, job.data or {}, result, outcome.records, self.batch_id)
 
 
 class _Latest:
@@ -88,7 +91,7 @@ def run_checkpointed(
     manifest = {
         "template": template,
         "model": model or session.model,
-        "params": {**session.defaults, **params},
+        "params": recorded_params({**session.defaults, **params}),
         "schema": fingerprint(typed.output.json_schema) if typed is not None else None,
         "system": fingerprint(session.system),
         "attachments": [a.sha256 or a.url for a in attached],
@@ -96,25 +99,36 @@ def run_checkpointed(
         "rows_total": source.total,
     }
     latest = _Latest()
-    budget = make_budget(session, latest, model, options["max_cost_usd"], params)  # type: ignore[arg-type]
+    budget = make_budget(session, latest, model, options["max_cost_usd"], params, attached)  # type: ignore[arg-type]
     prefetch(session, {model or session.model})
+    limits = {"rows": session.context_rows, "chars": session.context_chars}
     # Everything that can refuse the call has: now the folder is opened (or cleared, resume=False).
     checkpoint = Checkpoint(
-        store["path"], manifest, resume=store["resume"], retry_errors=store["retry_errors"]
+        store["path"],
+        manifest,
+        key_of=lambda data: row_key(data, limits),
+        resume=store["resume"],
+        retry_errors=store["retry_errors"],
     )
     try:
-        total = None if source.total is None else source.total - checkpoint.finished
+        # Until the data is read, which finished rows answer it is not known: a guess, then the count.
+        total = None if source.total is None else max(source.total - checkpoint.finished, 0)
         if budget is not None:
             budget.total = total or 0  # what its "rows not sent" counts from
-        limits = {"rows": session.context_rows, "chars": session.context_chars}
 
         def rows() -> Iterator[tuple[int, Job]]:
+            taken = 0
             for index, row in enumerate(source.rows()):
-                if not checkpoint.is_done(index):
-                    job = job_for(template, row, positional, model, params, limits)
-                    job.data = source.stored(row)
-                    latest.index, latest.job = index, job
-                    yield index, job
+                data = source.stored(row)
+                key = row_key(data, limits)
+                if checkpoint.reuse(index, key):
+                    continue
+                job = job_for(template, row, positional, model, params, limits)
+                job.data, job.key = data, key
+                latest.index, latest.job = index, job
+                taken += 1
+                yield index, job
+            runner.stats.total = taken  # now it is known
 
         batch_id = new_id()
         sink = _Stored(checkpoint, batch_id, typed)
@@ -122,8 +136,7 @@ def run_checkpointed(
                          attached, budget, total=total, models={model}, sink=sink)  # fmt: skip
         runner.batch_id = batch_id
         try:
-            if total != 0:
-                run_blocking(runner, options["progress"])
+            run_blocking(runner, options["progress"])  # also when no row is sent: it reads the data
         finally:
             if sink.sent:  # the batch log stays in the checkpoint: read when it is exported
                 session.batch_log.link(batch_id, checkpoint.log_reader(batch_id))
@@ -133,7 +146,7 @@ def run_checkpointed(
             raise runner.first_error
         out = _read_back(checkpoint.results(DTYPES), source, typed)
         out.attrs.update(batch_id=batch_id, interrupted=runner.interrupted, checkpoint=str(checkpoint.path),
-                         resumed_rows=checkpoint.resumed, budget_stopped=budget is not None and budget.stopped)  # fmt: skip
+                         resumed_rows=checkpoint.reused, budget_stopped=budget is not None and budget.stopped)  # fmt: skip
         spent = out["cost_usd"].dropna()
         out.attrs["cost_usd"] = float(spent.sum()) if len(spent) else None
         record_run(

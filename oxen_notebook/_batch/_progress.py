@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .._frontend import in_notebook
+from .._math import escape_text
 
 __all__ = ["BatchProgress", "make_progress"]
 
@@ -120,13 +120,13 @@ class _WidgetBar(_Display):
             if not self.known:  # a generator's rows: the bar shows only that rows are finishing
                 self.bar.max = max(stats.done, 1)
             self.bar.value = stats.done
-        self.label.value = html.escape(stats.line())
+        self.label.value = escape_text(stats.line())
 
     def close(self, stats: BatchProgress, note: str | None) -> None:
         self.update(stats)
         self.bar.bar_style = "warning" if note else ("danger" if stats.failed else "success")
         if note:
-            self.label.value = html.escape(f"{stats.line()} · {note}")
+            self.label.value = escape_text(f"{stats.line()} · {note}")
 
 
 def make_progress(progress: bool | Callable[[BatchProgress], Any], total: int | None) -> _Display:

@@ -98,6 +98,7 @@ class Job:
     params: dict[str, Any]
     error: str | None = None  # the row could not be made into a request
     data: dict[str, Any] | None = None  # the row's data, which a checkpoint stores with its result
+    key: int | None = None  # the row's key, which matches it to the data on resume (``_rowkeys``)
 
 
 @dataclass
@@ -192,7 +193,8 @@ class Runner:
         for client in clients:
             _active[id(client)] = _active.get(id(client), 0) + 1
         total = self.stats.total
-        workers = self.concurrency if total is None else min(self.concurrency, total)
+        # A checkpoint's total is a guess until its data is read (its finished rows are not sent).
+        workers = self.concurrency if total is None or self.sink is not None else min(self.concurrency, total)
         # aiohttp's pool takes half httpx's CPU per request, but ~0.1 s to import: for many rows.
         # The rows' tasks inherit the choice; their clients are closed below.
         with aiohttp_connections(total is None or total >= _AIOHTTP_ROWS):
@@ -234,10 +236,10 @@ class Runner:
             self._stop()
 
     async def _tick(self) -> None:
-        """Write a part when finished rows have waited long enough, though no row finishes."""
+        """Write finished rows that have waited long enough, though no row finishes."""
         assert self.sink is not None
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
             if self.sink.due():
                 self._store(self.sink.flush)
 

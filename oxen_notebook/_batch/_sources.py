@@ -3,15 +3,13 @@ iterable of dicts or strings (a generator is never read whole), or a Parquet fil
 batches with pyarrow. A checkpointed run holds one batch at a time; the others read everything
 into the result frame as before (``_templates.table``).
 
-A source also says what it is for a checkpoint's manifest: its kind, its columns, and a
-fingerprint (a hash of its first rows), so that a resumed run over other data is refused.
+A source also says what it is for a checkpoint's manifest: its kind and its columns (a resumed run
+over other columns is refused; its rows are matched one by one, ``_rowkeys``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["BATCH_ROWS", "Source", "is_path", "open_source", "parquet_frame", "require_pyarrow"]
 
 BATCH_ROWS = 1_000  # rows per Parquet record batch, and per DataFrame slice turned into dicts
-_SAMPLE = 100  # the first rows hashed into a source's fingerprint
+_SAMPLE = 100  # the first rows of an iterable, read ahead to tell dicts from strings
 _KINDS = "a DataFrame, a Series, a list or iterable of dicts or of strings, or a Parquet file's path"
 
 
@@ -64,11 +62,6 @@ def parquet_frame(path: Any) -> pd.DataFrame:
     return _parquet_file(path).read().to_pandas()
 
 
-def _sha(rows: list[dict[str, Any]]) -> str:
-    text = json.dumps([{str(k): v for k, v in row.items()} for row in rows], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 @dataclass
 class Source:
     """Rows to fill a template from, in order, each read once."""
@@ -99,8 +92,7 @@ def open_source(data: Any) -> Source:
     if isinstance(data, pd.Series):
         name = data.name if isinstance(data.name, str) else "text"
         rows = ({name: v, "text": v} for v in data.tolist())
-        sample = [{name: v} for v in data.head(_SAMPLE).tolist()]
-        return Source("series", [name], True, len(data), _describe("series", [name], sample), None, rows)
+        return Source("series", [name], True, len(data), _describe("series", [name]), None, rows)
     if is_path(data):
         return _parquet_source(data)
     if isinstance(data, (bytes, Mapping)) or not isinstance(data, Iterable):
@@ -115,7 +107,7 @@ def open_source(data: Any) -> Source:
     columns = ["text"] if strings else list(dict.fromkeys(k for row in sample for k in row))
     kind = "strings" if strings else "dicts"
     rows = _checked(itertools.chain(head, items), strings)
-    return Source(kind, columns, strings, total, _describe(kind, columns, sample), None, rows)
+    return Source(kind, columns, strings, total, _describe(kind, columns), None, rows)
 
 
 def _checked(items: Iterator[Any], strings: bool) -> Iterator[dict[str, Any]]:
@@ -129,8 +121,8 @@ def _checked(items: Iterator[Any], strings: bool) -> Iterator[dict[str, Any]]:
         yield {"text": item} if strings else item
 
 
-def _describe(kind: str, columns: list[str], sample: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
-    return {"kind": kind, "columns": [str(c) for c in columns], "first_rows_sha256": _sha(sample), **more}
+def _describe(kind: str, columns: list[str], **more: Any) -> dict[str, Any]:
+    return {"kind": kind, "columns": [str(c) for c in columns], **more}
 
 
 def _frame_source(frame: pd.DataFrame) -> Source:
@@ -138,17 +130,14 @@ def _frame_source(frame: pd.DataFrame) -> Source:
         for start in range(0, len(frame), BATCH_ROWS):  # a slice at a time: no copy of the whole
             yield from frame.iloc[start : start + BATCH_ROWS].to_dict(orient="records")
 
-    sample = frame.head(_SAMPLE).to_dict(orient="records")
     columns = list(frame.columns)
-    return Source("frame", columns, False, len(frame), _describe("frame", columns, sample), frame, rows())
+    return Source("frame", columns, False, len(frame), _describe("frame", columns), frame, rows())
 
 
 def _parquet_source(path: Any) -> Source:
     file = _parquet_file(path)
     name = os.fspath(path)
     columns = list(file.schema_arrow.names)
-    first = next(file.iter_batches(batch_size=_SAMPLE), None)
-    sample = first.to_pylist() if first is not None else []
     stat = os.stat(name)
     total = file.metadata.num_rows
 
@@ -156,6 +145,6 @@ def _parquet_source(path: Any) -> Source:
         for batch in file.iter_batches(batch_size=BATCH_ROWS):
             yield from batch.to_pylist()
 
-    described = _describe("parquet", columns, sample, path=name, size=stat.st_size, mtime=stat.st_mtime,
+    described = _describe("parquet", columns, path=name, size=stat.st_size, mtime=stat.st_mtime,
                           rows=total)  # fmt: skip
     return Source("parquet", columns, False, total, described, None, rows())

@@ -36,7 +36,7 @@ from ._failures import CellFailures, check_references
 from ._interpolate import interpolate
 from ._objects import object_bundle, object_text
 from ._typed import Approver, resolve_schema, resolve_tools
-from ._views import TurnLog, TurnView, footnote, strip_fences
+from ._views import TurnLog, TurnView, footnote, say, strip_fences
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -403,7 +403,7 @@ class OxenMagics(Magics):
             view.replace(object_bundle(plain))
         else:
             view.close()
-            print(object_text(plain))
+            say(object_text(plain))
         return parsed, ""
 
     def _show(self, reply: Reply | Turn, fmt: str, view: TurnView, *, complete: bool) -> tuple[Any, str]:
@@ -422,6 +422,9 @@ class OxenMagics(Magics):
         if fmt == "json" and text:
             try:
                 value = json.loads(strip_fences(text)[1])
+            except RecursionError:
+                view.close()
+                return text, "the reply is JSON nested too deeply to read; shown as it came."
             except ValueError as exc:
                 view.close()
                 return text, f"the reply is not valid JSON ({exc}); shown as it came."

@@ -13,7 +13,10 @@ from IPython.core.error import UsageError
 
 from .._errors import OxenError
 from .._records import JSON_COLUMNS
+from .._spreadsheet import spreadsheet_csv
 from ._errors import cell_error
+from ._objects import shown_frame
+from ._views import say
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +79,7 @@ def _models(magics: OxenMagics, name: str | None, rest: list[str]) -> pd.DataFra
         if "name" in frame:
             mask |= frame["name"].astype(str).str.lower().str.contains(needle, regex=False)
         frame = frame[mask].reset_index(drop=True)
-    return frame
+    return shown_frame(frame)
 
 
 def _model(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
@@ -85,12 +88,12 @@ def _model(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
         session.model = rest[0]
         if name is None:
             magics.model = rest[0]
-    print(f"model: {session.model}")
+    say(f"model: {session.model}")
 
 
 def _history(magics: OxenMagics, name: str | None, rest: list[str]) -> pd.DataFrame:
     frame = magics.session(name).to_dataframe()
-    return frame[_HISTORY_COLUMNS]
+    return shown_frame(frame[_HISTORY_COLUMNS])
 
 
 def _undo(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
@@ -118,8 +121,8 @@ def _export(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
         frame = session.to_dataframe()
         for column in JSON_COLUMNS:
             frame[column] = frame[column].map(lambda v: None if v is None else json.dumps(v))
-        if suffix == ".csv":
-            frame.to_csv(path, index=False)
+        if suffix == ".csv":  # text that looks like a formula is made inert for spreadsheets
+            path.write_text(spreadsheet_csv(frame), encoding="utf-8")
         else:
             try:
                 import pyarrow  # noqa: F401
@@ -185,7 +188,7 @@ def _config(magics: OxenMagics, name: str | None, rest: list[str]) -> None:
         "api key": key,
     }
     width = max(len(k) for k in rows)
-    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows.items()))
+    say("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows.items()))
 
 
 _HANDLERS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._errors import OxenError
+from .._terminal import visible
 
 __all__ = ["OxenCellError", "OxenInterrupted", "cell_error"]
 
@@ -15,14 +16,15 @@ class OxenCellError(Exception):
         self.name = name
 
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[31m{self.name}\x1b[0m: {self}"]
+        # Server text in the message is shown, not run: only the colour codes are ours.
+        return [f"\x1b[31m{visible(self.name)}\x1b[0m: {visible(str(self))}"]
 
 
 class OxenInterrupted(KeyboardInterrupt):
     """The reply was interrupted: a one-line note replaces the traceback."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[33mInterrupted\x1b[0m: {self}"]
+        return [f"\x1b[33mInterrupted\x1b[0m: {visible(str(self))}"]
 
 
 def cell_error(exc: OxenError) -> OxenCellError:

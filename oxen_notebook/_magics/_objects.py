@@ -1,15 +1,22 @@
 """A ``--schema`` cell's parsed value, shown: a field/value table for one object, a DataFrame's
 table for a list, pretty-printed JSON in a terminal. Values are escaped; nested ones are compact
-JSON."""
+JSON. :func:`shown_frame` is a DataFrame of model or server text (``%oxen models``, ``%oxen
+history``) that shows itself as safely: its HTML vetted for the math typesetter (``_math``), its
+text with control characters shown, not run (``_terminal``)."""
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._math import escape_text
+from .._math import escape_text, vet_html
+from .._terminal import visible
 
-__all__ = ["object_bundle", "object_text"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["object_bundle", "object_text", "shown_frame"]
 
 _LEFT = ' style="text-align:left;vertical-align:top"'
 
@@ -51,6 +58,30 @@ def _frame_html(items: list[Any]) -> str:
         else {"value": _cell_text(item)}
         for item in items
     ]
-    table = pd.DataFrame(rows).to_html(index=False, na_rep="", border=0)  # escape=True, the default
-    # Model text: no $ or \\ of it may reach the notebook's math typesetter (see _math).
-    return table.replace("\\", "<span>\\</span>").replace("$", "<span>$</span>")
+    # escape=True (the default); model text: no $ or \\ of it may reach the math typesetter (_math).
+    return vet_html(pd.DataFrame(rows).to_html(index=False, na_rep="", border=0))
+
+
+def shown_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (not copied), showing itself safely; what is derived from it is a plain DataFrame."""
+    return _shown_frame_class()(frame)
+
+
+@functools.cache
+def _shown_frame_class() -> type[pd.DataFrame]:
+    import pandas as pd
+
+    class ShownFrame(pd.DataFrame):
+        """A DataFrame of model or server text: its notebook HTML vetted, its text made visible."""
+
+        @property
+        def _constructor(self) -> type[pd.DataFrame]:
+            return pd.DataFrame
+
+        def _repr_html_(self) -> str | None:
+            return vet_html(super()._repr_html_() or "") or None
+
+        def __repr__(self) -> str:
+            return visible(super().__repr__())
+
+    return ShownFrame

@@ -12,9 +12,10 @@ from typing import Any
 
 from .._math import escape_text
 from .._streaming import StreamingMarkdown, Update
+from .._terminal import Printer, for_stream
 
 __all__ = [
-    "HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "footnote", "result_line", "strip_fences",
+    "HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "footnote", "result_line", "say", "strip_fences",
 ]  # fmt: skip
 
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
@@ -78,22 +79,26 @@ class HTMLView:
 
 
 class TextView:
-    """Prints deltas to stdout as they come (terminal IPython, and the ``text`` format)."""
+    """Prints deltas to stdout as they come (terminal IPython, and the ``text`` format); on a
+    terminal, control characters are shown, not run (see ``_terminal``)."""
 
     rich = False
 
     def __init__(self) -> None:
-        self.ended_with_newline = True
+        self.printer = Printer(sys.stdout)
 
     def feed(self, delta: str) -> None:
-        sys.stdout.write(delta)
-        sys.stdout.flush()
-        self.ended_with_newline = delta.endswith("\n")
+        self.printer.write(delta)
 
     def close(self) -> None:
-        if not self.ended_with_newline:
-            sys.stdout.write("\n")
+        self.printer.end()
         sys.stdout.flush()
+
+
+def say(text: str) -> None:
+    """Print ``text`` (a model's or server's, in part) to stdout; on a terminal, its control
+    characters are shown, not run."""
+    print(for_stream(sys.stdout, text))
 
 
 class TurnView:
@@ -131,7 +136,7 @@ class TurnView:
         """One line below the text so far (a tool call and its result, a repair)."""
         self._end_segment()
         if not self.rich:
-            print(text)
+            say(text)
             return
         from IPython.display import display
 
@@ -161,7 +166,7 @@ class TurnView:
 def footnote(line: str, *, rich: bool, metadata: dict[str, Any] | None = None) -> None:
     """A cell's last line, small and dimmed (``[line]`` in a terminal): a reply's footer, a note."""
     if not rich:
-        print(f"[{line}]")
+        say(f"[{line}]")
         return
     from IPython.display import display
 

@@ -12,7 +12,6 @@ streams: Send and Enter refuse then, keeping the text.
 from __future__ import annotations
 
 import base64
-import html
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,9 @@ import ipywidgets as widgets
 
 from .._errors import OxenError, ParameterError
 from .._events import EVENTS
+from .._math import escape_text
 from .._records import message_facts
+from .._spreadsheet import spreadsheet_csv
 from .._turn import Turn, turn_facts
 from ._compat import WidgetDisplay, tooltip
 from ._input import MessageBox
@@ -45,7 +46,7 @@ _APPROVAL_NOTE = "A tool call waits for your approval: Approve or Deny it, or pr
 
 
 def _note(text: str, kind: str = "note") -> str:
-    return f'<span class="oxen-{kind}">{html.escape(text)}</span>' if text else ""
+    return f'<span class="oxen-{kind}">{escape_text(text)}</span>' if text else ""
 
 
 class ChatPanel(WidgetDisplay):
@@ -263,7 +264,7 @@ class ChatPanel(WidgetDisplay):
         download links in the panel; ``path`` (``.csv`` or ``.json``) also writes it to a file."""
         frame = self.session.to_dataframe()
         self.dataframe = frame
-        csv = frame.to_csv(index=False)
+        csv = spreadsheet_csv(frame)  # text that looks like a formula is made inert
         records = frame.to_json(orient="records", date_format="iso", force_ascii=False)
         if path is not None:
             target = Path(path)

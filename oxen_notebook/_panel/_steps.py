@@ -2,18 +2,20 @@
 step of ``approve="ask"`` (:class:`ApprovalGate`), and a parsed object as a table.
 
 Tool names, arguments and results come from the model or from tools, so every piece of HTML here
-is built with ``html.escape`` (no Markdown, no sanitizer: nothing here needs markup of its own).
+is built with ``_math.escape_text``: HTML-escaped, with no ``$`` or ``\\`` left for the notebook's
+math typesetter to read (no Markdown, no sanitizer: nothing here needs markup of its own).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+
+from .._math import escape_text
 
 if TYPE_CHECKING:
     from .._records import Message
@@ -52,7 +54,7 @@ def call_text(name: str | None, arguments: Any, limit: int | None = _ARGUMENTS_L
     if isinstance(arguments, str):
         try:
             parsed = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's reader
             parsed = None
         arguments = parsed if isinstance(parsed, dict) else arguments
     if isinstance(arguments, dict):
@@ -76,13 +78,13 @@ def calls_html(tool_calls: list[dict[str, Any]]) -> str:
         call_text((c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments") or "")
         for c in tool_calls
     ]
-    return f'<div class="oxen-note oxen-calls">calls {html.escape(", ".join(calls))}</div>'
+    return f'<div class="oxen-note oxen-calls">calls {escape_text(", ".join(calls))}</div>'
 
 
 def _pretty(content: str) -> str:
     try:
         value = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return content
     if isinstance(value, (dict, list)):
         return json.dumps(value, indent=2, ensure_ascii=False)
@@ -100,16 +102,16 @@ def step_html(message: Message) -> str:
         head, kind = f"{head} · failed: {_short(message.error, _SUMMARY_LIMIT)}", "failed"
     elif message.duration_s is not None:
         head = f"{head} · {message.duration_s:.2f} s"
-    body = html.escape(_pretty(message.content or ""))
+    body = escape_text(_pretty(message.content or ""))
     return (
-        f'<div class="oxen-step oxen-step-{kind}"><details><summary>{html.escape(head)}</summary>'
+        f'<div class="oxen-step oxen-step-{kind}"><details><summary>{escape_text(head)}</summary>'
         f'<pre class="oxen-step-result">{body}</pre></details></div>'
     )
 
 
 def _cell(value: Any) -> str:
     text = value if isinstance(value, str) else _json(value)
-    return html.escape(_short(text, _CELL_LIMIT))
+    return escape_text(_short(text, _CELL_LIMIT))
 
 
 def parsed_html(value: Any) -> str:
@@ -148,7 +150,7 @@ class Approval:
         self.verdict = False
         self.decided = threading.Event()
         self._lock = threading.Lock()
-        text = html.escape(_tool_call_text(call))
+        text = escape_text(_tool_call_text(call))
         self.label = transcript.html(
             f'<div class="oxen-role">tool call · waiting for your approval</div>'
             f'<div class="oxen-step-call">→ {text}</div>'
@@ -171,7 +173,7 @@ class Approval:
             self.decided.set()
         said = "approved" if verdict else f"denied{f' ({why})' if why else ''}"
         self.label.value = (
-            f'<div class="oxen-step-call">→ {html.escape(_tool_call_text(self.call))} · {said}</div>'
+            f'<div class="oxen-step-call">→ {escape_text(_tool_call_text(self.call))} · {said}</div>'
         )
         self.widget.children = (self.label,)
         for button in (self.approve_button, self.deny_button):

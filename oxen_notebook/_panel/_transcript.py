@@ -1,14 +1,13 @@
 """The chat panel's transcript: message widgets, the streaming message, and the scrolling box.
 
 Everything shown here is HTML built in Python: model and user text goes through
-``_render.render_markdown`` (sanitized), everything else through ``html.escape``. Tool records
+``_render.render_markdown`` (sanitized), everything else through ``_math.escape_text``. Tool records
 are drawn as collapsed steps (``_steps``); a call waiting for approval is a step too, and becomes
 its record's view when the record arrives.
 """
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -87,7 +86,7 @@ def _meta(message: Message) -> str:
 
 def role_html(message: Message) -> str:
     """The label line of a message: role, then model, tokens and seconds for replies."""
-    label = html.escape(_ROLE_LABELS.get(message.role, message.role))
+    label = escape_text(_ROLE_LABELS.get(message.role, message.role))
     meta = _meta(message)
     meta = f' <span class="oxen-meta">· {meta}</span>' if meta else ""
     return f'<div class="oxen-role">{label}{meta}</div>'
@@ -106,7 +105,7 @@ def message_html(message: Message) -> str:
     """A whole finished message as one sanitized HTML fragment (a ``tool`` record as a step)."""
     if message.role == "tool":
         return f'<div class="oxen-msg oxen-tool">{step_html(message)}</div>'
-    role = html.escape(message.role)
+    role = escape_text(message.role)
     body = render_markdown(message.content or "")
     parsed = parsed_html(message.parsed) if message.parsed is not None else ""
     return f'<div class="oxen-msg oxen-{role}">{role_html(message)}{body}{parsed}{footer_html(message)}</div>'
@@ -180,7 +179,7 @@ class LiveMessage:
         self._parsed = False
         self.header = self._html(
             f'<div class="oxen-role">assistant <span class="oxen-meta">· '
-            f"{html.escape(reply.model)} · streaming…</span></div>"
+            f"{escape_text(reply.model)} · streaming…</span></div>"
         )
         self.slots = AppendBox(transcript.layout, group=6)
         self.widget = widgets.VBox(
