@@ -1,11 +1,16 @@
 """Sans-I/O: folds ``chat.completion.chunk`` payloads (one SSE event's data at a time), or one whole
 ``chat.completion`` body (an unstreamed reply), into a reply's text, tool calls, usage and finish
-reason."""
+reason.
+
+What a server sends is checked for shape as it is folded in: JSON of the wrong shape (a number
+for ``content``, a string for ``choices``, an object for a tool name, JSON nested too deep to parse)
+is a one-line :class:`StreamError` naming the piece, never a TypeError halfway through a reply."""
 
 from __future__ import annotations
 
 import json
 import logging
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +21,10 @@ __all__ = ["Assembler", "server_usage"]
 
 _COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
 _log = logging.getLogger("oxen_notebook")
+_short = reprlib.Repr()  # a value quoted in an error: shortened, however long or deep
+_short.maxstring = _short.maxother = 60
+_short.maxlevel = 2
+_short.maxlist = _short.maxdict = 3
 
 
 def server_usage(usage: Any) -> dict[str, Any] | None:
@@ -66,7 +75,7 @@ class Assembler:
         if not data.strip():
             return None
         try:
-            chunk = json.loads(data)
+            chunk = self._loads(data)
         except ValueError:
             raise StreamError(
                 f"the stream sent malformed data ({self._excerpt(data)}); the partial reply was kept."
@@ -79,10 +88,10 @@ class Assembler:
         """Take a whole unstreamed ``chat.completion`` body; return its text, if any."""
         text = body.decode("utf-8", "replace")
         try:
-            completion = json.loads(text)
+            completion = self._loads(text)
         except ValueError:
             completion = None
-        if not isinstance(completion, dict):
+        if not isinstance(completion, dict) or not ("choices" in completion or completion.get("error")):
             raise StreamError(
                 f"the server's reply was not a chat.completion JSON body ({self._excerpt(text)}); send it again."
             )
@@ -98,6 +107,24 @@ class Assembler:
         """The start of what the server sent, quoted for an error: the key redacted before the cut."""
         return repr(one_line(redact(data, self._key())[:1000], 60))
 
+    def _loads(self, data: str) -> Any:
+        """``json.loads``, but JSON nested too deep to parse is malformed data, not a RecursionError."""
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise StreamError(
+                f"the server sent JSON nested too deeply to read ({self._excerpt(data)}); "
+                "the partial reply was kept."
+            ) from None
+
+    def _wrong(self, where: str, value: Any, expected: str) -> StreamError:
+        """A piece of the wrong shape, named and quoted short (the key redacted)."""
+        quoted = one_line(redact(_short.repr(value), self._key()), 100)
+        return StreamError(
+            f"the server sent a malformed chunk: {where} is {quoted}, expected {expected}; "
+            "the partial reply was kept."
+        )
+
     @property
     def empty(self) -> bool:
         """Nothing came: no text, no tool call, no finish reason (e.g. a stream the server
@@ -105,6 +132,7 @@ class Assembler:
         return not self.parts and not self.tool_calls and not self.finish_reason
 
     def _take(self, chunk: dict[str, Any]) -> str | None:
+        # Each piece is checked as it is read: a wrong shape is a StreamError naming it.
         if chunk.get("error"):
             raise status_error(None, chunk, secret=self._key())
         if chunk.get("usage"):
@@ -112,21 +140,60 @@ class Assembler:
         choices = chunk.get("choices")
         if not choices:
             return None
+        if not isinstance(choices, list):
+            raise self._wrong("choices", choices, "a list")
         choice = choices[0]
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-        delta = choice.get("delta") or choice.get("message") or {}
-        if delta.get("tool_calls"):
-            self._merge_tool_calls(delta["tool_calls"])
+        if not isinstance(choice, dict):
+            raise self._wrong("choices[0]", choice, "an object")
+        reason = choice.get("finish_reason")
+        if reason:
+            if not isinstance(reason, str):
+                raise self._wrong("finish_reason", reason, "a string")
+            self.finish_reason = reason
+        key = "delta" if "delta" in choice else "message"
+        delta = choice.get(key)
+        if not delta:
+            return None
+        if not isinstance(delta, dict):
+            raise self._wrong(key, delta, "an object")
+        calls = delta.get("tool_calls")
+        if calls:
+            if not isinstance(calls, list):
+                raise self._wrong(f"{key}.tool_calls", calls, "a list")
+            for position, call in enumerate(calls):
+                self._check_call(f"{key}.tool_calls[{position}]", call)
+            self._merge_tool_calls(calls)
         content = delta.get("content")
         if content:
+            if not isinstance(content, str):
+                raise self._wrong(f"{key}.content", content, "a string")
             self.parts.append(content)
             return content
         return None
 
+    def _check_call(self, where: str, call: Any) -> None:
+        if not isinstance(call, dict):
+            raise self._wrong(where, call, "an object")
+        index = call.get("index")
+        if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+            raise self._wrong(f"{where}.index", index, "a whole number")
+        for name in ("id", "type"):
+            if call.get(name) is not None and not isinstance(call[name], str):
+                raise self._wrong(f"{where}.{name}", call[name], "a string")
+        function = call.get("function")
+        if function is None:
+            return
+        if not isinstance(function, dict):
+            raise self._wrong(f"{where}.function", function, "an object")
+        for name in ("name", "arguments"):
+            if function.get(name) is not None and not isinstance(function[name], str):
+                raise self._wrong(f"{where}.function.{name}", function[name], "a string")
+
     def _merge_tool_calls(self, fragments: list[dict[str, Any]]) -> None:
         for position, fragment in enumerate(fragments):
-            index = fragment.get("index", position)
+            index = fragment.get("index")
+            if index is None:
+                index = position
             call = self.tool_calls.setdefault(
                 index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
             )

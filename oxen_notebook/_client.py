@@ -6,6 +6,11 @@ retries, ``min(0.5 * 2**n, 8)`` seconds less up to 25 % jitter, or ``Retry-After
 sensible. A 429 pauses every request of the client, not just the one that got it. Streams are
 retried only until the response starts; the reply decides what to do after that.
 
+A request also has a total ``deadline`` (seconds from its start to its last byte, retries
+included; httpx's timeouts are per read, so a server trickling a byte at a time never trips them),
+and a body is read with a bound (``_limits.MAX_BODY_BYTES``): no chat reply comes near it. A redirect
+is an error that names where it points: following it would send the key elsewhere.
+
 Within :func:`aiohttp_connections` (the batch runner's loop), async clients made for the hosted
 API are ``_aiohttp.AiohttpClient``: aiohttp's pool under httpx's requests and responses, without
 httpx's client layer, about half the CPU per request. Not when aiohttp is missing or the
@@ -34,6 +39,7 @@ from ._errors import (
     one_line,
     status_error,
 )
+from ._limits import DEFAULT_DEADLINE, BodyReader, with_body
 
 if TYPE_CHECKING:
     import httpx
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BASE_URL", "Client", "aiohttp_connections", "proxy_for"]
 
 DEFAULT_BASE_URL = "https://hub.oxen.ai/api/ai"
+_ERROR_BODY_BYTES = 64 * 2**10  # an error body is cut here: its first lines say what went wrong
 _RETRY_STATUSES = {408, 409, 429}
 _MAX_RETRY_AFTER = 60.0
 _USER_AGENT = "oxen-notebook/0.1"
@@ -122,6 +129,7 @@ class Client:
         timeout: float = 600.0,
         connect_timeout: float = 5.0,
         max_retries: int = 2,
+        deadline: float | None = DEFAULT_DEADLINE,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         key_required: bool = True,
@@ -131,6 +139,8 @@ class Client:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_retries = max_retries
+        #: Seconds a request may take in all (``None``: no limit); see :meth:`deadline_error`.
+        self.deadline = deadline
         self.key_required = key_required
         self._transport = transport
         self._async_transport = async_transport
@@ -254,6 +264,70 @@ class Client:
             "check your network and base_url."
         )
 
+    def deadline_error(self, *, partial: bool = False) -> APITimeoutError:
+        """The one-line error of a request that ran past :attr:`deadline`."""
+        kept = "; the partial reply was kept" if partial else ""
+        return APITimeoutError(
+            f"no complete answer from {host_of(self.base_url)} within the {self.deadline:g} s deadline{kept} "
+            "(raise Session(deadline=...) for very long replies, or None for no limit)."
+        )
+
+    def _deadline(self, deadline: float | None) -> float | None:
+        """The request's deadline on the monotonic clock: the caller's, else ``deadline`` from now."""
+        if deadline is None and self.deadline is not None:
+            return time.monotonic() + self.deadline
+        return deadline
+
+    def _attempt_timeouts(self, request: httpx.Request, deadline: float | None) -> None:
+        """Before an attempt: no per-read wait may outlast what is left of the deadline."""
+        if deadline is None:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self.deadline_error()
+        wait = min(self.timeout, left)
+        request.extensions["timeout"] = {
+            "connect": min(self.connect_timeout, left),
+            "read": wait,
+            "write": wait,
+            "pool": wait,
+        }
+
+    def _redirected(self, response: httpx.Response) -> APIStatusError:
+        secret = self.key_text()
+        where = one_line(response.headers.get("location") or "no Location given", 200, secret=secret)
+        return APIStatusError(
+            f"{response.status_code} redirect ({where}): oxen_notebook does not follow redirects, which "
+            "would send your key to another address; if that address is right, make it the base_url.",
+            status=response.status_code,
+            request_id=_request_id(response.headers, secret),
+        )
+
+    def read_body(self, response: httpx.Response, deadline: float | None, *, cut: int | None = None) -> bytes:
+        """An open response's body, read within ``MAX_BODY_BYTES`` (or cut at ``cut`` bytes)
+        and the deadline; the response is closed after."""
+        try:
+            body = BodyReader(response, deadline, cut, late=self.deadline_error)
+            for piece in response.iter_bytes():
+                if body.full(piece):
+                    break
+        finally:
+            response.close()
+        return body.value()
+
+    async def aread_body(
+        self, response: httpx.Response, deadline: float | None, *, cut: int | None = None
+    ) -> bytes:
+        """The async twin of :meth:`read_body`."""
+        try:
+            body = BodyReader(response, deadline, cut, late=self.deadline_error)
+            async for piece in response.aiter_bytes():
+                if body.full(piece):
+                    break
+        finally:
+            await response.aclose()
+        return body.value()
+
     def _pause(self, seconds: float) -> None:
         with self._lock:
             self._pause_until = max(self._pause_until, time.monotonic() + seconds)
@@ -268,14 +342,19 @@ class Client:
             return retry_after
         return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
 
-    def _next_delay(self, outcome: httpx.Response | Exception, attempt: int, model: str | None) -> float:
-        """The seconds to wait before retrying a failed attempt; raises its error when it is final."""
+    def _next_delay(
+        self, outcome: httpx.Response | Exception, attempt: int, model: str | None, deadline: float | None
+    ) -> float:
+        """The seconds to wait before retrying a failed attempt; raises its error when it is final
+        (also when the wait would pass the deadline)."""
         if isinstance(outcome, Exception):
+            if deadline is not None and time.monotonic() >= deadline:  # its read timeout was the deadline's
+                raise self.deadline_error()
             error: APIError = self._transport_error(outcome)
         else:
             error = self._error(outcome, model)
         delay = self._retry_delay(error, attempt)
-        if delay is None:
+        if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
             raise error
         return delay
 
@@ -318,26 +397,37 @@ class Client:
         headers: dict[str, str] | None = None,
         stream: bool = False,
         model: str | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
-        """Send with retries; return a successful response (open, if ``stream``) or raise."""
+        """Send with retries; return a successful response (open, if ``stream``) or raise.
+        ``deadline`` (monotonic clock) ends it, retries and body included; default :attr:`deadline`
+        seconds from now."""
         import httpx
 
         client = self.sync_client()
         request = self._build(method, path, json, headers, stream, client)
+        deadline = self._deadline(deadline)
         for attempt in itertools.count():
             while (wait := self._paused_for()) > 0:  # another request's 429 pauses this one too
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise self.deadline_error()
                 time.sleep(wait)
+            self._attempt_timeouts(request, deadline)
             try:
-                response = client.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                outcome: httpx.Response | Exception = exc
-            else:
+                response = client.send(request, stream=True)
+                if 300 <= response.status_code < 400:
+                    self.read_body(response, deadline, cut=_ERROR_BODY_BYTES)
+                    raise self._redirected(response)
                 if response.status_code < 400:
-                    return response
-                response.read()
-                response.close()
-                outcome = response
-            time.sleep(self._next_delay(outcome, attempt, model))
+                    if stream:
+                        return response
+                    return with_body(response, self.read_body(response, deadline))
+                outcome: httpx.Response | Exception = with_body(
+                    response, self.read_body(response, deadline, cut=_ERROR_BODY_BYTES)
+                )
+            except httpx.TransportError as exc:
+                outcome = exc
+            time.sleep(self._next_delay(outcome, attempt, model, deadline))
         raise AssertionError("unreachable")
 
     async def asend(
@@ -349,6 +439,7 @@ class Client:
         headers: dict[str, str] | None = None,
         stream: bool = False,
         model: str | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
         """The async twin of :meth:`send`."""
         import asyncio
@@ -357,20 +448,28 @@ class Client:
 
         client = self.async_client()
         request = self._build(method, path, json, headers, stream, client)
+        deadline = self._deadline(deadline)
         for attempt in itertools.count():
             while (wait := self._paused_for()) > 0:
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise self.deadline_error()
                 await asyncio.sleep(wait)
+            self._attempt_timeouts(request, deadline)
             try:
-                response = await client.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                outcome: httpx.Response | Exception = exc
-            else:
+                response = await client.send(request, stream=True)
+                if 300 <= response.status_code < 400:
+                    await self.aread_body(response, deadline, cut=_ERROR_BODY_BYTES)
+                    raise self._redirected(response)
                 if response.status_code < 400:
-                    return response
-                await response.aread()
-                await response.aclose()
-                outcome = response
-            await asyncio.sleep(self._next_delay(outcome, attempt, model))
+                    if stream:
+                        return response
+                    return with_body(response, await self.aread_body(response, deadline))
+                outcome: httpx.Response | Exception = with_body(
+                    response, await self.aread_body(response, deadline, cut=_ERROR_BODY_BYTES)
+                )
+            except httpx.TransportError as exc:
+                outcome = exc
+            await asyncio.sleep(self._next_delay(outcome, attempt, model, deadline))
         raise AssertionError("unreachable")
 
     def get_json(self, path: str, **params: Any) -> Any:

@@ -1,17 +1,22 @@
 """The state and steps both reply flavours share: :class:`Exchange` (one request, its assembler,
 timing, the cache, the json_object fallback, the record it ends with) and :class:`ExchangeHost`,
-what a reply tells the conversation it belongs to. The I/O loops are ``_reply.py``'s."""
+what a reply tells the conversation it belongs to. The I/O loops are ``_reply.py``'s.
+
+The failure path's promise: whatever goes wrong inside a reply (a server's malformed answer, or a
+bug of ours), the reply ends, recorded with finish_reason ``"error"``, its host hears ``end``
+(which frees the session for the next request), and the caller gets an :class:`OxenError`."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._assembler import Assembler
 from ._cache import ResponseCache, lookup_first, store
-from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError
+from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError, one_line, redact
 from ._records import Message, new_id
 from ._request import with_fallback
 from ._sse import SSEDecoder
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "ExchangeHost"]
 
+_log = logging.getLogger("oxen_notebook")
+_HEAD = 80  # bytes of an answer quoted when it is not what was asked for
 _COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
@@ -68,6 +75,10 @@ class Exchange:
         self._streamed = stream
         self._response: Any = None
         self._t0 = 0.0
+        self._deadline: float | None = None  # monotonic; see Client.deadline
+        self._expired = False  # the deadline passed while the reply was open
+        self._timer: Any = None  # what fires at the deadline (a thread's timer, a loop's handle)
+        self._head: bytes | None = None  # the answer's first bytes, to say what came when it was not SSE
         self._ttft: float | None = None
         self.cached = False  # answered from the session's response cache
         #: The assistant message's id: known from the start, so a checkpoint of the partial reply
@@ -174,6 +185,8 @@ class Exchange:
         store(self._cache, self.request.base_url, self.request.body, reply)
 
     def _take(self, chunk: bytes) -> list[str]:
+        if self._head is None:
+            self._head = chunk[:_HEAD]
         deltas = []
         for event in self._decoder.feed(chunk):
             delta = self._assembler.feed(event.data)
@@ -193,11 +206,43 @@ class Exchange:
             delta = self._assembler.feed(event.data)
             if delta:
                 deltas.append(delta)
+        if self._expired:
+            raise self._client.deadline_error(partial=True)
         if not self._assembler.done and not self._assembler.finish_reason:
+            if not self._assembler.events:  # not one event: whatever came was no event stream
+                raise StreamError(f"{self._what_came()}, with no event in it; check base_url.")
             raise StreamError(
                 "the connection closed before the reply was complete; the partial reply was kept."
             )
         return deltas
+
+    def _what_came(self, body: bytes | None = None) -> str:
+        """``the server answered 200 (text/html): b'<!doctype html>…'``: what an answer that is
+        not what was asked for is."""
+        response, secret = self._response, self._client.key_text()
+        status = response.status_code if response is not None else "?"
+        kind = (response.headers.get("content-type") if response is not None else None) or "no content type"
+        head = (body if body is not None else self._head or b"")[:_HEAD]
+        return f"the server answered {status} ({one_line(kind, 100, secret=secret)}): {redact(repr(head), secret)}"
+
+    def _is_event_stream(self, response: httpx.Response) -> bool:
+        """Whether a streamed request's answer is an event stream (or says nothing of its type)."""
+        kind = response.headers.get("content-type", "")
+        return not kind or "text/event-stream" in kind
+
+    def _take_other(self, body: bytes) -> list[str]:
+        """A streamed request answered with something else: a ``chat.completion`` JSON body is
+        the reply (some servers ignore ``stream``); anything else says what came."""
+        if "json" in (self._response.headers.get("content-type") or ""):
+            return self._take_body(body)
+        raise StreamError(
+            f"{self._what_came(body)}, not an event stream; check base_url (Oxen's is "
+            "https://hub.oxen.ai/api/ai)."
+        )
+
+    def _other_limit(self, response: httpx.Response) -> int | None:
+        """How much of a non-SSE answer to read: all of a JSON body (bounded), a glimpse of the rest."""
+        return None if "json" in (response.headers.get("content-type") or "") else 4 * _HEAD
 
     def _check_complete(self) -> None:
         """A reply that ended (even with ``[DONE]``) having sent nothing at all is not an answer:
@@ -223,10 +268,15 @@ class Exchange:
         return [delta] if delta else []
 
     def _broken(self, exc: BaseException) -> OxenError:
+        """The error a failed reply ends with. Anything that is not ours to name (a bug of ours, or
+        an answer nobody foresaw) still becomes a one-line :class:`StreamError`: the reply must end
+        and the session go on whatever happened."""
         import httpx
 
         if isinstance(exc, OxenError):
             return exc
+        if self._expired:
+            return self._client.deadline_error(partial=True)
         if isinstance(exc, httpx.TimeoutException):
             return StreamError(
                 "the stream stalled past the read timeout; the partial reply was kept "
@@ -236,18 +286,53 @@ class Exchange:
             return StreamError(
                 f"the connection broke mid-reply ({type(exc).__name__}); the partial reply was kept."
             )
-        raise exc
+        _log.debug("oxen_notebook failed while reading a reply", exc_info=exc)
+        try:
+            said = one_line(exc, 100, secret=self._client.key_text())
+        except Exception:  # an exception whose str() fails says nothing more
+            said = ""
+        return StreamError(
+            f"the reply could not be read ({type(exc).__name__}{': ' + said if said else ''}); the partial "
+            "reply was kept: send it again, and if it repeats, report it with the server's answer."
+        )
+
+    # -- the deadline -------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """Start the request's clock: the sync flavour wakes a blocked read when it runs out."""
+        seconds = self._client.deadline
+        if seconds is None:
+            return
+        self._deadline = time.monotonic() + seconds
+        timer = threading.Timer(seconds, self._expire)
+        timer.daemon = True
+        timer.start()
+        self._timer = timer
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._wake()
+
+    def _disarm(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _check_deadline(self) -> None:
+        if self._expired or (self._deadline is not None and time.monotonic() > self._deadline):
+            self._expired = True
+            raise self._client.deadline_error(partial=True)
 
     def _send(self) -> httpx.Response:
         return self._client.send(
             "POST", "/chat/completions", json=self._wire_body(), headers=self.request.headers,
-            stream=self._streamed, model=self.model,
+            stream=self._streamed, model=self.model, deadline=self._deadline,
         )  # fmt: skip
 
     async def _asend(self) -> httpx.Response:
         return await self._client.asend(
             "POST", "/chat/completions", json=self._wire_body(), headers=self.request.headers,
-            stream=self._streamed, model=self.model,
+            stream=self._streamed, model=self.model, deadline=self._deadline,
         )  # fmt: skip
 
     def _fall_back(self, error: BadRequestError) -> bool:
@@ -283,10 +368,38 @@ class Exchange:
         )
 
     def _finish(self, reason: str | None = None, error: OxenError | None = None) -> None:
+        """End the reply: its record, the cache, and the host's ``end`` (which frees the session),
+        whatever fails on the way: a record that cannot be made is an ``"error"`` record."""
         if self._finished:
             return
         self._finished = True
+        self._disarm()
+        try:
+            self.message = self._record(reason, error)
+        except Exception as exc:
+            error = error or self._broken(exc)
+            user = self.user_message
+            self.message = Message(
+                message_id=self.message_id,
+                role="assistant",
+                content=self.text,
+                model=self.model,
+                finish_reason="error",
+                error=str(error),
+                source=user.source,
+            )
         self.error = error
+        try:
+            self._remember()
+        except Exception:  # a reply the cache could not keep is still a reply
+            _log.warning("oxen_notebook could not store a reply in the response cache", exc_info=True)
+        try:
+            self._host.end(self)  # frees the session whatever fails in it
+        except Exception as exc:
+            failure = self._broken(exc)
+            raise failure from (None if failure is exc else exc)
+
+    def _record(self, reason: str | None, error: OxenError | None) -> Message:
         duration = (time.perf_counter() - self._t0) if self._t0 else None  # before any counting
         assembler = self._assembler
         if reason is None:
@@ -301,7 +414,7 @@ class Exchange:
                 assembler.usage, body.get("messages") or [], self.text,
                 tool_calls=self.tool_calls, tools=body.get("tools"),
             )  # fmt: skip
-        self.message = Message(
+        return Message(
             message_id=self.message_id,
             role="assistant",
             content=self.text,
@@ -320,12 +433,13 @@ class Exchange:
             cached=self.cached,
             note=self.note,
         )
-        self._remember()
-        self._host.end(self)
 
     def stop(self) -> None:
         """Stop streaming from any thread; the partial reply is kept as ``interrupted``."""
         self._stop.set()
+        self._wake()
+
+    def _wake(self) -> None:
         response = self._response
         stream = response.extensions.get("network_stream") if response is not None else None
         sock = stream.get_extra_info("socket") if stream is not None else None

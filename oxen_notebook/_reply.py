@@ -45,6 +45,7 @@ class Reply(Exchange):
         self._t0 = time.perf_counter()
         self._host.begin(self)
         try:
+            self._arm()
             hit = self._replay()
             if hit is not None:
                 for delta in hit:
@@ -62,18 +63,25 @@ class Reply(Exchange):
             chunks: Iterable[bytes] = ()
             if self._stop.is_set():
                 pass
-            elif self._streamed:
-                chunks = response.iter_bytes()
-            else:  # the body is already read: the Client retried a broken one like any request
+            elif not self._streamed:  # the body is already read: the Client retried a broken one
                 for delta in self._take_body(response.content):
                     self._host.delta(self, delta)
                     yield delta
+            elif not self._is_event_stream(response):  # a JSON reply is the reply; else say what came
+                body = self._client.read_body(response, self._deadline, cut=self._other_limit(response))
+                for delta in self._take_other(body):
+                    self._host.delta(self, delta)
+                    yield delta
+            else:
+                chunks = response.iter_bytes()
             for chunk in chunks:
                 for delta in self._take(chunk):
                     self._host.delta(self, delta)
                     yield delta
                 if self._assembler.done or self._stop.is_set():
                     break
+                if self._expired:
+                    self._check_deadline()
             if self._stop.is_set():
                 self._close_response()
                 self._finish("interrupted")
@@ -100,6 +108,8 @@ class Reply(Exchange):
             raise error from (None if error is exc else exc)
         self._close_response()
         self._finish()
+        if self.error is not None:  # the reply came, but could not be recorded
+            raise self.error
 
     def consume(self) -> Reply:
         """Read the whole reply; return it. Raises the request's error, after recording it."""
@@ -128,6 +138,7 @@ class AsyncReply(Exchange):
 
     _task: asyncio.Task | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    _reading = False  # the task waits on the server (the deadline may cancel it)
 
     def __aiter__(self) -> AsyncIterator[str]:
         self._check_fresh()
@@ -141,6 +152,7 @@ class AsyncReply(Exchange):
         self._t0 = time.perf_counter()
         await self._host.abegin(self)
         try:
+            self._arm()
             hit = self._replay()
             if hit is not None:
                 for delta in hit:
@@ -148,6 +160,7 @@ class AsyncReply(Exchange):
                     yield delta
                 self._finish()
                 return
+            self._reading = True
             try:
                 response: httpx.Response = await self._asend()
             except BadRequestError as exc:
@@ -156,16 +169,28 @@ class AsyncReply(Exchange):
                 response = await self._asend()
             self._response = response
             if not self._streamed:
+                self._reading = False
                 for delta in self._take_body(response.content):
+                    self._host.delta(self, delta)
+                    yield delta
+            elif not self._is_event_stream(response):  # a JSON reply is the reply; else say what came
+                limit = self._other_limit(response)
+                body = await self._client.aread_body(response, self._deadline, cut=limit)
+                self._reading = False
+                for delta in self._take_other(body):
                     self._host.delta(self, delta)
                     yield delta
             else:
                 async for chunk in response.aiter_bytes():
+                    self._reading = False  # the caller has the task while a delta is out
                     for delta in self._take(chunk):
                         self._host.delta(self, delta)
                         yield delta
                     if self._assembler.done or self._stop.is_set():
                         break
+                    self._check_deadline()
+                    self._reading = True
+            self._reading = False
             if not self._stop.is_set():
                 if not self._assembler.done:
                     for delta in self._check_end():
@@ -178,12 +203,13 @@ class AsyncReply(Exchange):
             raise
         except BaseException as exc:
             await self._aclose_response()
-            if self._stop.is_set() and isinstance(exc, asyncio.CancelledError):
+            if isinstance(exc, asyncio.CancelledError) and (self._stop.is_set() or self._expired):
                 if sys.version_info >= (3, 11) and self._task is not None:
                     self._task.uncancel()
-                self._finish("interrupted")
-                return
-            if not isinstance(exc, Exception):
+                if self._stop.is_set():
+                    self._finish("interrupted")
+                    return
+            elif not isinstance(exc, Exception):
                 self._finish("interrupted")
                 raise
             error = self._broken(exc)
@@ -191,6 +217,25 @@ class AsyncReply(Exchange):
             raise error from (None if error is exc else exc)
         await self._aclose_response()
         self._finish("interrupted" if self._stop.is_set() else None)
+        if self.error is not None:  # the reply came, but could not be recorded
+            raise self.error
+
+    def _arm(self) -> None:
+        """The deadline cancels the task that reads the reply (whatever it waits for)."""
+        seconds = self._client.deadline
+        loop = self._loop
+        if seconds is None or loop is None:
+            return
+        self._deadline = time.monotonic() + seconds
+        self._timer = loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        # Cancel the task only while it waits on the server: while a delta is out, the task runs
+        # the caller's code, and the reply sees the deadline when it is next asked for more.
+        self._expired = True
+        task = self._task
+        if self._reading and task is not None and not task.done() and not self._stop.is_set():
+            task.cancel()
 
     async def _aclose_response(self) -> None:
         response, self._response = self._response, None

@@ -26,8 +26,14 @@ class ClientPool:
         timeout: float,
         connect_timeout: float,
         max_retries: int,
+        deadline: float | None = None,
     ) -> None:
-        self._options = {"timeout": timeout, "connect_timeout": connect_timeout, "max_retries": max_retries}
+        self._options = {
+            "timeout": timeout,
+            "connect_timeout": connect_timeout,
+            "max_retries": max_retries,
+            "deadline": deadline,
+        }
         self.hosted = Client(base_url, api_key=api_key, **self._options)
         self._local: Client | None = None
         self._lock = threading.Lock()

@@ -22,6 +22,7 @@ from ._client import DEFAULT_BASE_URL, Client
 from ._errors import ParameterError, SessionBusyError
 from ._events import Event, Observers
 from ._history import History, Turnstile
+from ._limits import DEFAULT_DEADLINE
 from ._models import ModelCatalog
 from ._params import validate_params
 from ._persist import Journal, SavedConversation, read_conversation, write_conversation
@@ -55,6 +56,8 @@ class Session(Prototyping):
     ``cache=True`` answers repeated ``temperature=0`` requests from a local SQLite cache
     (``"refresh"`` re-asks and overwrites, ``"always"`` caches any temperature, ``"replay"`` answers
     only from the cache and sends nothing, or give a file path).
+    ``timeout`` is seconds between reads; ``deadline`` (default 900) seconds for a whole request,
+    retries included (``None``: no limit).
     ``max_turns`` (attribute, default ``None``: all) caps how many earlier turns a request sends.
     ``context_rows`` / ``context_chars`` bound what a DataFrame, list, dict or long string filled
     into a template (``map``, ``compare``, ``preview``) becomes: at most that many rows and characters.
@@ -72,6 +75,7 @@ class Session(Prototyping):
         timeout: float = 600.0,
         connect_timeout: float = 5.0,
         max_retries: int = 2,
+        deadline: float | None = DEFAULT_DEADLINE,
         journal: str | os.PathLike[str] | None = None,
         source: str = "api",
         validate_schema: bool = True,
@@ -97,6 +101,7 @@ class Session(Prototyping):
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_retries=max_retries,
+            deadline=deadline,
         )
         #: What this session learned about each model: details, request schema, prices.
         self.catalog = ModelCatalog(self.clients.for_model)
@@ -373,14 +378,25 @@ class Session(Prototyping):
 
     def _begin(self, reply: Reply | AsyncReply) -> None:
         # One-shot requests touch no history: no turn to wait for; a turn's requests hold it already.
-        if reply.request.history and not reply.request.in_turn:
+        waits = reply.request.history and not reply.request.in_turn
+        if waits:
             self._turnstile.enter()
-        self._started(reply)
+        self._started_or_leave(reply, waits)
 
     async def _abegin(self, reply: Reply | AsyncReply) -> None:
-        if reply.request.history and not reply.request.in_turn:
+        waits = reply.request.history and not reply.request.in_turn
+        if waits:
             await self._turnstile.aenter()
-        self._started(reply)
+        self._started_or_leave(reply, waits)
+
+    def _started_or_leave(self, reply: Reply | AsyncReply, entered: bool) -> None:
+        """Start ``reply``; if that fails, the turn it entered is free again (no reply runs)."""
+        try:
+            self._started(reply)
+        except BaseException:
+            if entered:
+                self._turnstile.leave()
+            raise
 
     def _started(self, reply: Reply | AsyncReply) -> None:
         request = reply.request
@@ -415,16 +431,16 @@ class Session(Prototyping):
         message = reply.message
         assert message is not None
         user = reply.request.user
-        message.turn = user.turn
-        message.conversation_id = user.conversation_id or self.conversation_id
-        try:
-            message.cost_usd = self.ledger.record(message, cached=reply.cached)
-        except Exception:
-            _log.exception("oxen_notebook could not account for a reply")
-        if reply.note is not None and reply.request.use_fallback:
-            self.catalog.refuses_json_schema(reply.model)
         history = reply.request.history
-        try:
+        try:  # whatever fails here, the turn is free again: a reply that ended holds nothing
+            message.turn = user.turn
+            message.conversation_id = user.conversation_id or self.conversation_id
+            try:
+                message.cost_usd = self.ledger.record(message, cached=reply.cached)
+            except Exception:
+                _log.exception("oxen_notebook could not account for a reply")
+            if reply.note is not None and reply.request.use_fallback:
+                self.catalog.refuses_json_schema(reply.model)
             if history:
                 self.history.append(message)
                 self._write(message)

@@ -96,6 +96,11 @@ class Script:
     interleave_tools: bool = False  # each call's arguments in 3 fragments, the calls interleaved
     raw: bytes | None = None  # the exact body to send
     batch_write: bool = False  # build the whole body first, write it at once (benchmarks)
+    events: list[Any] | None = None  # payloads sent as data: events after the text (hostile shapes)
+    trickle: float = 0.0  # write the body (streamed or not) a byte at a time, this many seconds apart
+    content_type: str | None = None  # a streamed answer's Content-Type (None: text/event-stream; "": none)
+    unstreamed: bool = False  # answer a stream request with a chat.completion JSON body
+    line_bytes: int | None = None  # a stream that is one line of this many bytes, never ended
     raw_response: bytes | None = None  # the exact bytes to answer with, status line and headers too
 
 
@@ -381,7 +386,7 @@ class FakeAPI:
                 handler, script.status, script.error or {"error": {"message": "error"}}, script.headers
             )
             return
-        if not body.get("stream"):
+        if not body.get("stream") or script.unstreamed:
             self._complete(handler, body, script, generation)
             return
         self._stream(handler, body, script, generation)
@@ -400,7 +405,8 @@ class FakeAPI:
         """An unstreamed ``chat.completion`` body. The stream faults become their body-sized kin:
         ``drop_after`` cuts the body off mid-way, ``malformed_after`` sends broken JSON,
         ``error_event_after`` an ``{"error": ...}`` body with status 200, ``stall_after`` waits
-        ``stall_seconds`` before answering; ``raw`` is the exact body."""
+        ``stall_seconds`` before answering, ``trickle`` writes it a byte at a time; ``raw`` is the
+        exact body."""
         # Headers and body go out in two writes: without this, Nagle's algorithm holds the
         # body for the peer's delayed ACK (~40 ms a request), which a real server does not.
         handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -439,6 +445,12 @@ class FakeAPI:
                 handler.close_connection = True
                 handler.connection.shutdown(socket.SHUT_RDWR)
                 return
+            if script.trickle:
+                for i in range(len(data)):
+                    handler.wfile.write(data[i : i + 1])
+                    handler.wfile.flush()
+                    time.sleep(script.trickle)
+                return
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError, OSError):
             self._count_closed(generation)
@@ -447,7 +459,8 @@ class FakeAPI:
         self, handler: BaseHTTPRequestHandler, body: dict[str, Any], script: Script, generation: int
     ) -> None:
         handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
+        if script.content_type != "":  # "" sends no Content-Type at all
+            handler.send_header("Content-Type", script.content_type or "text/event-stream")
         handler.send_header("Cache-Control", "no-cache")
         handler.send_header("Connection", "close")
         handler.send_header("x-request-id", f"req-{len(self.requests)}")
@@ -474,13 +487,14 @@ class FakeAPI:
         pending: list[bytes] = []
 
         def emit(text: str) -> None:
-            data = text.encode("utf-8")
+            data = text.encode("utf-8", "surrogateescape")
             if script.batch_write:
                 pending.append(data)
-            elif script.byte_by_byte:
+            elif script.byte_by_byte or script.trickle:
                 for i in range(len(data)):
                     out.write(data[i : i + 1])
                     out.flush()
+                    time.sleep(script.trickle)
             else:
                 out.write(data)
                 out.flush()
@@ -492,6 +506,12 @@ class FakeAPI:
 
         if script.raw is not None:
             emit(script.raw.decode("utf-8", "surrogateescape"))
+            return
+        if script.line_bytes is not None:  # one endless line, 64 KiB a write, until the client leaves
+            out.write(b"data: ")
+            for _ in range(0, script.line_bytes, 2**16):
+                out.write(b"x" * 2**16)
+                out.flush()
             return
         if script.chunks is not None:
             chunks = script.chunks
@@ -528,6 +548,8 @@ class FakeAPI:
             if script.delay:
                 time.sleep(script.delay)
             emit(event(chunk_payload(model, i, {"content": text})))
+        for payload in script.events or []:
+            emit(event(payload))
         if script.interleave_tools:
             _interleaved_tool_calls(
                 script.tool_calls or [], lambda delta: emit(event(chunk_payload(model, 0, delta)))

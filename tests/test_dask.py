@@ -216,3 +216,20 @@ def test_importing_the_package_imports_neither_dask_nor_oxen():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.cluster
+def test_a_workers_rows_keep_the_sessions_deadline(fresh, cluster):
+    def handler(body):
+        if _prompt_text(body) == "row 3":
+            return Script(text="s" * 2000, trickle=0.05)  # 100 s a byte at a time: past the deadline
+        return Script(text="ok")
+
+    fresh.handler = handler
+    s = Session(model="test-model", base_url=fresh.base_url, api_key=TEST_KEY, timeout=10.0, deadline=1.5)
+    ddf = dd.from_pandas(pd.DataFrame({"text": [f"row {i}" for i in range(8)]}), npartitions=2)
+    start = time.monotonic()
+    out = s.map(ddf, "{text}", concurrency=4, progress=False).compute()
+    assert time.monotonic() - start < 60  # the workers' first imports take a while
+    assert "1.5 s deadline" in out["error"].iloc[3]
+    assert list(out["reply"].drop(index=3)) == ["ok"] * 7

@@ -97,6 +97,7 @@ class _Settings:
     connect_timeout: float
     max_retries: int
     cache: tuple[str, str] | None  # path, mode
+    deadline: float | None = None
 
     @classmethod
     def of(cls, session: ClusterSession) -> _Settings:
@@ -107,12 +108,12 @@ class _Settings:
             defaults=dict(session.defaults), context_rows=session.context_rows,
             context_chars=session.context_chars, timeout=client.timeout,
             connect_timeout=client.connect_timeout, max_retries=client.max_retries,
-            cache=(str(cache.path), cache.mode) if cache is not None else None,
+            cache=(str(cache.path), cache.mode) if cache is not None else None, deadline=client.deadline,
         )  # fmt: skip
 
     def session(self, pause: _ClusterPause) -> Session:
         options = {"timeout": self.timeout, "connect_timeout": self.connect_timeout,
-                   "max_retries": self.max_retries}  # fmt: skip
+                   "max_retries": self.max_retries, "deadline": self.deadline}  # fmt: skip
         session = Session(
             self.model, self.system, base_url=self.base_url, context_rows=self.context_rows,
             context_chars=self.context_chars, cache=ResponseCache(*self.cache) if self.cache else None,
