@@ -19,6 +19,7 @@ from .._batch import BatchProgress, BatchSchema, Job, execute, fill_jobs, outcom
 from .._errors import ParameterError
 from .._schema import OutputSchema
 from ._budget import arm_budget
+from ._cluster import cluster_values, refuse_on_cluster
 from ._files import Settings
 from ._judges import judge_estimate, run_judge
 from ._live import Live
@@ -202,22 +203,29 @@ def evaluate(
     max_cost_usd: float | None = None,
 ) -> EvalResult | EvalEstimate:
     """See :meth:`Session.evaluate`."""
-    if type(data).__module__.startswith("dask"):
-        raise ParameterError(
-            "evaluate takes a pandas DataFrame, a list of dicts or a Parquet file's path, not a Dask "
-            "DataFrame: .compute() it (labelled rows fit in memory), or use map for the cluster."
-        )
-    plan = _plan(session, data, variants, target, scorers, models, repeats)
+    on_cluster = type(data).__module__.startswith("dask") and hasattr(data, "map_partitions")
+    plan = _plan(session, data.compute() if on_cluster else data, variants, target, scorers, models, repeats)
     if dry_run:
         return _estimate(session, plan, repeats)
     options = RunOptions(concurrency, progress, max_cost_usd, checkpoint, resume, retry_errors)
-    values, batch_id, spent = _send(session, plan, options)
-    first_use: set[int] = set()
-    records = []
-    for (index, name, repeat), slot in zip(plan.keys, plan.slots, strict=True):
-        shared = slot in first_use
-        first_use.add(slot)
-        records.append((index, name, repeat, values[slot], shared))
+    if on_cluster:
+        refuse_on_cluster(plan.arms, repeats, options)
+        per_arm = cluster_values(session, data, plan.arms, plan.schema, concurrency, progress)
+        records = [
+            (index, arm.name, 0, {**per_arm[arm.name][index], "prompt": plan.jobs[slot].prompt}, False)
+            for (index, name, _), slot in zip(plan.keys, plan.slots, strict=True)
+            for arm in plan.arms
+            if arm.name == name
+        ]
+        batch_id, spent = "", 0.0
+    else:
+        values, batch_id, spent = _send(session, plan, options)
+        first_use: set[int] = set()
+        records = []
+        for (index, name, repeat), slot in zip(plan.keys, plan.slots, strict=True):
+            shared = slot in first_use
+            first_use.add(slot)
+            records.append((index, name, repeat, values[slot], shared))
     # The rows show the target the scorers compare with: target=, else the first scorer's own.
     target = target or next((s.target for s in plan.scorers if s.target is not None), None)
     settings = Settings.of(session, plan.arms, plan.scorers, target, repeats, seed)
