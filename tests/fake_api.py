@@ -590,7 +590,12 @@ class FakeAPI:
 
     def track_in_flight(self) -> FakeAPI:
         """From now on count the POSTs being handled at once, from their arrival to the last byte
-        written: ``in_flight``, and its peak ``max_in_flight`` (``reset_in_flight()`` starts it again)."""
+        written: ``in_flight``, and its peak ``max_in_flight`` (``reset_in_flight()`` starts it again).
+        Tracking twice counts once (the server outlives a test), and starts the peak again."""
+        if getattr(self, "_tracking", False):
+            self.reset_in_flight()
+            return self
+        self._tracking = True
         post = self._post
 
         def counted(handler: BaseHTTPRequestHandler) -> None:
