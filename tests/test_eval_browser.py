@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the api and browser fixtures are test_panel_browser's, imported)
 """The evaluation's view in a real browser (Debian's Chromium via Playwright): the live per-variant
 widget while it runs, then the summary with the best variant marked and the row grid whose cells
 open on the reply, in JupyterLab 4, Notebook 7 and classic Notebook 6.5 + ipywidgets 7.8. Model text
@@ -13,10 +14,10 @@ import pytest
 
 from tests.fake_api import FakeAPI, Script, _prompt_text
 from tests.helpers import ClassicNotebook, Jupyter
-from tests.test_panel_browser import CHROMIUM, CHROMIUM_ARGS, KEY, open_notebook, run_cell
+from tests.test_panel_browser import CHROMIUM, KEY, api, browser, open_notebook, run_cell  # noqa: F401 (fixtures)
 
 pytest.importorskip("playwright", reason="the browser tests need the playwright package (the test extra)")
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium")]
 TIMEOUT = 60_000
@@ -41,25 +42,10 @@ def answer(body: dict[str, Any]) -> Script:
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[FakeAPI]:
-    with FakeAPI() as server:
-        server.api_key = KEY
-        yield server
-
-
-@pytest.fixture(scope="module")
 def jupyter(api: FakeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter]:
     server = Jupyter(tmp_path_factory.mktemp("eval-jupyter"), api.base_url, KEY)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

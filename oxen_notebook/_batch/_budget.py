@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .._records import Message
     from ._runner import BatchSession, Job
 
-__all__ = ["PROMPT_MARGIN", "Budget", "Rate", "check_limit", "make_budget"]
+__all__ = ["PROMPT_MARGIN", "Budget", "Rate", "check_limit", "make_budget", "priced_rate"]
 
 #: How much higher than counted a row's prompt is taken: a Llama-family tokenizer counts up to
 #: 1/0.85 of o200k_base's count on one piece of code in ten (``benchmarks/bench_estimate.py``).
@@ -207,19 +207,28 @@ def make_budget(
     if session.cache is not None and session.cache.replaying:
         return None
     model = model or session.model
-    pricing = session.ledger.pricing(model)
-    problem = pricing_problem(model, pricing)
-    if problem is not None or pricing is None:
-        raise ParameterError(
-            f"max_cost_usd={limit!r} cannot be kept: {problem}; drop max_cost_usd, or use a model "
-            "priced per token (oxen_notebook.list_models())."
-        )
     merged = validate_params({**session.defaults, **params})
+    rate = priced_rate(session, model, merged, limit)
     counter = PromptCounter(session.system, merged, attached, model)
-    rule = reply_rule(merged)
 
     def prompt_tokens(index: int) -> int | None:
         job = jobs[index]
         return counter(job.prompt) if job.prompt is not None and job.error is None else None
 
-    return Budget(limit, pricing, prompt_tokens, rule.tokens, bound=rule.bound, total=len(jobs))
+    return Budget(limit, None, prompt_tokens, 0, bound=True, total=len(jobs), rates=[rate])
+
+
+def priced_rate(
+    session: BatchSession, model: str, params: dict[str, Any], limit: float, who: str | None = None
+) -> Rate:
+    """What a request to ``model`` with ``params`` costs a token; a model that cannot be priced per
+    token before it runs is a one-line :class:`ParameterError` (naming ``who`` sends it)."""
+    pricing = session.ledger.pricing(model)
+    problem = pricing_problem(model, pricing)
+    if problem is not None or pricing is None:
+        raise ParameterError(
+            f"max_cost_usd={limit!r} cannot be kept: {f'{who}: ' if who else ''}{problem}; drop max_cost_usd, "
+            "or use a model priced per token (oxen_notebook.list_models())."
+        )
+    rule = reply_rule(params)
+    return Rate.of(pricing, rule.tokens, rule.bound)

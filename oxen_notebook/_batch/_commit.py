@@ -123,15 +123,20 @@ def commit_results(
     target.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, target)
     repository.add(str(target))
+    return _commit(repository, text, metadata["path"], root)
+
+
+def _commit(repository: Any, text: str, what: str, root: Path) -> str:
+    """Commit what was added with message ``text``; return the commit id. Nothing new, or Oxen's own
+    refusal, is a one-line :class:`ParameterError` naming ``what``."""
     try:
-        commit = repository.commit(text)
+        return str(repository.commit(text).id)
     except ValueError as exc:
         if "no changes" in str(exc).lower():
             raise ParameterError(
-                f"nothing to commit: {metadata['path']} in {root.name} is the same as in the last commit."
+                f"nothing to commit: {what} in {root.name} is the same as in the last commit."
             ) from None
-        raise ParameterError(f"oxen could not commit {metadata['path']}: {_first_line(exc)}") from None
-    return str(commit.id)
+        raise ParameterError(f"oxen could not commit {what}: {_first_line(exc)}") from None
 
 
 def _import_oxen() -> Any:
@@ -361,11 +366,4 @@ def commit_tables(
     for file in files:
         repository.add(str(file))
     text = f"{message}\n\n{_PREFIX}{json.dumps(metadata, sort_keys=True, default=str)}"
-    try:
-        return str(repository.commit(text).id)
-    except ValueError as exc:
-        if "no changes" in str(exc).lower():
-            raise ParameterError(
-                f"nothing to commit: {folder} in {root.name} is the same as in the last commit."
-            ) from None
-        raise ParameterError(f"oxen could not commit {folder}: {_first_line(exc)}") from None
+    return _commit(repository, text, folder, root)

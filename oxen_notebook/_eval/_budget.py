@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._batch import Budget, PromptCounter, Rate, check_limit, pricing_problem, reply_rule
-from .._errors import ParameterError
+from .._batch import Budget, PromptCounter, check_limit, priced_rate
 from .._params import validate_params
 
 if TYPE_CHECKING:
@@ -19,18 +18,6 @@ if TYPE_CHECKING:
     from ._variants import Arm
 
 __all__ = ["arm_budget", "judge_budget"]
-
-
-def _rate(session: BatchSession, model: str, params: dict[str, Any], limit: float, who: str) -> Rate:
-    pricing = session.ledger.pricing(model)
-    problem = pricing_problem(model, pricing)
-    if problem is not None or pricing is None:
-        raise ParameterError(
-            f"max_cost_usd={limit!r} cannot be kept: {who}: {problem}; drop max_cost_usd, or use a model "
-            "priced per token (oxen_notebook.list_models())."
-        )
-    rule = reply_rule(params)
-    return Rate.of(pricing, rule.tokens, rule.bound)
 
 
 def arm_budget(
@@ -46,7 +33,7 @@ def arm_budget(
     for arm in arms:
         model = arm.model or session.model
         merged = validate_params({**session.defaults, **arm.variant.params})
-        rates.append(_rate(session, model, merged, limit, f"variant {arm.name!r}"))
+        rates.append(priced_rate(session, model, merged, limit, f"variant {arm.name!r}"))
         counters.append(PromptCounter(arm.variant.system or session.system, merged, (), model))
 
     def prompt_tokens(index: int) -> int | None:
@@ -63,7 +50,7 @@ def judge_budget(session: BatchSession, model: str, jobs: list[Job], left: float
     if left is None or (session.cache is not None and session.cache.replaying):
         return None
     merged = validate_params({**session.defaults, "temperature": 0})
-    rate = _rate(session, model, merged, left, f"the judge {model!r}")
+    rate = priced_rate(session, model, merged, left, f"the judge {model!r}")
     counter = PromptCounter(session.system, merged, (), model)
 
     def prompt_tokens(index: int) -> int | None:
