@@ -207,6 +207,10 @@ def test_repeats_report_how_often_the_verdict_flips(session, fake_api):
     summary = ev.summary.iloc[0]
     assert summary["flip_rate"] == pytest.approx(0.5)
     assert 0.5 < summary["exact"] < 1.0
+    agreement = ev.agreement().set_index("row")
+    assert agreement["repeats"].tolist() == [4] * 10
+    assert agreement.loc[0, "agreement"] == 1.0 and not agreement.loc[0, "flipped"]  # even rows: always right
+    assert agreement.loc[1, "agreement"] == 0.5 and agreement.loc[1, "flipped"]  # odd: right every other call
 
 
 def test_dry_run_sends_nothing_and_prices_every_variant(session, classifying):

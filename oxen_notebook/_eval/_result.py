@@ -366,9 +366,25 @@ class EvalResult:
 
     def _flip_rate(self, name: str) -> float:
         """The share of rows whose repeats did not all get the same score (the first scorer)."""
-        mine = self.rows[self.rows["variant"] == name]
-        spread = mine.groupby("row")[self.scorers[0]].agg(lambda s: s.dropna().nunique())
-        return float((spread > 1).mean()) if len(spread) else math.nan
+        mine = self.agreement()
+        mine = mine[mine["variant"] == name]
+        return float(mine["flipped"].mean()) if len(mine) else math.nan
+
+    def agreement(self, *, scorer: str | None = None) -> pd.DataFrame:
+        """With ``repeats``: per data row and variant, the repeats scored, the most common score,
+        the share of repeats that got it (``agreement``), and whether they disagreed (``flipped``)."""
+        scorer = self._scorer(scorer)
+        scored = self.rows[["row", "variant", scorer]].dropna(subset=[scorer])
+        groups = scored.groupby(["row", "variant"], observed=True, sort=True)[scorer]
+
+        def common(values: Any) -> float:
+            return float(values.value_counts().index[0])
+
+        out = groups.agg(repeats="count", score=common).reset_index()
+        top = groups.agg(lambda values: values.value_counts().iloc[0]).to_numpy()
+        out["agreement"] = top / out["repeats"].to_numpy()
+        out["flipped"] = out["agreement"] < 1
+        return out
 
     def _mark_best(self, frame: pd.DataFrame, matrix: np.ndarray) -> None:
         scorer = self.scorers[0]
