@@ -8,7 +8,7 @@ and the batch log.
 from __future__ import annotations
 
 from ._budget import Budget, Rate, check_limit, priced_rate
-from ._commit import commit_results, commit_tables, read_commit_metadata
+from ._commit import commit_results, commit_tables, read_commit_metadata, template_sha256
 from ._compare import compare_html, run_compare
 from ._estimate import Estimate, PromptCounter, estimate_map, pricing_problem, reply_rule
 from ._map import execute, run_map
@@ -23,5 +23,5 @@ __all__ = [
     "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Budget", "Estimate", "Job", "Outcome",
     "PromptCounter", "Rate", "RowSink", "check_limit", "commit_results", "commit_tables", "compare_html",
     "estimate_map", "execute", "fill_jobs", "make_progress", "outcome_values", "priced_rate", "pricing_problem",
-    "read_commit_metadata", "read_table", "reply_rule", "run_compare", "run_map",
+    "read_commit_metadata", "read_table", "reply_rule", "run_compare", "run_map", "template_sha256",
 ]  # fmt: skip

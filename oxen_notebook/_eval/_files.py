@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._batch import template_sha256
 from .._errors import ParameterError
 
 if TYPE_CHECKING:
@@ -19,9 +19,21 @@ if TYPE_CHECKING:
     from ._scorers import Scorer
     from ._variants import Arm
 
-__all__ = ["FORMAT", "Settings", "commit_result", "read_result", "write_result"]
+__all__ = ["FORMAT", "ROW_DTYPES", "Settings", "commit_result", "read_result", "write_result"]
 
 FORMAT = "oxen_notebook.evaluation/1"
+#: The pandas dtypes of an evaluation's long rows (``EvalResult.rows``), as built and as read back.
+ROW_DTYPES = {
+    "prompt": "string",
+    "reply": "string",
+    "error": "string",
+    "prompt_tokens": "Int64",
+    "completion_tokens": "Int64",
+    "cost_usd": "Float64",
+    "latency_s": "Float64",
+    "cached": "boolean",
+    "scorer_error": "string",
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class Settings:
         for arm in arms:
             settings = arm.variant.settings()
             settings["model"] = arm.model or session.model
-            settings["template_sha256"] = hashlib.sha256(arm.variant.template.encode()).hexdigest()[:12]
+            settings["template_sha256"] = template_sha256(arm.variant.template)
             if arm.variant.schema is not None:
                 settings["schema"] = getattr(
                     arm.variant.schema, "__name__", type(arm.variant.schema).__name__
@@ -141,18 +153,11 @@ def read_result(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFram
     rows["parsed"] = None
     for scorer in settings.scorers:
         rows[scorer["name"]] = rows[scorer["name"]].astype("Float64")
-    for name, dtype in (
-        ("prompt", "string"),
-        ("reply", "string"),
-        ("error", "string"),
-        ("cost_usd", "Float64"),
-        ("latency_s", "Float64"),
-        ("cached", "boolean"),
-        ("shared", bool),
-    ):
-        rows[name] = rows[name].astype(dtype)
+    rows["variant"] = pd.Categorical(rows["variant"], categories=list(settings.variants))
+    for name, dtype in ROW_DTYPES.items():
+        column = pd.to_numeric(rows[name]) if dtype == "Int64" else rows[name]
+        rows[name] = column.astype(dtype)
+    rows["shared"] = rows["shared"].astype(bool)
     if "judge_cost_usd" in rows:
         rows["judge_cost_usd"] = rows["judge_cost_usd"].astype("Float64")
-    for name in ("prompt_tokens", "completion_tokens"):
-        rows[name] = pd.to_numeric(rows[name]).astype("Int64")
     return data, rows, settings, saved.get("batch_id", "")

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._math import escape_text
 from .._render import render_markdown
+from ._view import number
 
 if TYPE_CHECKING:
     from ._result import EvalResult
@@ -46,7 +47,7 @@ def _cell(result: EvalResult, record: dict[str, Any] | None, score: float) -> st
         parts.append(f"<p><b>reply</b></p><div>{render_markdown(record['reply'] or '')}</div>")
     if "target" in record:
         parts.append(f"<p><b>target</b>: {escape_text(str(record['target']))}</p>")
-    scores = ", ".join(f"{name} = {_number(record[name])}" for name in result.scorers)
+    scores = ", ".join(f"{name} = {number(record[name])}" for name in result.scorers)
     parts.append(f"<p><b>scores</b>: {escape_text(scores)}</p>")
     if record.get("scorer_error"):
         parts.append(f"<p><b>scorer error</b>: {escape_text(record['scorer_error'])}</p>")
@@ -54,15 +55,6 @@ def _cell(result: EvalResult, record: dict[str, Any] | None, score: float) -> st
         f'<td style="background:{_colour(score)};vertical-align:top"><details><summary>{escape_text(label)}'
         f"</summary>{''.join(parts)}</details></td>"
     )
-
-
-def _number(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    try:
-        return f"{float(value):.3f}"
-    except (TypeError, ValueError):
-        return "–"
 
 
 def _table(

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from . import _stats
-from ._files import Settings, commit_result, read_result, write_result
+from ._files import ROW_DTYPES, Settings, commit_result, read_result, write_result
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -196,17 +196,7 @@ class EvalResult:
         long["variant"] = pd.Categorical(long["variant"], categories=list(settings.variants))
         for scorer in scorers:
             long[scorer.name] = pd.Series(scores[scorer.name], dtype="Float64")
-        for name, dtype in (
-            ("prompt", "string"),
-            ("reply", "string"),
-            ("error", "string"),
-            ("prompt_tokens", "Int64"),
-            ("completion_tokens", "Int64"),
-            ("cost_usd", "Float64"),
-            ("latency_s", "Float64"),
-            ("cached", "boolean"),
-            ("scorer_error", "string"),
-        ):
+        for name, dtype in ROW_DTYPES.items():
             long[name] = long[name].astype(dtype)
         if settings.target is not None:
             long.insert(4, "target", frame[settings.target].to_numpy()[long["row"].to_numpy()])

@@ -19,6 +19,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from .._errors import ParameterError
+from .._records import is_missing
 
 __all__ = [
     "Judge",
@@ -80,7 +81,7 @@ class Scorer:
         if self.target is None:
             raise ParameterError(f"the {self.name} scorer needs a target column: give target=.")
         expected = row.get(self.target)
-        if _missing(expected):
+        if is_missing(expected):
             return None
         return self.compare("" if reply is None else reply, expected)
 
@@ -152,7 +153,7 @@ class Judge:
     baseline: str | None = None
 
     def prompt(self, question: str, reply: str, target: Any) -> str:
-        values = {"prompt": question, "reply": reply, "target": "(none)" if _missing(target) else target}
+        values = {"prompt": question, "reply": reply, "target": "(none)" if is_missing(target) else target}
         return JUDGE_TEMPLATE.format(rubric=self.rubric, **{k: str(v) for k, v in values.items()})
 
     def pair_prompt(self, question: str, first: str, second: str) -> str:
@@ -183,15 +184,6 @@ def pairwise(
     if baseline is not None and (not isinstance(baseline, str) or not baseline):
         raise ParameterError(f"pairwise(baseline={baseline!r}) is invalid: give a variant's name.")
     return replace(made, binary=False, judge=replace(made.judge, pairwise=True, baseline=baseline))
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(value != value)  # NaN, pd.NA
-    except (TypeError, ValueError):
-        return False
 
 
 def exact(*, normalize: bool = True, target: str | None = None) -> Scorer:
@@ -308,7 +300,7 @@ def field(
 
     def score(reply: str | None, row: dict[str, Any], parsed: Any) -> bool | None:
         expected = row.get(column)
-        if _missing(expected):
+        if is_missing(expected):
             return None
         if parsed is None:
             return False

@@ -6,19 +6,21 @@ everywhere else: no tag, ``$`` or ``\\`` in a name reaches the page or its types
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from .._math import escape_text
+from .._records import is_missing
 
 if TYPE_CHECKING:
     from ._result import EvalResult
 
-__all__ = ["summary_html", "summary_text"]
+__all__ = ["number", "summary_html", "summary_text"]
 
 
-def _number(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def number(value: Any, digits: int = 3) -> str:
+    """A cell of the summary or the grid: a float to ``digits`` places, an int with separators,
+    "–" for a missing value."""
+    if is_missing(value):
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
@@ -26,7 +28,7 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def _money(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return "–"
     return f"${value:,.4f}"
 
@@ -43,13 +45,13 @@ def _lines(result: EvalResult) -> tuple[list[str], list[list[str]], list[str]]:
                 "★" if record["best"] else "",
                 record["variant"],
                 str(record["model"]),
-                _number(record["n"]),
-                _number(record["errors"]),
-                _number(record[scorer]),
-                f"[{_number(record[f'{scorer}_low'])}, {_number(record[f'{scorer}_high'])}]",
+                number(record["n"]),
+                number(record["errors"]),
+                number(record[scorer]),
+                f"[{number(record[f'{scorer}_low'])}, {number(record[f'{scorer}_high'])}]",
                 _money(record["cost_usd"]),
                 _money(record["cost_per_correct"]),
-                _number(record["latency_p50_s"], 2),
+                number(record["latency_p50_s"], 2),
             ]
         )
         if record["note"]:
