@@ -48,3 +48,24 @@ def session(fake_api: FakeAPI) -> Session:
     """A Session on the fake API with fast retries."""
     s = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY, timeout=5.0)
     yield s
+
+
+@pytest.fixture
+def ip(fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch):
+    """An IPython shell with the extension loaded, fresh sessions, the fake API as the endpoint, and
+    the magic drawing HTML (as in a notebook)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from oxen_notebook import _registry
+
+    monkeypatch.setenv("OXEN_BASE_URL", fake_api.base_url)
+    monkeypatch.setenv("OXEN_API_KEY", TEST_KEY)
+    monkeypatch.setattr(_registry, "sessions", {})
+    shell = InteractiveShell.instance()
+    shell.magics_manager.registry.pop("OxenMagics", None)
+    shell.run_line_magic("load_ext", "oxen_notebook")
+    shell.magics_manager.registry["OxenMagics"].display = "html"
+    yield shell
+    shell.run_line_magic("unload_ext", "oxen_notebook")
+    shell.config.pop("OxenMagics", None)
+    shell.rl_next_input = None

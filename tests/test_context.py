@@ -24,12 +24,9 @@ from IPython.utils.capture import capture_output
 
 from oxen_notebook import ParameterError, Session
 from oxen_notebook._tokens import count_messages
-from tests import test_magics
 from tests.conftest import TEST_KEY
 from tests.fake_api import Script
 from tests.test_magics import last_request, shown
-
-ip = test_magics.ip  # the shell fixture: the extension loaded, the fake API as the endpoint
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,10 @@ import time
 import tracemalloc
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import oxen_notebook
-from oxen_notebook import APITimeoutError, OxenError, Session, StreamError, _registry
+from oxen_notebook import APITimeoutError, OxenError, Session, StreamError
 from oxen_notebook._assembler import Assembler
 from oxen_notebook._magics import OxenCellError
 from tests.conftest import TEST_KEY
@@ -178,20 +177,6 @@ def test_a_journal_that_fails_as_a_reply_starts_does_not_hold_the_session(fake_a
     assert not s.busy
     journal.rmdir()
     assert s.ask("third").text == "Echo: third"
-
-
-@pytest.fixture
-def ip(fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("OXEN_BASE_URL", fake_api.base_url)
-    monkeypatch.setenv("OXEN_API_KEY", TEST_KEY)
-    monkeypatch.setattr(_registry, "sessions", {})
-    shell = InteractiveShell.instance()
-    shell.magics_manager.registry.pop("OxenMagics", None)
-    shell.run_line_magic("load_ext", "oxen_notebook")
-    shell.magics_manager.registry["OxenMagics"].display = "html"
-    yield shell
-    shell.run_line_magic("unload_ext", "oxen_notebook")
-    shell.config.pop("OxenMagics", None)
 
 
 def test_the_magic_shows_a_malformed_chunk_in_one_line_and_the_next_cell_runs(ip, fake_api):

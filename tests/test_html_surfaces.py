@@ -28,12 +28,12 @@ from IPython.utils.capture import capture_output
 from pydantic import BaseModel
 
 import oxen_notebook
-from oxen_notebook import ChatPanel, Session, _registry
+from oxen_notebook import ChatPanel, Session
 from oxen_notebook._batch._compare import compare_html
 from oxen_notebook._batch._progress import BatchProgress, make_progress
 from oxen_notebook._magics._objects import object_bundle
 from tests.conftest import TEST_KEY
-from tests.fake_api import FakeAPI, Script
+from tests.fake_api import Script
 
 PACKAGE = Path(oxen_notebook.__file__).parent
 EVIL = "https://evil.example/"
@@ -115,18 +115,10 @@ def lookup(query: str) -> str:
 
 
 @pytest.fixture
-def ip(fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("OXEN_BASE_URL", fake_api.base_url)
-    monkeypatch.setenv("OXEN_API_KEY", TEST_KEY)
-    monkeypatch.setattr(_registry, "sessions", {})
-    shell = InteractiveShell.instance()
-    shell.magics_manager.registry.pop("OxenMagics", None)
-    shell.run_line_magic("load_ext", "oxen_notebook")
-    shell.magics_manager.registry["OxenMagics"].display = "html"
-    shell.user_ns.update(Person=Person, lookup=lookup)
-    yield shell
-    shell.run_line_magic("unload_ext", "oxen_notebook")
-    shell.config.pop("OxenMagics", None)
+def ip(ip: InteractiveShell) -> InteractiveShell:
+    """The shared shell (conftest), with a schema type and a tool in its namespace."""
+    ip.user_ns.update(Person=Person, lookup=lookup)
+    return ip
 
 
 def cell(ip: InteractiveShell, line: str, text: str) -> list[str]:

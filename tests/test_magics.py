@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,23 +20,6 @@ from oxen_notebook._magics import OxenCellError, OxenInterrupted, OxenMagics, in
 from oxen_notebook._render import render_markdown
 from tests.conftest import TEST_KEY
 from tests.fake_api import FakeAPI, Script
-
-
-@pytest.fixture
-def ip(fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    """A shell with the extension loaded, fresh sessions, and the fake API as the endpoint."""
-    monkeypatch.setenv("OXEN_BASE_URL", fake_api.base_url)
-    monkeypatch.setenv("OXEN_API_KEY", TEST_KEY)
-    monkeypatch.setattr(_registry, "sessions", {})
-    shell = InteractiveShell.instance()
-    shell.magics_manager.registry.pop("OxenMagics", None)
-    shell.run_line_magic("load_ext", "oxen_notebook")
-    magics = shell.magics_manager.registry["OxenMagics"]
-    magics.display = "html"
-    yield shell
-    shell.run_line_magic("unload_ext", "oxen_notebook")
-    shell.config.pop("OxenMagics", None)
-    shell.rl_next_input = None
 
 
 def magics(ip: InteractiveShell) -> OxenMagics:
