@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the api and browser fixtures are test_panel_browser's, imported)
+# ruff: noqa: F811  (the api, browser, jupyter and page fixtures are test_panel_browser's, imported)
 """The evaluation's view in a real browser (Debian's Chromium via Playwright): the live per-variant
 widget while it runs, then the summary with the best variant marked and the row grid whose cells
 open on the reply, in JupyterLab 4, Notebook 7 and classic Notebook 6.5 + ipywidgets 7.8. Model text
@@ -6,7 +6,6 @@ with markup and math in it is shown as text: no dialog, no injected element, no 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from tests.fake_api import FakeAPI, Script, _prompt_text
 from tests.helpers import ClassicNotebook, Jupyter
-from tests.test_panel_browser import CHROMIUM, KEY, api, browser, open_notebook, run_cell  # noqa: F401 (fixtures)
+from tests.test_panel_browser import CHROMIUM, KEY, api, browser, jupyter, open_notebook, page, run_cell  # noqa: F401
 
 pytest.importorskip("playwright", reason="the browser tests need the playwright package (the test extra)")
 from playwright.sync_api import Page, expect
@@ -39,26 +38,6 @@ def answer(body: dict[str, Any]) -> Script:
             text="**bold** <img src=x onerror=alert(2)> $\\href{https://evil.example}{y}$ a", latency=0.3
         )
     return Script(text="a" if prompt.startswith("A ") else "b", latency=0.3)
-
-
-@pytest.fixture(scope="module")
-def jupyter(api: FakeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter]:
-    server = Jupyter(tmp_path_factory.mktemp("eval-jupyter"), api.base_url, KEY)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def page(browser: Any, api: FakeAPI) -> Iterator[Page]:
-    api.reset()
-    api.api_key = KEY
-    api.handler = answer
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    page.dialogs = []  # type: ignore[attr-defined]
-    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
-    yield page
-    context.close()
 
 
 def check_view(page: Page, output: Any, live: Any, tmp_path: Path, name: str) -> None:
@@ -91,6 +70,7 @@ def check_view(page: Page, output: Any, live: Any, tmp_path: Path, name: str) ->
 def test_the_evaluation_view_in_jupyterlab_and_notebook7(
     page: Page, api: FakeAPI, jupyter: Jupyter, ui: str, tmp_path: Path
 ) -> None:
+    api.handler = answer
     name = jupyter.notebook(f"eval-{ui}.ipynb", EVAL_CELL)
     open_notebook(page, jupyter, name, ui=ui)
     run_cell(page, 0)
@@ -103,6 +83,7 @@ def test_the_evaluation_view_in_jupyterlab_and_notebook7(
 def test_the_evaluation_view_in_classic_notebook_with_ipywidgets7(
     page: Page, api: FakeAPI, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    api.handler = answer
     classic = ClassicNotebook(tmp_path_factory.mktemp("eval-classic"), api.base_url, KEY)
     try:
         name = classic.notebook("eval-classic.ipynb", EVAL_CELL)
