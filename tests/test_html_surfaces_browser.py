@@ -9,8 +9,6 @@ text is there, nothing of it is typeset (no ``mjx-container``), and no link to t
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,17 +17,13 @@ import pytest
 
 from tests.fake_api import FakeAPI, Script
 from tests.helpers import Jupyter
+from tests.test_math_browser import browser  # noqa: F401 (the fixture: Chromium as every browser test starts it)
 
 pytest.importorskip("playwright", reason="the browser tests need the playwright package (the test extra)")
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-]  # fmt: skip
 KEY = "surfaces-browser-key"
 TIMEOUT = 30_000
 # Short enough that pandas' 50-character cells keep it whole.
@@ -73,17 +67,7 @@ def api() -> Iterator[FakeAPI]:
         yield server
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is not installed: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def test_no_surface_lets_the_page_typeset_model_or_server_text(browser, api, tmp_path):
+def test_no_surface_lets_the_page_typeset_model_or_server_text(browser, api, tmp_path):  # noqa: F811
     jupyter = Jupyter(tmp_path, api.base_url, KEY)
     context = browser.new_context(viewport={"width": 1400, "height": 2400})
     try:
