@@ -322,6 +322,11 @@ class EvalResult:
         )
         matrices = {s: self.matrix(s) for s in self.scorers}
         binary = {s: self._binary(s, m) for s, m in matrices.items()}
+        # The share of rows whose repeats did not all get the same score (the first scorer), per variant.
+        flips: dict[str, float] = {}
+        if self.settings.repeats > 1:
+            agreement = self.agreement()
+            flips = agreement.groupby("variant", observed=True)["flipped"].mean().astype(float).to_dict()
         records = []
         for j, name in enumerate(self.variants):
             record: dict[str, Any] = {"variant": name, "model": self.settings.variants[name]["model"]}
@@ -338,7 +343,7 @@ class EvalResult:
                 record[f"{scorer}_low"] = interval.low
                 record[f"{scorer}_high"] = interval.high
             if self.settings.repeats > 1:
-                record["flip_rate"] = self._flip_rate(name)
+                record["flip_rate"] = flips.get(name, math.nan)
             record["prompt_tokens"] = int(prompt[j])
             record["completion_tokens"] = int(completion[j])
             record["cost_usd"] = float(cost[j]) if priced[j] else math.nan
@@ -353,12 +358,6 @@ class EvalResult:
         frame = pd.DataFrame(records)
         self._mark_best(frame, matrices[self.scorers[0]])
         return frame
-
-    def _flip_rate(self, name: str) -> float:
-        """The share of rows whose repeats did not all get the same score (the first scorer)."""
-        mine = self.agreement()
-        mine = mine[mine["variant"] == name]
-        return float(mine["flipped"].mean()) if len(mine) else math.nan
 
     def agreement(self, *, scorer: str | None = None) -> pd.DataFrame:
         """With ``repeats``: per data row and variant, the repeats scored, the most common score,
