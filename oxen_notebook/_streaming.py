@@ -192,10 +192,11 @@ class StreamingMarkdown:
         else:
             full = render_markdown(text)
         final = committed + ([last] if last else [])
-        # Merging into one slot is optional: only when it fits without the inflation credit.
+        # Merging into one slot is optional: only when it fits without the inflation credit, and
+        # when the update rate has room for it (a reset is two messages: clear, then display).
         spent = self.sent_bytes + self._cost(full)
         fits = spent <= self.ratio * self._in_bytes + self.allowance
-        if "".join(final) != full or (len(final) > 1 and fits):
+        if "".join(final) != full or (len(final) > 1 and fits and self.throttle.ready()):
             if len(self.slots) <= 1:
                 self._tail_open = False
                 if not self.slots:
