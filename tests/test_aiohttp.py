@@ -126,6 +126,7 @@ def test_plain_http_loads_no_ca_bundle():
     ],
     ids=lambda test: test.__name__,
 )
+@pytest.mark.slow
 def test_the_batch_faults_with_every_batch_on_aiohttp(fake_api, monkeypatch, test):
     monkeypatch.setattr(_runner, "_AIOHTTP_ROWS", 0)
     test(fake_api)

@@ -38,6 +38,7 @@ def echo_after(latency: float):
     return lambda body: Script(text=f"Echo: {_prompt_text(body)}", latency=latency)
 
 
+@pytest.mark.slow
 def test_1000_rows_with_faults_complete_in_order(fake_api):
     """500s, 429s and mid-stream drops on first attempts; every row still ends with its exact reply."""
     attempts: dict[str, int] = {}
@@ -81,6 +82,7 @@ def test_1000_rows_with_faults_complete_in_order(fake_api):
     assert log["batch_id"].nunique() == 1
 
 
+@pytest.mark.slow
 def test_429_storm_sends_nothing_during_the_pause(fake_api):
     count = 0
     storms: list[float] = []
@@ -141,6 +143,7 @@ def test_interrupt_from_progress_callback_keeps_finished_rows(fake_api):
     assert set(log["row"]) == set(range(28))
 
 
+@pytest.mark.slow
 def test_real_sigint_cancels_in_flight_requests(fake_api):
     fake_api.handler = lambda body: Script(text="ok", latency=0 if int(_prompt_text(body)) < 10 else 10)
     s = make_session(fake_api)

@@ -47,6 +47,7 @@ def stored_prompts(folder: Path) -> list[str]:
     return [t for path in files for t in pq.read_table(path, columns=["text"]).column("text").to_pylist()]
 
 
+@pytest.mark.slow
 def test_a_generator_of_5000_strings_is_read_lazily_into_parts(fake_api, tmp_path):
     s = make_session(fake_api)
     finished = 0
@@ -120,6 +121,7 @@ def test_a_parquet_file_gives_the_same_result_as_the_dataframe(fake_api, tmp_pat
     assert list(out.index) == list("abcde") and out["stars"].dtype == "int32"
 
 
+@pytest.mark.slow
 def test_resume_after_the_process_is_killed_sends_no_finished_row_again(fake_api, tmp_path):
     fake_api.handler = lambda body: Script(text=f"Echo: {_prompt_text(body)}", latency=0.1)
     folder = tmp_path / "run"

@@ -211,6 +211,7 @@ def _on_disk(folder: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_a_run_killed_before_its_first_part_sends_no_finished_row_again(fake_api, tmp_path):
     # Rows below 300 answer at once; the rest hang, so what finished is known when it is killed.
     fake_api.handler = lambda body: Script(

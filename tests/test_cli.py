@@ -22,6 +22,9 @@ from oxen_notebook import Session
 from tests.conftest import TEST_KEY
 from tests.fake_api import FakeAPI, Script
 
+# Each test starts the CLI as a process of its own (about a second each): the slow tier.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 NO_KEY_NOTE = (
     "oxen-notebook: no Oxen API key found (OXEN_API_KEY, or `oxen config --auth`): using the embedded "

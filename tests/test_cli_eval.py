@@ -14,6 +14,9 @@ from oxen_notebook import EvalResult
 from tests.fake_api import Script, _prompt_text
 from tests.test_cli import cli, env  # noqa: F401 (the fixture)
 
+# Each test starts the CLI as a process of its own (about a second each): the slow tier.
+pytestmark = pytest.mark.slow
+
 LABELS = ["positive", "negative", "mixed"]
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from oxen_notebook import scorers
 from tests.conftest import TEST_KEY
@@ -79,6 +80,7 @@ def test_failed_requests_stay_finished_unless_retry_errors(session, fake_api, tm
     assert len(fake_api.chat_requests()) == 10 and over.summary["n"].tolist() == [2, 2]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resends_at_most_about_a_seconds_worth(fake_api, tmp_path):
     fake_api.handler = lambda body: Script(text=f"Echo: {_prompt_text(body)}", latency=0.05)
     script = textwrap.dedent(f"""

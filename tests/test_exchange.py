@@ -339,6 +339,7 @@ def test_a_body_of_unknown_length_over_the_bound_stops_at_the_bound(fake_api):
 
 
 @pytest.mark.parametrize("streamed", [True, False])
+@pytest.mark.slow
 def test_a_trickling_server_is_stopped_at_the_deadline(fake_api, streamed):
     s = make_session(fake_api, deadline=1.5)
     s.clients.hosted.timeout = 3.0  # each byte comes well within the read timeout
@@ -356,6 +357,7 @@ def test_a_trickling_server_is_stopped_at_the_deadline(fake_api, streamed):
     assert_usable(s, fake_api)
 
 
+@pytest.mark.slow
 def test_a_trickling_server_is_stopped_at_the_deadline_async(fake_api):
     s = make_session(fake_api, deadline=1.5)
     fake_api.enqueue(Script(chunks=["a"] * 200, trickle=0.05))
@@ -371,6 +373,7 @@ def test_a_trickling_server_is_stopped_at_the_deadline_async(fake_api):
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["unstreamed rows", "streamed rows"])
+@pytest.mark.slow
 def test_a_map_row_on_a_trickling_server_fails_at_the_deadline(fake_api, stream):
     def handler(body: dict) -> Script:
         if _prompt_text(body) == "slow":
@@ -387,6 +390,7 @@ def test_a_map_row_on_a_trickling_server_fails_at_the_deadline(fake_api, stream)
     assert len(fake_api.chat_requests()) == 3  # a row past its deadline is not sent again
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_is_stopped_at_the_deadline_with_retries_left(fake_api):
     s = make_session(fake_api, deadline=1.0, max_retries=5)
     fake_api.enqueue(*[Script(latency=3.0)] * 6)

@@ -431,6 +431,7 @@ document = st.builds(
 @given(
     document, st.lists(st.integers(min_value=0, max_value=400), max_size=12), st.sampled_from([0.0001, 0.06])
 )
+@pytest.mark.slow
 def test_streamed_render_equals_one_shot_render(text: str, cuts: list[int], dt: float) -> None:
     bounds = [0, *sorted(c for c in cuts if c < len(text)), len(text)]
     pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]

@@ -128,6 +128,7 @@ def test_the_printer_holds_a_carriage_return_until_it_sees_what_follows():
     assert out.text == "one\ntwo\\x0dthree\\x1b[2J\n" and printer.written == 19
 
 
+@pytest.mark.slow
 def test_ask_on_a_terminal_shows_the_sequences_and_a_pipe_gets_them_as_sent(fake_api, env):
     fake_api.handler = lambda body: Script(chunks=[HOSTILE[:20], HOSTILE[20:45], HOSTILE[45:]])
     seen = on_terminal(cli("ask", "hi"), env)
@@ -145,6 +146,7 @@ def test_chat_on_a_terminal_shows_the_sequences(fake_api, env):
     assert visible(HOSTILE).encode() in seen
 
 
+@pytest.mark.slow
 def test_a_server_error_on_a_terminal_shows_the_sequences(fake_api, env):
     error = {
         "error": {"type": "unknown_error", "title": f"Boom {SEQUENCES['clear screen']}", "detail": HOSTILE}
@@ -156,6 +158,7 @@ def test_a_server_error_on_a_terminal_shows_the_sequences(fake_api, env):
     assert b"oxen-notebook: BadRequestError: 400 Boom " in seen
 
 
+@pytest.mark.slow
 def test_models_on_a_terminal_shows_the_sequences(fake_api, env):
     fake_api.models.append(f"evil{SEQUENCES['window title']}{SEQUENCES['clipboard (OSC 52)']}")
     seen = on_terminal(cli("models"), env)
@@ -163,6 +166,7 @@ def test_models_on_a_terminal_shows_the_sequences(fake_api, env):
     assert b"evil\\x1b]0;owned\\x07\\x1b]52;c;" in seen
 
 
+@pytest.mark.slow
 def test_terminal_ipython_oxen_cell_and_commands_show_the_sequences(fake_api, env):
     fake_api.handler = lambda body: Script(text=HOSTILE)
     fake_api.models.append(f"evil{SEQUENCES['hidden link (OSC 8)']}")
@@ -182,6 +186,7 @@ def test_terminal_ipython_oxen_cell_and_commands_show_the_sequences(fake_api, en
     assert b"evil\\x1b]8;;https://evil.example/" in seen  # the model table
 
 
+@pytest.mark.slow
 def test_terminal_ipython_cell_error_shows_the_sequences(fake_api, env):
     error = {"error": {"type": "unknown_error", "title": f"Boom {SEQUENCES['bracketed paste end']}"}}
     fake_api.handler = lambda body: Script(status=400, error=error)
