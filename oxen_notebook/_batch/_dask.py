@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from .._ask import attachments
 from .._cache import ResponseCache
 from .._client import Client, proxy_for
 from .._errors import MissingDependencyError, OxenError, ParameterError
 from .._records import new_id
-from .._request import attachments
 from .._session import Session
 from ._commit import record_run
 
