@@ -105,6 +105,69 @@ def test_every_module_sits_in_the_layer_contract():
     assert top == listed
 
 
+def _import_graph() -> dict[str, set[str]]:
+    """Which of our modules each module imports: every import, lazy and type-checking ones too."""
+    modules = {_dotted(path): path for path in MODULES}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for importer, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                source = _resolve(importer, path.name == "__init__.py", node)
+                targets = [
+                    f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names
+                ]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in modules:  # a name inside a module: the module
+                    target = target.rpartition(".")[0]
+                if target and target != importer:
+                    graph[importer].add(target)
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while (member := stack.pop()) != node:
+                component.add(member)
+            if component:
+                found.append({*component, node})
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_import_circles_are_few_and_known():
+    # Lazy and type-checking imports count: each is a place where two modules must be read together.
+    # The ones left: the exchange <-> the reply (its types), the façade (Session.map/.evaluate import _batch and _eval lazily, and a Dask
+    # worker builds a Session), the magic's cell <-> its commands and --dry-run context, and the
+    # panel's transcript <-> its tool steps.
+    circles = _circles(_import_graph())
+    names = [sorted(name.removeprefix("oxen_notebook.") for name in circle) for circle in circles]
+    assert len(circles) <= 4, names
+    assert not any({"oxen_notebook._batch._runner", "oxen_notebook._batch._templates"} <= c for c in circles)
+
+
 def _public_methods(cls: type) -> set[str]:
     return {name for name in dir(cls) if not name.startswith("_")}
 

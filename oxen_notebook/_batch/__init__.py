@@ -14,10 +14,10 @@ from ._estimate import Estimate, PromptCounter, estimate_map, pricing_problem, r
 from ._map import execute, run_map
 from ._progress import BatchProgress, make_progress
 from ._results import MAP_COLUMNS, outcome_values
-from ._runner import BatchSession, Job, Outcome, RowSink
 from ._templates import fill_jobs
 from ._templates import table as read_table
 from ._typed import BatchSchema
+from ._types import BatchSession, Job, Outcome, RowSink
 
 __all__ = [
     "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Budget", "Estimate", "Job", "Outcome",

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .._attachments import Attachment
     from .._pricing import Pricing
     from .._records import Message
-    from ._runner import BatchSession, Job
+    from ._types import BatchSession, Job
 
 __all__ = ["PROMPT_MARGIN", "Budget", "Rate", "check_limit", "make_budget", "priced_rate"]
 

@@ -10,9 +10,9 @@ from .._math import escape_text
 from .._records import is_missing
 from ._map import execute
 from ._results import MAP_COLUMNS, result_columns
-from ._runner import BatchSession, Job
 from ._templates import check_template, fill
 from ._typed import PARSED, BatchSchema
+from ._types import BatchSession, Job
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -34,7 +34,7 @@ from ._templates import check_template, fill, table
 
 if TYPE_CHECKING:
     from .._attachments import Attachment
-    from ._runner import BatchSession
+    from ._types import BatchSession
 
 __all__ = [
     "AUTO_SAMPLE",

@@ -17,9 +17,10 @@ from ._budget import Budget, make_budget
 from ._commit import record_run
 from ._progress import BatchProgress
 from ._results import MAP_COLUMNS, result_columns
-from ._runner import BatchSession, Job, RowSink, Runner, check_options, prefetch, run_blocking
+from ._runner import Runner, check_options, prefetch, run_blocking
 from ._templates import check_template, job_for, table
 from ._typed import BatchSchema
+from ._types import BatchSession, Job, RowSink
 
 if TYPE_CHECKING:
     import pandas as pd

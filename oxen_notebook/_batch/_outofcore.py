@@ -22,10 +22,11 @@ from ._checkpoint import ROW, Checkpoint, fingerprint
 from ._commit import record_run, recorded_params
 from ._results import DTYPES, MAP_COLUMNS, row_values
 from ._rowkeys import row_key
-from ._runner import BatchSession, Job, Outcome, Runner, check_options, prefetch, run_blocking
+from ._runner import Runner, check_options, prefetch, run_blocking
 from ._sources import Source, open_source
 from ._templates import check_template, job_for
 from ._typed import PARSED, BatchSchema
+from ._types import BatchSession, Job, Outcome
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._runner import NOT_SENT
+from ._types import NOT_SENT
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ._runner import Outcome
     from ._typed import BatchSchema
+    from ._types import Outcome
 
 __all__ = ["DTYPES", "MAP_COLUMNS", "outcome_values", "result_columns", "row_values"]
 

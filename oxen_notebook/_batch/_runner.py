@@ -28,55 +28,28 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .._client import aiohttp_connections
 from .._errors import CacheMissError, OxenError, ParameterError, StreamError
 from .._records import Message
 from .._turn import AsyncTurn
 from ._progress import BatchProgress, make_progress
+from ._types import NOT_SENT, BatchSession, Job, Outcome, RowSink
 
 if TYPE_CHECKING:
     from .._attachments import Attachment
-    from .._cache import ResponseCache
-    from .._client import Client
-    from .._models import ModelCatalog
-    from .._records import BatchLog
     from .._reply import AsyncReply
-    from .._usage import UsageLedger
     from ._budget import Budget
     from ._typed import BatchSchema
 
-__all__ = [
-    "NOT_SENT", "BatchSession", "Job", "Outcome", "RowSink", "Runner", "check_options", "prefetch",
-    "run_blocking",
-]  # fmt: skip
+__all__ = ["Runner", "check_options", "prefetch", "run_blocking"]
 
-NOT_SENT = "not sent: the batch was interrupted"
 _CUT_SHORT = "interrupted before the reply finished"
 _AIOHTTP_ROWS = 100
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _active: dict[int, int] = {}  # batches running per Client, on the background loop
-
-
-class BatchSession(Protocol):
-    """What a batch needs of a Session (and all it touches)."""
-
-    model: str
-    catalog: ModelCatalog
-    ledger: UsageLedger
-    batch_log: BatchLog
-    context_rows: int | None  # how much of a DataFrame, list, dict or long string a {field} shows
-    context_chars: int | None
-    system: str | None  # what a row's estimate counts (max_cost_usd=), and a checkpoint records
-    defaults: dict[str, Any]
-    cache: ResponseCache | None  # replay mode sends nothing, not even GET /models/{id}
-
-    def client(self, model: str | None = None) -> Client: ...
-
-    def astream(self, prompt: str, **kwargs: Any) -> AsyncReply | AsyncTurn: ...
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -89,40 +62,6 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _loop = loop
         return _loop
-
-
-@dataclass
-class Job:
-    prompt: str | None
-    model: str | None
-    params: dict[str, Any]
-    error: str | None = None  # the row could not be made into a request
-    data: dict[str, Any] | None = None  # the row's data, which a checkpoint stores with its result
-    key: int | None = None  # the row's key, which matches it to the data on resume (``_rowkeys``)
-    system: str | None = None  # this row's system prompt (an evaluation variant's), else the Session's
-
-
-@dataclass
-class Outcome:
-    user: Message | None = None
-    message: Message | None = None  # the last reply (a schema row's repair, if it had one)
-    error: str | None = None
-    state: str = "not sent"  # done, failed, interrupted, not sent
-    records: list[Message] = field(default_factory=list)  # every message of the row, in order
-    replies: list[Message] = field(default_factory=list)  # every reply: the row's totals
-    parsed: Any = None  # the validated value (schema=)
-
-
-class RowSink(Protocol):
-    """Where a runner puts each finished row instead of keeping it (a checkpoint's next part)."""
-
-    def add(self, index: int, job: Job, outcome: Outcome) -> None: ...
-
-    def due(self) -> bool: ...  # rows have waited long enough: flush now
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def _send_as(current: AsyncReply | AsyncTurn, stream: bool) -> None:

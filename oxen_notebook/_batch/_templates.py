@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ParameterError
 from .._values import fill as fill_values
-from ._runner import Job
 from ._sources import is_path, parquet_frame
+from ._types import Job
 
 if TYPE_CHECKING:
     import pandas as pd
