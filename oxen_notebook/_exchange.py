@@ -12,13 +12,14 @@ import contextlib
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._assembler import Assembler
 from ._cache import ResponseCache, lookup_first, store
 from ._errors import BadRequestError, OxenError, ReplyConsumedError, StreamError, one_line, redact
 from ._records import Message, new_id
-from ._request import with_fallback
+from ._request import build_body
 from ._sse import SSEDecoder
 
 if TYPE_CHECKING:
@@ -36,11 +37,12 @@ _COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
 class ExchangeHost(Protocol):
-    """What a reply tells the conversation it belongs to (the Session implements it)."""
+    """What a reply tells the conversation it belongs to (the Session implements it). ``begin``
+    returns the messages the request sends (the history is read then, its turn taken)."""
 
-    def begin(self, reply: Reply | AsyncReply) -> None: ...
+    def begin(self, reply: Reply | AsyncReply) -> list[dict[str, Any]]: ...
 
-    async def abegin(self, reply: Reply | AsyncReply) -> None: ...
+    async def abegin(self, reply: Reply | AsyncReply) -> list[dict[str, Any]]: ...
 
     def delta(self, reply: Reply | AsyncReply, text: str) -> None: ...
 
@@ -64,6 +66,9 @@ class Exchange:
         self.model: str = request.model
         self.message: Message | None = None
         self.error: OxenError | None = None
+        #: What the request sends: the host's messages, and the body they make (:meth:`_begun`).
+        self.messages: list[dict[str, Any]] = []
+        self.body: dict[str, Any] = {}
         self._host = host
         self._client = client
         self._cache = cache
@@ -158,16 +163,16 @@ class Exchange:
         if self._cache is None:
             return None
         request = self.request
-        bodies = [request.body]
+        bodies = [self.body]
         if self._cache.replaying and request.fallback is not None and not request.use_fallback:
             # Replay reads no model details, so it cannot know that the model takes only
             # json_object: if the recording sent the fallback, that body is the key.
-            bodies.append(with_fallback(request.body, request.fallback))
+            bodies.append(build_body(replace(request, use_fallback=True), self.messages))
         hit, body = lookup_first(self._cache, request.base_url, bodies)
         if hit is None:
             return None
-        if body is not request.body:
-            request.body, request.use_fallback = body, True
+        if body is not self.body:
+            self.request, self.body = replace(request, use_fallback=True), body
         self.cached = True
         text = self._assembler.restore(hit)
         return [text] if text else []
@@ -182,7 +187,7 @@ class Exchange:
             "usage": self._assembler.usage,  # the server's: counts made here are made again
             "tool_calls": message.tool_calls,
         }
-        store(self._cache, self.request.base_url, self.request.body, reply)
+        store(self._cache, self.request.base_url, self.body, reply)
 
     def _take(self, chunk: bytes) -> list[str]:
         if self._head is None:
@@ -253,12 +258,13 @@ class Exchange:
                 "cancelled it for another request); send it again."
             )
 
+    def _begun(self, messages: list[dict[str, Any]]) -> None:
+        """The host began the reply: ``messages`` are what it sends; the body is written."""
+        self.messages = messages
+        self.body = build_body(self.request, messages)
+
     def _wire_body(self) -> dict[str, Any]:
-        body = self.request.body
-        if self._streamed:
-            return body
-        # stream_options is only valid on a streamed request.
-        return {**{k: v for k, v in body.items() if k != "stream_options"}, "stream": False}
+        return self.body if self._streamed else build_body(self.request, self.messages, stream=False)
 
     def _take_body(self, body: bytes) -> list[str]:
         """Fold an unstreamed ``chat.completion`` body in; return its text as one delta."""
@@ -325,15 +331,25 @@ class Exchange:
 
     def _send(self) -> httpx.Response:
         return self._client.send(
-            "POST", "/chat/completions", json=self._wire_body(), headers=self.request.headers,
-            stream=self._streamed, model=self.model, deadline=self._deadline,
-        )  # fmt: skip
+            "POST",
+            "/chat/completions",
+            json=self._wire_body(),
+            headers=self.request.headers,
+            stream=self._streamed,
+            model=self.model,
+            deadline=self._deadline,
+        )
 
     async def _asend(self) -> httpx.Response:
         return await self._client.asend(
-            "POST", "/chat/completions", json=self._wire_body(), headers=self.request.headers,
-            stream=self._streamed, model=self.model, deadline=self._deadline,
-        )  # fmt: skip
+            "POST",
+            "/chat/completions",
+            json=self._wire_body(),
+            headers=self.request.headers,
+            stream=self._streamed,
+            model=self.model,
+            deadline=self._deadline,
+        )
 
     def _fall_back(self, error: BadRequestError) -> bool:
         """After a 400 that refuses ``json_schema``: switch to the request's ``json_object``
@@ -343,8 +359,8 @@ class Exchange:
         request = self.request
         if request.fallback is None or request.use_fallback or not refuses_json_schema(error):
             return False
-        request.body = with_fallback(request.body, request.fallback)
-        request.use_fallback = True
+        self.request = replace(request, use_fallback=True)
+        self.body = build_body(self.request, self.messages)
         self.note = (
             f"{self.model} refused response_format json_schema ({error.detail or error.message}); "
             "sent again as json_object with the schema in the system message"
@@ -409,11 +425,10 @@ class Exchange:
         if reason not in ("error", "interrupted"):  # a complete reply the server sent no counts for
             from ._tokens import fill_usage  # the tokenizer loads on the first count, not at import
 
-            body = self.request.body
+            tools = self.body.get("tools")
             usage, estimated = fill_usage(
-                assembler.usage, body.get("messages") or [], self.text,
-                tool_calls=self.tool_calls, tools=body.get("tools"),
-            )  # fmt: skip
+                assembler.usage, self.messages, self.text, tool_calls=self.tool_calls, tools=tools
+            )
         return Message(
             message_id=self.message_id,
             role="assistant",

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from ._pricing import Pricing, cost_of
-from ._request import PreparedRequest, with_fallback
+from ._request import PreparedRequest, build_body
 from ._tokens import count_messages, count_text, counter_name
 
 __all__ = ["preview_request", "preview_summary"]
@@ -42,9 +42,7 @@ def preview_request(
     request: PreparedRequest, messages: list[dict[str, Any]], pricing: Pricing | None
 ) -> dict[str, Any]:
     """The preview of ``request`` sending ``messages``: nothing is sent, recorded or cached."""
-    body = {**request.body, "messages": messages}
-    if request.use_fallback and request.fallback:
-        body = with_fallback(body, request.fallback)
+    body = build_body(request, messages)
     url = f"{request.base_url}/chat/completions"
     size = len(httpx.Request("POST", url, json=body).content)
     tokens = count_messages(messages, body.get("tools"), model=request.model)

@@ -43,8 +43,9 @@ class Reply(Exchange):
 
     def _run(self) -> Iterator[str]:
         self._t0 = time.perf_counter()
-        self._host.begin(self)
+        messages = self._host.begin(self)
         try:
+            self._begun(messages)
             self._arm()
             hit = self._replay()
             if hit is not None:
@@ -150,8 +151,9 @@ class AsyncReply(Exchange):
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._t0 = time.perf_counter()
-        await self._host.abegin(self)
+        messages = await self._host.abegin(self)
         try:
+            self._begun(messages)
             self._arm()
             hit = self._replay()
             if hit is not None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._ask import Ask
 from ._auth import Secret
 from ._cache import ResponseCache, open_cache
 from ._client import DEFAULT_BASE_URL, Client
@@ -24,15 +25,15 @@ from ._events import Event, Observers
 from ._history import History, Turnstile
 from ._limits import DEFAULT_DEADLINE
 from ._models import ModelCatalog
-from ._params import validate_params
+from ._params import check_against_schema, validate_params
 from ._persist import Journal, SavedConversation, read_conversation, write_conversation
 from ._prototyping import Prototyping
 from ._records import BatchLog, Message, messages_from_dataframe, messages_to_dataframe, new_id
 from ._reply import AsyncReply, Reply
-from ._request import PreparedRequest, prepare_request, with_fallback
+from ._request import PreparedRequest, prepare_request
 from ._routing import ClientPool
 from ._settings import DEFAULT_MODEL, SessionSettings
-from ._turn import AsyncTurn, Turn, TurnOptions, turn_options
+from ._turn import AsyncTurn, Turn, plan_for
 from ._usage import UsageLedger
 from ._values import fill
 
@@ -255,48 +256,25 @@ class Session(Prototyping):
 
     # -- requests -------------------------------------------------------------------------------
 
-    def _prepare(
-        self, prompt: str, attached: tuple[list[Any] | None, list[Any] | None], history: bool,
-        source: str | None, model: str | None, params: dict[str, Any], typed: dict[str, Any],
-        system: str | None = None,
-    ) -> tuple[PreparedRequest, Any]:  # fmt: skip
-        model = model or self.model
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ParameterError("prompt is empty: give the text to send.")
-        if system is not None and (history or not isinstance(system, str)):
-            raise ParameterError(
-                "system= takes text, and only with history=False: set Session.system for a conversation."
-            )
-        merged = validate_params({**self.defaults, **params})
-        options = turn_options(merged, **typed)
+    def _prepare(self, ask: Ask) -> tuple[PreparedRequest, Any]:
+        """The request ``ask`` makes here (its parameters checked against the model's published
+        ``request_schema``), and the plan that follows its reply (``None``: nothing follows)."""
+        model = ask.model or self.model
         # Replay sends nothing, not even GET /models/{id}: the recording checked the parameters.
         published = self.validate_schema and not (self.cache is not None and self.cache.replaying)
-        schema = self.catalog.request_schema(model) if published else None
-        request = prepare_request(
-            prompt,
-            model=model,
-            params=merged,
-            base_url=self.clients.for_model(model).base_url,
-            images=attached[0],
-            files=attached[1],
-            history=history,
-            source=source or self.source,
-            schema=schema,
-        )
-        request.fallback = options.fallback
-        request.system = system
-        if options.fallback is not None:
-            takes = self.catalog.takes_json_schema(model, published=published)
-            request.use_fallback = not takes
-        return request, self._plan(request, options)
-
-    def _plan(self, request: PreparedRequest, options: TurnOptions) -> Any:
-        """What follows the request's reply (``None``: nothing; a plain Reply is returned)."""
+        request_schema = self.catalog.request_schema(model) if published else None
+        check_against_schema(dict(ask.params), request_schema, model)
+        base_url = self.clients.for_model(model).base_url
+        request = prepare_request(ask, model=model, base_url=base_url, source=ask.source or self.source)
+        if request.fallback is not None and not self.catalog.takes_json_schema(model, published=published):
+            request = replace(request, use_fallback=True)
         if not request.history:  # a one-shot turn's records stay with its replies
-            return options.plan(lambda role, content, **fields: Message(role, content, **fields), _set)
-        plan = options.plan(self.add_message, self._amend)
-        request.in_turn = plan is not None  # the turn holds the turnstile for all its requests
-        return plan
+            return request, plan_for(
+                ask, lambda role, content, **fields: Message(role, content, **fields), _set
+            )
+        plan = plan_for(ask, self.add_message, self._amend)
+        # A history turn of several requests holds the turnstile for all of them.
+        return replace(request, in_turn=plan is not None), plan
 
     def stream(
         self,
@@ -328,9 +306,28 @@ class Session(Prototyping):
         either, a :class:`Turn` is returned: it reads like a Reply and may send several requests.
         ``system=`` replaces the system prompt for a ``history=False`` request (an evaluation
         variant's own), leaving the Session's as it is."""
-        typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
-                 "max_tool_rounds": max_tool_rounds}  # fmt: skip
-        request, plan = self._prepare(prompt, (images, files), history, source, model, params, typed, system)
+        ask = Ask.make(
+            prompt,
+            params=params,
+            defaults=self.defaults,
+            images=images,
+            files=files,
+            model=model,
+            schema=schema,
+            tools=tools,
+            approve=approve,
+            max_repairs=max_repairs,
+            max_tool_rounds=max_tool_rounds,
+            history=history,
+            source=source,
+            system=system,
+        )
+        return self.stream_ask(ask)
+
+    def stream_ask(self, ask: Ask) -> Reply | Turn:
+        """:meth:`stream` for an :class:`~oxen_notebook._ask.Ask` made already (by a magic cell, a
+        panel send, a batch row): nothing in it is checked again."""
+        request, plan = self._prepare(ask)
         first = self._reply(request)
         if plan is None:
             return first
@@ -354,9 +351,27 @@ class Session(Prototyping):
         **params: Any,
     ) -> AsyncReply | AsyncTurn:
         """The async twin of :meth:`stream`: ``async for delta in session.astream(prompt)``."""
-        typed = {"schema": schema, "tools": tools, "approve": approve, "max_repairs": max_repairs,
-                 "max_tool_rounds": max_tool_rounds}  # fmt: skip
-        request, plan = self._prepare(prompt, (images, files), history, source, model, params, typed, system)
+        ask = Ask.make(
+            prompt,
+            params=params,
+            defaults=self.defaults,
+            images=images,
+            files=files,
+            model=model,
+            schema=schema,
+            tools=tools,
+            approve=approve,
+            max_repairs=max_repairs,
+            max_tool_rounds=max_tool_rounds,
+            history=history,
+            source=source,
+            system=system,
+        )
+        return self.astream_ask(ask)
+
+    def astream_ask(self, ask: Ask) -> AsyncReply | AsyncTurn:
+        """The async twin of :meth:`stream_ask`."""
+        request, plan = self._prepare(ask)
         first = self._areply(request)
         if plan is None:
             return first
@@ -397,50 +412,63 @@ class Session(Prototyping):
         (attachments summarized as type and size; never the key), its size in ``bytes``, an
         estimate of ``prompt_tokens``, and ``input_cost_usd`` / ``max_cost_usd`` from the model's
         published prices (its details may be read once, ``GET /models/{id}``)."""
-        from ._preview import preview_request
-
         if variables:
             prompt = fill(prompt, variables, rows=self.context_rows, chars=self.context_chars, strict=True)
-        typed = {"schema": schema, "tools": tools}
-        request, _ = self._prepare(prompt, (images, files), history, None, model, dict(params or {}), typed)
+        ask = Ask.make(
+            prompt,
+            params=params,
+            defaults=self.defaults,
+            images=images,
+            files=files,
+            model=model,
+            schema=schema,
+            tools=tools,
+            history=history,
+        )
+        return self.preview_ask(ask)
+
+    def preview_ask(self, ask: Ask) -> dict[str, Any]:
+        """:meth:`preview` for an :class:`~oxen_notebook._ask.Ask` made already (``%%oxen --dry-run``)."""
+        from ._preview import preview_request
+
+        request, _ = self._prepare(ask)
         return preview_request(request, self._outgoing(request), self.catalog.pricing(request.model))
 
     # -- the exchange protocol (the replies call these through _Host) ----------------------------
 
-    def _begin(self, reply: Reply | AsyncReply) -> None:
+    def _begin(self, reply: Reply | AsyncReply) -> list[dict[str, Any]]:
         # One-shot requests touch no history: no turn to wait for; a turn's requests hold it already.
         waits = reply.request.history and not reply.request.in_turn
         if waits:
             self._turnstile.enter()
-        self._started_or_leave(reply, waits)
+        return self._started_or_leave(reply, waits)
 
-    async def _abegin(self, reply: Reply | AsyncReply) -> None:
+    async def _abegin(self, reply: Reply | AsyncReply) -> list[dict[str, Any]]:
         waits = reply.request.history and not reply.request.in_turn
         if waits:
             await self._turnstile.aenter()
-        self._started_or_leave(reply, waits)
+        return self._started_or_leave(reply, waits)
 
-    def _started_or_leave(self, reply: Reply | AsyncReply, entered: bool) -> None:
+    def _started_or_leave(self, reply: Reply | AsyncReply, entered: bool) -> list[dict[str, Any]]:
         """Start ``reply``; if that fails, the turn it entered is free again (no reply runs)."""
         try:
-            self._started(reply)
+            return self._started(reply)
         except BaseException:
             if entered:
                 self._turnstile.leave()
             raise
 
-    def _started(self, reply: Reply | AsyncReply) -> None:
+    def _started(self, reply: Reply | AsyncReply) -> list[dict[str, Any]]:
+        """Open the reply's turn (its user message joins the history); the messages it sends."""
         request = reply.request
         user = request.user
         opens = request.history and request.follow_up is None  # a follow-up continues its turn
         messages = self.history.open_turn(user, self.max_turns) if opens else self._outgoing(request)
-        request.body["messages"] = messages
-        if request.use_fallback and request.fallback:
-            request.body = with_fallback(request.body, request.fallback)
         if opens:
             self._write(user)
             self._emit("message", message=user)
         self._emit("start", reply=reply)
+        return messages
 
     def _outgoing(self, request: PreparedRequest) -> list[dict[str, Any]]:
         """The messages ``request`` sends (an opening history request: what ``open_turn`` sends)."""
@@ -561,8 +589,8 @@ class Session(Prototyping):
 class _Host:
     """The Session's side of the exchange, as :class:`~oxen_notebook._exchange.ExchangeHost`."""
 
-    begin: Callable[[Reply | AsyncReply], None]
-    abegin: Callable[[Reply | AsyncReply], Awaitable[None]]
+    begin: Callable[[Reply | AsyncReply], list[dict[str, Any]]]
+    abegin: Callable[[Reply | AsyncReply], Awaitable[list[dict[str, Any]]]]
     delta: Callable[[Reply | AsyncReply, str], None]
     end: Callable[[Reply | AsyncReply], None]
 

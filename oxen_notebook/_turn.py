@@ -10,14 +10,14 @@ in order; ``parsed`` is the validated value when the turn ends. It reads like a 
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._errors import OxenError, ParameterError, ReplyConsumedError, SchemaError, ToolLoopError
+from ._errors import OxenError, ReplyConsumedError, SchemaError, ToolLoopError
 
 if TYPE_CHECKING:
+    from ._ask import Ask
     from ._history import Turnstile
     from ._records import Message
     from ._reply import AsyncReply, Reply
@@ -25,88 +25,23 @@ if TYPE_CHECKING:
     from ._schema import OutputSchema
     from ._toolbox import ToolCall, ToolLoop, ToolResult
 
-__all__ = ["AsyncTurn", "Turn", "TurnOptions", "turn_facts", "turn_options"]
-
-_schemas: dict[Any, OutputSchema] = {}  # specs seen lately: building one costs a pydantic schema
+__all__ = ["AsyncTurn", "Turn", "plan_for", "turn_facts"]
 
 
-def _output_schema(spec: Any) -> OutputSchema:
-    from ._schema import OutputSchema  # pydantic-backed: loaded when a schema is first asked for
-
-    if isinstance(spec, OutputSchema):
-        return spec
-    key: Any = spec
-    try:
-        hash(spec)
-    except TypeError:  # a JSON Schema dict
-        import json
-
-        key = json.dumps(spec, sort_keys=True, default=str)
-    schema = _schemas.get(key)
-    if schema is None:
-        if len(_schemas) >= 64:
-            _schemas.clear()
-        schema = _schemas[key] = OutputSchema.from_spec(spec)
-    return schema
-
-
-class TurnOptions:
-    """What ``schema=`` and ``tools=`` add to a request, and the plan that follows its reply."""
-
-    def __init__(self, schema: OutputSchema | None, tools: ToolLoop | None, max_repairs: int) -> None:
-        self.schema = schema
-        self.tools = tools
-        self.max_repairs = max_repairs
-
-    @functools.cached_property
-    def fallback(self) -> dict[str, Any] | None:
-        """The ``json_object`` request a schema falls back to, for models without ``json_schema``
-        (built once per request's options)."""
-        if self.schema is None:
-            return None
-        return {"response_format": {"type": "json_object"}, "instruction": self.schema.instruction()}
-
-    def plan(self, record: Callable[..., Message], update: Callable[..., None]) -> _Plan | None:
-        """The plan for one turn, or ``None`` when nothing follows a reply (plain requests)."""
-        if self.schema is None and self.tools is None:
-            return None
-        return _Plan(self.schema, self.tools, self.max_repairs, record, update)
-
-
-def turn_options(
-    params: dict[str, Any],
-    *,
-    schema: Any = None,
-    tools: list[Any] | None = None,
-    approve: Callable[..., Any] | None = None,
-    max_repairs: int = 1,
-    max_tool_rounds: int | None = None,
-) -> TurnOptions:
-    """Read ``schema=`` / ``tools=`` into ``params`` (``response_format``, ``tools``) and options.
-
-    Dict tool specs are sent as they are and not run (their calls are in ``reply.tool_calls``);
-    Python functions are run in a loop. ``approve(call) -> bool`` decides each call first."""
-    output = None
-    if schema is not None:
-        if params.get("response_format"):
-            raise ParameterError("give schema= or response_format=, not both.")
-        output = _output_schema(schema)
-        params["response_format"] = output.response_format()
+def plan_for(ask: Ask, record: Callable[..., Message], update: Callable[..., None]) -> _Plan | None:
+    """What follows a reply to ``ask`` (its schema to validate, its Python tools to run), or
+    ``None`` when nothing does (a plain request). ``record`` adds the turn's records (tool results,
+    repair prompts); ``update`` marks one already made."""
+    if not ask.plan_needed:
+        return None
     loop = None
-    if tools:
-        from ._toolbox import Toolbox, ToolLoop  # loaded by the first request with tools
+    if ask.tools is not None and ask.tools.runnable:
+        from ._toolbox import ToolLoop  # loaded by the first request with tools
         from ._tools import MAX_TOOL_ROUNDS
 
-        if not isinstance(tools, (list, tuple)):
-            raise ParameterError("tools must be a list of functions or tool dicts.")
-        toolbox = Toolbox(tools)
-        params["tools"] = toolbox.specs()
-        if toolbox.runnable:
-            rounds = MAX_TOOL_ROUNDS if max_tool_rounds is None else max_tool_rounds
-            loop = ToolLoop(toolbox, approve=approve, max_rounds=rounds)
-    if approve is not None and loop is None:
-        raise ParameterError("approve= decides tool calls: give tools=[python functions] with it.")
-    return TurnOptions(output, loop, max_repairs)
+        rounds = MAX_TOOL_ROUNDS if ask.max_tool_rounds is None else ask.max_tool_rounds
+        loop = ToolLoop(ask.tools, approve=ask.approve, max_rounds=rounds)
+    return _Plan(ask.output, loop, ask.max_repairs, record, update)
 
 
 class _Plan:
@@ -114,15 +49,13 @@ class _Plan:
 
     def __init__(
         self,
-        schema: OutputSchema | None,
+        output: OutputSchema | None,
         tools: ToolLoop | None,
         max_repairs: int,
         record: Callable[..., Message],
         update: Callable[..., None],
     ) -> None:
-        if not isinstance(max_repairs, int) or isinstance(max_repairs, bool) or max_repairs < 0:
-            raise ParameterError(f"max_repairs={max_repairs!r} is invalid: expected 0 or more.")
-        self.schema = schema
+        self.output = output
         self.tools = tools
         self.max_repairs = max_repairs
         self.repairs = 0
@@ -186,20 +119,20 @@ class _Plan:
 
     def after_text(self, reply: Reply | AsyncReply) -> PreparedRequest | None:
         """Validate a schema reply: ``None`` when the turn is done, else the repair request."""
-        if self.schema is None or reply.message is None:
+        if self.output is None or reply.message is None:
             return None
         try:
-            value = self.schema.parse(reply.text)
+            value = self.output.parse(reply.text)
         except SchemaError as error:
             self._update(reply.message, error=str(error))  # the raw reply stays, marked
             if self.repairs >= self.max_repairs:
                 raise
             self.repairs += 1
-            prompt = self.schema.repair_prompt(error)
+            prompt = self.output.repair_prompt(error)
             self._record("user", prompt, turn=reply.user_message.turn, source="repair")
             return reply.request.follow([reply.message.to_api(), {"role": "user", "content": prompt}])
         self.parsed = value
-        self._update(reply.message, parsed=self.schema.dump(value))
+        self._update(reply.message, parsed=self.output.dump(value))
         return None
 
 
@@ -280,16 +213,54 @@ class _TurnState:
     def streamed(self, value: bool) -> None:
         self.replies[0].streamed = value
 
-    text = property(lambda self: self.reply.text, doc="The last request's text.")
-    message = property(lambda self: self.reply.message, doc="The last request's record.")
-    user_message = property(lambda self: self.replies[0].user_message, doc="The prompt's record.")
-    model = property(lambda self: self.replies[0].model)
-    request = property(lambda self: self.replies[0].request)
-    usage = property(lambda self: self.reply.usage)
-    tool_calls = property(lambda self: self.reply.tool_calls)
-    finish_reason = property(lambda self: self.reply.finish_reason)
-    finished = property(lambda self: self.reply.finished and self._done)
-    cached = property(lambda self: all(r.cached for r in self.replies))
+    @property
+    def text(self) -> str:
+        """The last request's text."""
+        return self.reply.text
+
+    @property
+    def message(self) -> Message | None:
+        """The last request's record."""
+        return self.reply.message
+
+    @property
+    def user_message(self) -> Message:
+        """The prompt's record."""
+        return self.replies[0].user_message
+
+    @property
+    def model(self) -> str:
+        return self.replies[0].model
+
+    @property
+    def request(self) -> PreparedRequest:
+        """The turn's first request."""
+        return self.replies[0].request
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The last request's usage."""
+        return self.reply.usage
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The last request's tool calls."""
+        return self.reply.tool_calls
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.reply.finish_reason
+
+    @property
+    def finished(self) -> bool:
+        """Whether the last request finished and no other follows."""
+        return self.reply.finished and self._done
+
+    @property
+    def cached(self) -> bool:
+        """Whether every request was answered from the response cache."""
+        return all(r.cached for r in self.replies)
+
     _done = False
 
     def __repr__(self) -> str:

@@ -319,9 +319,9 @@ def test_map_sends_the_files_with_every_row_reading_them_once(session, fake_api,
     monkeypatch.setattr(
         attachments, "attach", lambda obj, *a, **k: reads.append(str(obj)) or real(obj, *a, **k)
     )
-    import oxen_notebook._request as request
+    import oxen_notebook._ask as ask
 
-    monkeypatch.setattr(request, "attach", attachments.attach)
+    monkeypatch.setattr(ask, "attach", attachments.attach)
     out = session.map(["one", "two", "three"], "Which page mentions {text}?", files=[report], progress=False)
     assert out["error"].isna().all()
     assert reads == [str(report)]

@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from .._ask import attachments
 from .._client import Client, proxy_for
 from .._errors import MissingDependencyError, OxenError, ParameterError
 from .._records import new_id
-from .._request import attachments
 from .._session import Session
 from .._settings import SessionSettings
 from ._commit import record_run

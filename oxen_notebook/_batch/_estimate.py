@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._ask import attachments
 from .._errors import ParameterError
 from .._params import validate_params
 from .._pricing import Pricing, cost_of
-from .._request import attachments
 from .._tokens import count_messages, count_text, counter_name
 from ._templates import check_template, fill, table
 

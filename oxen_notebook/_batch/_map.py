@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._ask import attachments
 from .._errors import ParameterError
 from .._params import validate_params
 from .._records import new_id
-from .._request import attachments
 from ._budget import Budget, make_budget
 from ._commit import record_run
 from ._progress import BatchProgress

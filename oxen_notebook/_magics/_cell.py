@@ -23,6 +23,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Integer, Unicode, observe
 
+from .._ask import Ask
 from .._attachments import describe
 from .._errors import OxenError
 from .._frontend import in_notebook
@@ -63,6 +64,22 @@ def _at_least(minimum: int) -> Any:
         return value
 
     return count
+
+
+def _check_flags(args: Any) -> None:
+    """Options that go only with another (``--approve`` with ``--tools``), or not with another."""
+    needs = [
+        ("--max-repairs", args.max_repairs is not None, args.schema, "--schema"),
+        ("--approve", args.approve, args.tools, "--tools"),
+        ("--max-tool-rounds", args.max_tool_rounds is not None, args.tools, "--tools"),
+    ]
+    for option, given, needed, name in needs:
+        if given and not needed:
+            raise UsageError(f"{option} goes with {name}, which is not given.")
+    if (args.schema or args.tools) and args.compare:
+        raise UsageError("--compare sends plain prompts: drop --schema/--tools, or --compare.")
+    if args.schema and args.format in ("code", "json"):  # a configured default format gives way
+        raise UsageError(f"--schema shows the parsed object: drop -f {args.format}.")
 
 
 # -- the magics ------------------------------------------------------------------------------------
@@ -246,7 +263,12 @@ class OxenMagics(Magics):
         output = args.output
         if output and (not output.isidentifier() or keyword.iskeyword(output)):
             raise UsageError(f"-o {output!r}: give a variable name, such as -o answer.")
-        typed = self._typed(args)
+        _check_flags(args)
+        namespace = self.shell.user_ns
+        # --schema / --tools name notebook objects: resolved before anything is sent.
+        output_schema = resolve_schema(args.schema, namespace) if args.schema else None
+        tools = resolve_tools(args.tools, namespace) if args.tools else None
+        approver = Approver() if args.tools and args.approve else None
         session = self.session(args.session)
         prompt = cell if args.no_interpolate else self.fill(cell, session)
         if not prompt.strip():
@@ -261,57 +283,39 @@ class OxenMagics(Magics):
         if args.compare:
             self._compare(session, args, prompt, params, output)
             return
+        try:
+            ask = Ask.make(
+                prompt,
+                params={name: value for name, value in params.items() if value is not None},
+                defaults=session.defaults,
+                images=args.image or None,
+                files=args.file or None,
+                model=args.model,
+                schema=output_schema,
+                tools=tools,
+                approve=approver,
+                max_repairs=1 if args.max_repairs is None else args.max_repairs,
+                max_tool_rounds=args.max_tool_rounds,
+                # A dry run of --new previews a new conversation: the system prompt and the cell.
+                history=not (args.no_history or (args.dry_run and args.new)),
+                source="magic",
+            )
+        except OxenError as exc:
+            raise cell_error(exc) from None
         if args.dry_run:
-            dry_run(self, session, args, prompt, params, typed, output)
+            dry_run(self, session, args, ask, output)
             return
         try:
             if args.new:
                 session.reset()
             if args.system is not None:
                 session.system = args.system
-            reply = session.stream(
-                prompt,
-                images=args.image or None,
-                files=args.file or None,
-                history=not args.no_history,
-                source="magic",
-                model=args.model,
-                **typed,
-                **{name: value for name, value in params.items() if value is not None},
-            )
+            reply = session.stream_ask(ask)
         except OxenError as exc:
             raise cell_error(exc) from None
-        approver = typed.get("approve")
         if approver is not None:
             approver.turn = reply
-        self.show_reply(reply, fmt, output, session=session, schema=typed.get("schema"), approver=approver)
-
-    def _typed(self, args: Any) -> dict[str, Any]:
-        """``schema=``, ``tools=`` and their options from ``--schema``/``--tools``, resolved in the
-        notebook's namespace before anything is sent."""
-        typed: dict[str, Any] = {}
-        namespace = self.shell.user_ns
-        needs = {"--max-repairs": (args.max_repairs is not None, args.schema, "--schema"),
-                 "--approve": (args.approve, args.tools, "--tools"),
-                 "--max-tool-rounds": (args.max_tool_rounds is not None, args.tools, "--tools")}  # fmt: skip
-        for option, (given, needed, name) in needs.items():
-            if given and not needed:
-                raise UsageError(f"{option} goes with {name}, which is not given.")
-        if (args.schema or args.tools) and args.compare:
-            raise UsageError("--compare sends plain prompts: drop --schema/--tools, or --compare.")
-        if args.schema:
-            if args.format in ("code", "json"):  # a configured default format gives way
-                raise UsageError(f"--schema shows the parsed object: drop -f {args.format}.")
-            typed["schema"] = resolve_schema(args.schema, namespace)
-            if args.max_repairs is not None:
-                typed["max_repairs"] = args.max_repairs
-        if args.tools:
-            typed["tools"] = resolve_tools(args.tools, namespace)
-            if args.approve:
-                typed["approve"] = Approver()
-            if args.max_tool_rounds is not None:
-                typed["max_tool_rounds"] = args.max_tool_rounds
-        return typed
+        self.show_reply(reply, fmt, output, session=session, schema=ask.output, approver=approver)
 
     def _compare(self, session: Session, args: Any, prompt: str, params: dict, output: str | None) -> None:
         models = [m.strip() for m in args.compare.split(",") if m.strip()]

@@ -17,6 +17,7 @@ from ._failures import fix_prompt
 from ._views import footnote, strip_fences
 
 if TYPE_CHECKING:
+    from .._ask import Ask
     from .._session import Session
     from ._cell import OxenMagics
 
@@ -25,30 +26,11 @@ __all__ = ["dry_run", "fix"]
 _PYTHON = ("python", "py", "python3", "ipython")
 
 
-def dry_run(
-    magics: OxenMagics,
-    session: Session,
-    args: Any,
-    prompt: str,
-    params: dict,
-    typed: dict,
-    output: str | None,
-) -> None:
-    """``--dry-run``: the preview of the request, and nothing sent."""
-    settings = {name: value for name, value in params.items() if value is not None}
-    # A new conversation sends the system prompt and the cell: what history=False previews.
+def dry_run(magics: OxenMagics, session: Session, args: Any, ask: Ask, output: str | None) -> None:
+    """``--dry-run``: the preview of the request ``ask`` makes, and nothing sent."""
     note = "(--system is not applied by a dry run)" if args.system is not None else ""
     try:
-        preview = session.preview(
-            prompt,
-            images=args.image or None,
-            files=args.file or None,
-            history=not (args.no_history or args.new),
-            model=args.model,
-            schema=typed.get("schema"),
-            tools=typed.get("tools"),
-            params=settings,
-        )
+        preview = session.preview_ask(ask)
     except OxenError as exc:
         raise cell_error(exc) from None
     if output:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from .._ask import Ask, check_tools
 from .._errors import OxenError, ParameterError
 from .._events import EVENTS
 from .._math import escape_text
@@ -78,10 +79,7 @@ class ChatPanel(WidgetDisplay):
             raise ParameterError(
                 f"approve={approve!r} is invalid: give None, 'ask' or a function(call) -> bool."
             )
-        if tools is not None and not isinstance(tools, (list, tuple)):
-            raise ParameterError("tools is a list: tools=[get_weather], not tools=get_weather.")
-        if approve is not None and not tools:
-            raise ParameterError("approve= decides tool calls: give tools=[python functions] with it.")
+        check_tools(tools, approve)
         if session is None:
             from .._registry import default_session
 
@@ -356,10 +354,10 @@ class ChatPanel(WidgetDisplay):
             self._show_note("")
             self._set_busy(True)
             self._gate.reset()
+            model, params = self._model_choice(), self._params()
             self._worker = threading.Thread(
-                target=self._run, args=(text, self._model_choice(), self._params(), images),
-                name="oxen-panel-stream", daemon=True,
-            )  # fmt: skip
+                target=self._run, args=(text, model, params, images), name="oxen-panel-stream", daemon=True
+            )
             self._worker.start()
             return True
 
@@ -367,9 +365,7 @@ class ChatPanel(WidgetDisplay):
         reply = None
         failed = False
         try:
-            reply = self.session.stream(
-                text, model=model, images=images or None, source="panel", **self._typed(), **params
-            )
+            reply = self.session.stream_ask(self._ask(text, model, params, images))
             self._reply = reply
             for _ in reply:
                 pass
@@ -409,16 +405,20 @@ class ChatPanel(WidgetDisplay):
         if text != self.session.system:
             self.session.system = text
 
-    def _typed(self) -> dict[str, Any]:
-        """``tools`` / ``approve`` / ``schema`` for ``Session.stream``, as set on the panel."""
-        typed: dict[str, Any] = {}
-        if self.tools:
-            typed["tools"] = list(self.tools)
-        if self.approve is not None:
-            typed["approve"] = self._gate if self.approve == "ask" else self.approve
-        if self.schema is not None:
-            typed["schema"] = self.schema
-        return typed
+    def _ask(self, text: str, model: str, params: dict[str, Any], images: list[str] | None) -> Ask:
+        """What a send asks: the text, model and parameters, and the panel's ``tools`` /
+        ``approve`` / ``schema``."""
+        return Ask.make(
+            text,
+            params=params,
+            defaults=self.session.defaults,
+            images=images or None,
+            model=model,
+            schema=self.schema,
+            tools=list(self.tools) if self.tools else None,
+            approve=self._gate if self.approve == "ask" else self.approve,
+            source="panel",
+        )
 
     def _turn_status(self, turn: Any) -> None:
         message = turn.message
