@@ -159,13 +159,15 @@ def _circles(graph: dict[str, set[str]]) -> list[set[str]]:
 
 def test_import_circles_are_few_and_known():
     # Lazy and type-checking imports count: each is a place where two modules must be read together.
-    # The ones left: the exchange <-> the reply (its types), the façade (Session.map/.evaluate import _batch and _eval lazily, and a Dask
-    # worker builds a Session), the magic's cell <-> its commands and --dry-run context, and the
-    # panel's transcript <-> its tool steps.
+    # Gone (there were 5): the exchange <-> the reply, and the batch runner <-> templates <-> estimate
+    # <-> budget. The 3 left: the façade (Session.map/.evaluate import _batch and _eval lazily, and a
+    # Dask worker builds a Session), the magic's cell <-> its commands and --dry-run context, and
+    # the panel's transcript <-> its tool steps.
     circles = _circles(_import_graph())
     names = [sorted(name.removeprefix("oxen_notebook.") for name in circle) for circle in circles]
-    assert len(circles) <= 4, names
+    assert len(circles) <= 3, names
     assert not any({"oxen_notebook._batch._runner", "oxen_notebook._batch._templates"} <= c for c in circles)
+    assert not any({"oxen_notebook._exchange", "oxen_notebook._reply"} <= c for c in circles)
 
 
 def _public_methods(cls: type) -> set[str]:
