@@ -1,7 +1,7 @@
 """Many one-shot requests at once: ``Session.map``, ``Session.compare``, their progress display.
 
 The batch layer sits above the Session and uses it only through :class:`BatchSession`, the small
-protocol declared in ``_runner.py``: ``astream(..., history=False)``, the model catalogue, the clients
+protocol declared in ``_types.py``: ``astream_ask(ask)`` (a one-shot :class:`Ask`), the model catalogue, the clients
 and the batch log.
 """
 
@@ -14,14 +14,14 @@ from ._estimate import Estimate, PromptCounter, estimate_map, pricing_problem, r
 from ._map import execute, run_map
 from ._progress import BatchProgress, make_progress
 from ._results import MAP_COLUMNS, outcome_values
-from ._templates import fill_jobs
+from ._templates import RowTemplate
 from ._templates import table as read_table
 from ._typed import BatchSchema
 from ._types import BatchSession, Job, Outcome, RowSink
 
 __all__ = [
     "MAP_COLUMNS", "BatchProgress", "BatchSchema", "BatchSession", "Budget", "Estimate", "Job", "Outcome",
-    "PromptCounter", "Rate", "RowSink", "check_limit", "commit_results", "commit_tables", "compare_html",
-    "estimate_map", "execute", "fill_jobs", "make_progress", "outcome_values", "priced_rate", "pricing_problem",
+    "PromptCounter", "Rate", "RowSink", "RowTemplate", "check_limit", "commit_results", "commit_tables", "compare_html",
+    "estimate_map", "execute", "make_progress", "outcome_values", "priced_rate", "pricing_problem",
     "read_commit_metadata", "read_table", "reply_rule", "run_compare", "run_map", "template_sha256",
 ]  # fmt: skip
