@@ -32,7 +32,8 @@ from ._models import list_models, model_info
 from ._records import Message
 from ._registry import default_session, named_session
 from ._reply import AsyncReply, Reply
-from ._session import DEFAULT_MODEL, Session
+from ._session import Session
+from ._settings import DEFAULT_MODEL, SessionSettings
 from ._turn import AsyncTurn, Turn
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ __all__ = [
     "ServerError",
     "Session",
     "SessionBusyError",
+    "SessionSettings",
     "StreamError",
     "ToolLoopError",
     "Turn",

@@ -143,39 +143,51 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{ask,chat,models,eval}", required=True)
 
     ask = commands.add_parser(
-        "ask", parents=[request, common], help="Send one prompt; stream the reply.",
-        description=_ASK_HELP, formatter_class=formatter,
-    )  # fmt: skip
+        "ask",
+        parents=[request, common],
+        help="Send one prompt; stream the reply.",
+        description=_ASK_HELP,
+        formatter_class=formatter,
+    )
     ask.add_argument("prompt", nargs="?", help="The prompt (or stdin, when piped; or both).")
     ask.add_argument(
-        "--json", action="store_true",
+        "--json",
+        action="store_true",
         help="Print the reply's record as JSON instead of its text: text (content), model, tokens, "
         "timing, finish reason, cost.",
-    )  # fmt: skip
+    )
     ask.add_argument(
-        "--schema", metavar="FILE_OR_JSON",
+        "--schema",
+        metavar="FILE_OR_JSON",
         help="Structured output: a JSON Schema file, or inline JSON. Prints the parsed JSON.",
-    )  # fmt: skip
+    )
     ask.add_argument(
-        "--file", action="append", metavar="PATH",
+        "--file",
+        action="append",
+        metavar="PATH",
         help="Attach a PDF, audio, video or image file, its type told from its content (repeatable).",
-    )  # fmt: skip
+    )
     ask.add_argument("--image", action="append", metavar="PATH", help="Attach an image (repeatable).")
     ask.set_defaults(run=_ask)
 
     chat = commands.add_parser(
-        "chat", parents=[request, common], help="A line-based conversation.",
-        description=_CHAT_HELP, formatter_class=formatter,
-    )  # fmt: skip
+        "chat",
+        parents=[request, common],
+        help="A line-based conversation.",
+        description=_CHAT_HELP,
+        formatter_class=formatter,
+    )
     chat.add_argument("--save", metavar="PATH", help="Write the conversation (JSON) here on exit.")
     chat.add_argument("--load", metavar="PATH", help="Continue a saved conversation.")
     chat.set_defaults(run=_chat)
 
     models = commands.add_parser(
-        "models", parents=[common], help="List the models and their prices.",
+        "models",
+        parents=[common],
+        help="List the models and their prices.",
         description="List the models the API offers: id, name, and US dollars per million input and "
         "output tokens. FILTER keeps those whose id, name or developer contains it.",
-    )  # fmt: skip
+    )
     models.add_argument("filter", nargs="?", help="Only models whose id, name or developer contain this.")
     models.set_defaults(run=_models)
     add_eval_parser(commands, common)
@@ -420,10 +432,15 @@ def _models(args: argparse.Namespace) -> int:
     else:
         frame = session.list_models()
         rows = [
-            (str(r["id"]), str(r["name"] or ""), str(r["developer"] or ""),
-             _per_million(r["input_cost_per_token"]), _per_million(r["output_cost_per_token"]))
+            (
+                str(r["id"]),
+                str(r["name"] or ""),
+                str(r["developer"] or ""),
+                _per_million(r["input_cost_per_token"]),
+                _per_million(r["output_cost_per_token"]),
+            )
             for r in frame.to_dict(orient="records")
-        ]  # fmt: skip
+        ]
     if args.filter:
         needle = args.filter.lower()
         rows = [row for row in rows if any(needle in cell.lower() for cell in row[:3])]
@@ -447,6 +464,10 @@ def _local_row(session: Session) -> tuple[str, str, str, str, str]:
     info = session.model_info(LOCAL)
     pricing = info.get("pricing") or {}
     developer = (info.get("developer") or {}).get("name") or ""
-    return (LOCAL, str(info.get("display_name") or LOCAL), str(developer),
-            _per_million(pricing.get("input_cost_per_token")),
-            _per_million(pricing.get("output_cost_per_token")))  # fmt: skip
+    return (
+        LOCAL,
+        str(info.get("display_name") or LOCAL),
+        str(developer),
+        _per_million(pricing.get("input_cost_per_token")),
+        _per_million(pricing.get("output_cost_per_token")),
+    )

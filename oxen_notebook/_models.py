@@ -21,9 +21,15 @@ __all__ = ["ModelCatalog", "list_models", "model_info"]
 _log = logging.getLogger("oxen_notebook")
 
 _COLUMNS = [
-    "id", "name", "developer", "input", "output", "input_cost_per_token",
-    "output_cost_per_token", "description",
-]  # fmt: skip
+    "id",
+    "name",
+    "developer",
+    "input",
+    "output",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "description",
+]
 
 
 def _default_client() -> Client:

@@ -189,9 +189,18 @@ _TOKEN_COLUMNS = ["prompt_tokens", "completion_tokens", "total_tokens"]
 _FLOAT_COLUMNS = ["ttft_s", "duration_s", "cost_usd"]
 _BOOL_COLUMNS = ["usage_estimated", "cached"]
 _STRING_COLUMNS = [
-    "conversation_id", "message_id", "role", "content", "model", "finish_reason", "error",
-    "source", "tool_call_id", "tool_name", "note",
-]  # fmt: skip
+    "conversation_id",
+    "message_id",
+    "role",
+    "content",
+    "model",
+    "finish_reason",
+    "error",
+    "source",
+    "tool_call_id",
+    "tool_name",
+    "note",
+]
 #: Columns whose cells are lists or dicts: a CSV or Parquet export stores them as JSON text.
 JSON_COLUMNS = ["params", "images", "tool_calls", "parsed", "tool_arguments", "attachments"]
 

@@ -369,8 +369,7 @@ class OutputSchema:
             return self._adapter.validate_python(data), []
         except pydantic.ValidationError as exc:
             found = exc.errors(include_url=False)
-        return None, [{"loc": tuple(e["loc"]), "msg": e["msg"], "input": e.get("input"), "type": e["type"]}
-                      for e in found]  # fmt: skip
+        return None, [{k: e.get(k) for k in ("loc", "msg", "input", "type")} for e in found]  # loc: a tuple
 
     def _validate_dict(self, data: Any) -> tuple[Any, list[dict[str, Any]]]:
         errors = []

@@ -32,6 +32,7 @@ from ._records import BatchLog, Message, messages_from_dataframe, messages_to_da
 from ._reply import AsyncReply, Reply
 from ._request import PreparedRequest, prepare_request
 from ._routing import ClientPool
+from ._settings import DEFAULT_MODEL, SessionSettings
 from ._turn import AsyncTurn, Turn, plan_for
 from ._usage import UsageLedger
 from ._values import fill
@@ -40,9 +41,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-__all__ = ["DEFAULT_MODEL", "Session"]
+__all__ = ["Session"]
 
-DEFAULT_MODEL = "gpt-5-2-chat-latest"
 _log = logging.getLogger("oxen_notebook")
 
 
@@ -116,6 +116,37 @@ class Session(Prototyping):
         self._host = _Host(self._begin, self._abegin, self._delta, self._end)
         if system:
             self.system = system
+
+    @classmethod
+    def from_settings(
+        cls, settings: SessionSettings, system: str | None = None, *, api_key: str | None = None
+    ) -> Session:
+        """A new Session with ``settings`` (another Session's ``.settings``, say): the key as
+        ``Session()`` finds it unless given, a history of its own."""
+        cache = ResponseCache(*settings.cache) if settings.cache is not None else None
+        session = cls(
+            settings.model,
+            system,
+            api_key=api_key,
+            base_url=settings.base_url,
+            timeout=settings.timeout,
+            connect_timeout=settings.connect_timeout,
+            max_retries=settings.max_retries,
+            deadline=settings.deadline,
+            source=settings.source,
+            validate_schema=settings.validate_schema,
+            cache=cache,
+            context_rows=settings.context_rows,
+            context_chars=settings.context_chars,
+            **settings.defaults,
+        )
+        session.max_turns = settings.max_turns
+        return session
+
+    @property
+    def settings(self) -> SessionSettings:
+        """How this session behaves now, as one value without the key (see :class:`SessionSettings`)."""
+        return SessionSettings.of(self)
 
     def __repr__(self) -> str:
         turns = sum(1 for m in self.history.messages if m.role == "user")

@@ -26,12 +26,32 @@ if TYPE_CHECKING:
 __all__ = ["USAGE_COLUMNS", "UsageLedger"]
 
 USAGE_COLUMNS = [
-    "model", "requests", "cache_hits", "errors", "no_usage", "estimated", "prompt_tokens",
-    "completion_tokens", "total_tokens", "cost_usd", "cost_estimated", "pricing_method",
-    "input_cost_per_token", "output_cost_per_token", "cost_per_second",
-]  # fmt: skip
-_COUNTS = ["requests", "cache_hits", "errors", "no_usage", "estimated", "prompt_tokens",
-           "completion_tokens", "total_tokens"]  # fmt: skip
+    "model",
+    "requests",
+    "cache_hits",
+    "errors",
+    "no_usage",
+    "estimated",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost_usd",
+    "cost_estimated",
+    "pricing_method",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cost_per_second",
+]
+_COUNTS = [
+    "requests",
+    "cache_hits",
+    "errors",
+    "no_usage",
+    "estimated",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+]
 _PRICES = ["cost_usd", "input_cost_per_token", "output_cost_per_token", "cost_per_second"]
 _UNFINISHED = ("error", "interrupted")  # no cost is made up for these: the server's share is unknown
 _log = logging.getLogger("oxen_notebook")

@@ -233,3 +233,26 @@ def test_a_workers_rows_keep_the_sessions_deadline(fresh, cluster):
     assert time.monotonic() - start < 60  # the workers' first imports take a while
     assert "1.5 s deadline" in out["error"].iloc[3]
     assert list(out["reply"].drop(index=3)) == ["ok"] * 7
+
+
+@pytest.mark.cluster
+def test_the_sessions_settings_reach_every_workers_session(fresh, cluster):
+    # validate_schema=False: the model's request schema caps max_tokens at 16,384, and a worker
+    # that checked it would refuse every row; context_chars=30: a {field} shows 30 characters.
+    s = Session(
+        model="gpt-5-2-chat-latest",
+        base_url=fresh.base_url,
+        api_key=TEST_KEY,
+        timeout=10.0,
+        validate_schema=False,
+        context_chars=30,
+        max_tokens=20_000,
+    )
+    s.system = "Be brief."
+    frame = pd.DataFrame({"text": [f"row {i} " + "x" * 100 for i in range(4)]})
+    out = s.map(dd.from_pandas(frame, npartitions=2), "Say {text}", progress=False).compute()
+    assert out["error"].isna().all(), out["error"].tolist()
+    assert out["reply"].tolist() == [f"Echo: Say row {i} " + "x" * 23 + "…" for i in range(4)]
+    chats = fresh.chat_requests()
+    assert len(chats) == 4 and {body["max_tokens"] for body in chats} == {20_000}
+    assert all(body["messages"][0] == {"role": "system", "content": "Be brief."} for body in chats)

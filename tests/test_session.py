@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 import time
 
@@ -19,6 +20,7 @@ from oxen_notebook import (
     ServerError,
     Session,
     SessionBusyError,
+    SessionSettings,
     StreamError,
 )
 from tests.conftest import TEST_KEY
@@ -470,3 +472,45 @@ def test_loopback_unstreamed_reply_reads_one_body(fake_api):
     assert body["stream"] is False and "stream_options" not in body
     with pytest.raises(RuntimeError, match="already started"):
         reply.streamed = True
+
+
+def test_a_sessions_settings_are_one_value_that_pickles_without_the_key(fake_api, tmp_path):
+    s = Session(
+        "test-model",
+        "Be brief.",
+        api_key="sk-only-here",
+        base_url=fake_api.base_url + "/",
+        timeout=7.0,
+        connect_timeout=2.0,
+        max_retries=4,
+        deadline=30.0,
+        source="cli",
+        validate_schema=False,
+        cache=tmp_path / "replies.sqlite",
+        context_rows=3,
+        context_chars=50,
+        temperature=0.5,
+    )
+    s.model, s.max_turns = "cheap-model", 2  # what a session is now, not what it was made with
+    expected = SessionSettings(
+        model="cheap-model",
+        base_url=fake_api.base_url,
+        timeout=7.0,
+        connect_timeout=2.0,
+        max_retries=4,
+        deadline=30.0,
+        source="cli",
+        validate_schema=False,
+        cache=(str(tmp_path / "replies.sqlite"), "on"),
+        context_rows=3,
+        context_chars=50,
+        max_turns=2,
+        defaults={"temperature": 0.5},
+    )
+    assert s.settings == expected
+    sent = pickle.dumps(s.settings)
+    assert b"sk-only-here" not in sent and b"Be brief." not in sent
+    copy = Session.from_settings(pickle.loads(sent), "Be terse.", api_key=TEST_KEY)
+    assert copy.settings == expected and copy.system == "Be terse." and copy.messages[1:] == []
+    assert copy.ask("hi").text == "Echo: hi"
+    assert fake_api.chat_requests()[-1]["temperature"] == 0.5

@@ -1,8 +1,9 @@
 """``Session.map`` over a Dask DataFrame: its partitions, mapped on ``dask.distributed`` workers.
 
 Each partition is a plain ``Session.map`` on the worker that runs it, by a Session made there from
-the caller's settings (model, system prompt, defaults, base URL, timeouts, retries, context limits,
-the cache's path and mode). The API key is not among them: each worker finds its own
+the caller's ``Session.settings`` (one :class:`SessionSettings`: model, defaults, base URL, timeouts,
+retries, deadline, schema validation, context limits, the cache's path and mode) and its system
+prompt. The API key is not among them: each worker finds its own
 (``OXEN_API_KEY`` or the Oxen CLI's config on that machine), so no key is ever in the task graph.
 
 Two cluster-wide objects, both on the scheduler, hold the workers together:
@@ -43,11 +44,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from .._ask import attachments
-from .._cache import ResponseCache
 from .._client import Client, proxy_for
 from .._errors import MissingDependencyError, OxenError, ParameterError
 from .._records import new_id
 from .._session import Session
+from .._settings import SessionSettings
 from ._commit import record_run
 
 if TYPE_CHECKING:
@@ -67,15 +68,8 @@ _DEFAULT_PAUSE_S = 0.5  # a 429 without Retry-After (the client's first backoff)
 class ClusterSession(Protocol):
     """What the cluster path reads of the caller's Session."""
 
-    model: str
     system: str | None
-    base_url: str
-    defaults: dict[str, Any]
-    context_rows: int | None
-    context_chars: int | None
-    cache: ResponseCache | None
-
-    def client(self, model: str | None = None) -> Client: ...
+    settings: SessionSettings
 
     def map(self, data: Any, template: str, **kwargs: Any) -> pd.DataFrame: ...
 
@@ -83,53 +77,61 @@ class ClusterSession(Protocol):
 # -- what every partition takes (picklable, and without the key) ---------------------------------
 
 
+def _worker_session(settings: SessionSettings, system: str | None, pause: _ClusterPause) -> Session:
+    """A worker's Session: the caller's settings and system prompt, but the key found here."""
+    session = Session.from_settings(settings, system)
+    # The hosted API through the cluster's pause; the key is looked up on this worker.
+    transport = _PausingTransport(pause, session.base_url)
+    session.clients.hosted = Client(
+        session.base_url,
+        async_transport=transport,
+        timeout=settings.timeout,
+        connect_timeout=settings.connect_timeout,
+        max_retries=settings.max_retries,
+        deadline=settings.deadline,
+    )
+    return session
+
+
 @dataclass(frozen=True)
-class _Settings:
-    """A worker's Session: the caller's, but for the key."""
+class _MapOptions:
+    """What ``map`` takes besides the data, the template, the concurrency and the parameters."""
 
-    model: str
-    system: str | None
-    base_url: str
-    defaults: dict[str, Any]
-    context_rows: int | None
-    context_chars: int | None
-    timeout: float
-    connect_timeout: float
-    max_retries: int
-    cache: tuple[str, str] | None  # path, mode
-    deadline: float | None = None
+    on_error: str
+    stream: bool
+    schema: Any
+    max_repairs: int
+    files: list[Attachment] | None
 
-    @classmethod
-    def of(cls, session: ClusterSession) -> _Settings:
-        client = session.client()
-        cache = session.cache
-        return cls(
-            model=session.model, system=session.system, base_url=session.base_url,
-            defaults=dict(session.defaults), context_rows=session.context_rows,
-            context_chars=session.context_chars, timeout=client.timeout,
-            connect_timeout=client.connect_timeout, max_retries=client.max_retries,
-            cache=(str(cache.path), cache.mode) if cache is not None else None, deadline=client.deadline,
-        )  # fmt: skip
-
-    def session(self, pause: _ClusterPause) -> Session:
-        options = {"timeout": self.timeout, "connect_timeout": self.connect_timeout,
-                   "max_retries": self.max_retries, "deadline": self.deadline}  # fmt: skip
-        session = Session(
-            self.model, self.system, base_url=self.base_url, context_rows=self.context_rows,
-            context_chars=self.context_chars, cache=ResponseCache(*self.cache) if self.cache else None,
-            **options, **self.defaults,
-        )  # fmt: skip
-        # The hosted API through the cluster's pause; the key is looked up on this worker.
-        transport = _PausingTransport(pause, self.base_url)
-        session.clients.hosted = Client(self.base_url, async_transport=transport, **options)
-        return session
+    def map(
+        self,
+        session: ClusterSession,
+        data: Any,
+        template: str,
+        concurrency: int,
+        progress: Any,
+        params: dict[str, Any],
+    ) -> pd.DataFrame:
+        return session.map(
+            data,
+            template,
+            concurrency=concurrency,
+            progress=progress,
+            on_error=self.on_error,
+            stream=self.stream,
+            schema=self.schema,
+            max_repairs=self.max_repairs,
+            files=self.files,
+            **params,
+        )
 
 
 @dataclass(frozen=True)
 class _Plan:
-    settings: _Settings
+    settings: SessionSettings
+    system: str | None
     template: str
-    options: dict[str, Any]  # on_error, stream, schema, max_repairs, files
+    options: _MapOptions
     params: dict[str, Any]  # the call's, model included
     semaphore: Any  # distributed.Semaphore: pickled as its name and size
     share: int
@@ -263,10 +265,9 @@ def _map_partition(part: pd.DataFrame, plan: _Plan) -> pd.DataFrame:
         if stop.is_set():  # the caller stopped the map before this partition began: send nothing
             part = part.iloc[:0]
         with _ClusterPause(Variable(plan.pause, client=client), stop) as pause:
-            session = plan.settings.session(pause)
+            session = _worker_session(plan.settings, plan.system, pause)
             try:
-                out = session.map(part, plan.template, concurrency=leases, progress=pause.check,
-                                  **plan.options, **plan.params)  # fmt: skip
+                out = plan.options.map(session, part, plan.template, leases, pause.check, plan.params)
             except OxenError as exc:
                 raise _Raised(type(exc), str(exc), dict(vars(exc))) from None
             finally:
@@ -278,8 +279,14 @@ def _map_partition(part: pd.DataFrame, plan: _Plan) -> pd.DataFrame:
     # them): the run and its batch id, not this partition's cost or its own batch id.
     out.attrs.clear()
     params = {k: v for k, v in plan.params.items() if k != "model"}
-    record_run(out, template=plan.template, model=plan.params.get("model") or plan.settings.model,
-               params={**plan.settings.defaults, **params}, batch_id=plan.batch_id)  # fmt: skip
+    model = plan.params.get("model") or plan.settings.model
+    record_run(
+        out,
+        template=plan.template,
+        model=model,
+        params={**plan.settings.defaults, **params},
+        batch_id=plan.batch_id,
+    )
     out.attrs["batch_id"] = plan.batch_id
     return out
 
@@ -327,21 +334,25 @@ def plan_dask_map(
     from dask.dataframe.utils import make_meta
 
     client = _dask_client(distributed)
-    options = {"on_error": on_error, "stream": stream, "schema": schema, "max_repairs": max_repairs,
-               "files": files or None}  # fmt: skip
-    meta = session.map(
-        make_meta(data), template, concurrency=concurrency, progress=False, **options, **params
-    )
+    options = _MapOptions(on_error, stream, schema, max_repairs, files or None)
+    meta = options.map(session, make_meta(data), template, concurrency, False, params)
     batch_id = new_id()
     name = f"oxen-notebook-map-{batch_id}"
     semaphore = distributed.Semaphore(max_leases=concurrency, name=name)
     distributed.Variable(f"{name}-pause", client=client).set(0.0)
     threads = sum(client.nthreads().values()) or 1
     plan = _Plan(
-        settings=_Settings.of(session), template=template, options=options, params=dict(params),
-        semaphore=semaphore, share=math.ceil(concurrency / max(1, min(threads, data.npartitions))),
-        pause=f"{name}-pause", stop=f"{name}-stop", batch_id=batch_id,
-    )  # fmt: skip
+        settings=session.settings,
+        system=session.system,
+        template=template,
+        options=options,
+        params=dict(params),
+        semaphore=semaphore,
+        share=math.ceil(concurrency / max(1, min(threads, data.npartitions))),
+        pause=f"{name}-pause",
+        stop=f"{name}-stop",
+        batch_id=batch_id,
+    )
     return ClusterMap(data.map_partitions(_map_partition, plan, meta=meta, token=name), client, plan)
 
 
@@ -408,7 +419,15 @@ def map_dask(
     if callable(progress) and not isinstance(progress, bool):
         raise ParameterError("progress= is True (Dask's progress bar) or False with a Dask DataFrame.")
     planned = plan_dask_map(
-        session, data, template, concurrency=concurrency, on_error=on_error, stream=stream, schema=schema,
-        max_repairs=max_repairs, files=attachments(images, files), **params,
-    )  # fmt: skip
+        session,
+        data,
+        template,
+        concurrency=concurrency,
+        on_error=on_error,
+        stream=stream,
+        schema=schema,
+        max_repairs=max_repairs,
+        files=attachments(images, files),
+        **params,
+    )
     return planned.run(bool(progress))

@@ -71,9 +71,14 @@ class _Latest:
 
 
 def run_checkpointed(
-    session: BatchSession, data: Any, template: str, attached: list[Attachment], store: dict[str, Any],
-    options: dict[str, Any], params: dict[str, Any],
-) -> pd.DataFrame:  # fmt: skip
+    session: BatchSession,
+    data: Any,
+    template: str,
+    attached: list[Attachment],
+    store: dict[str, Any],
+    options: dict[str, Any],
+    params: dict[str, Any],
+) -> pd.DataFrame:
     """``run_map`` with ``store`` (``path``, ``resume``, ``retry_errors``) and its other
     ``options``; ``params`` are the request parameters (``model`` among them)."""
     source = open_source(data)
@@ -133,8 +138,19 @@ def run_checkpointed(
 
         batch_id = new_id()
         sink = _Stored(checkpoint, batch_id, typed)
-        runner = Runner(session, rows(), options["concurrency"], options["on_error"], options["stream"], typed,
-                         attached, budget, total=total, models={model}, sink=sink)  # fmt: skip
+        runner = Runner(
+            session,
+            rows(),
+            concurrency=options["concurrency"],
+            on_error=options["on_error"],
+            stream=options["stream"],
+            schema=typed,
+            files=attached,
+            budget=budget,
+            total=total,
+            models={model},
+            sink=sink,
+        )
         runner.batch_id = batch_id
         try:
             run_blocking(runner, options["progress"])  # also when no row is sent: it reads the data
@@ -146,8 +162,13 @@ def run_checkpointed(
         if runner.first_error is not None:
             raise runner.first_error
         out = _read_back(checkpoint.results(DTYPES), source, typed)
-        out.attrs.update(batch_id=batch_id, interrupted=runner.interrupted, checkpoint=str(checkpoint.path),
-                         resumed_rows=checkpoint.reused, budget_stopped=budget is not None and budget.stopped)  # fmt: skip
+        out.attrs.update(
+            batch_id=batch_id,
+            interrupted=runner.interrupted,
+            checkpoint=str(checkpoint.path),
+            resumed_rows=checkpoint.reused,
+            budget_stopped=budget is not None and budget.stopped,
+        )
         spent = out["cost_usd"].dropna()
         out.attrs["cost_usd"] = float(spent.sum()) if len(spent) else None
         record_run(

@@ -16,9 +16,15 @@ if TYPE_CHECKING:
 __all__ = ["DTYPES", "MAP_COLUMNS", "outcome_values", "result_columns", "row_values"]
 
 MAP_COLUMNS = [
-    "reply", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "cost_usd",
-    "cached", "error",
-]  # fmt: skip
+    "reply",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "cost_usd",
+    "cached",
+    "error",
+]
 
 
 def _total(values: list[Any]) -> Any:
@@ -44,9 +50,16 @@ def result_columns(
     return frame
 
 
-DTYPES = {"reply": "string", "finish_reason": "string", "prompt_tokens": "Int64",
-           "completion_tokens": "Int64", "latency_s": "Float64", "cost_usd": "Float64",
-           "cached": "boolean", "error": "string"}  # fmt: skip
+DTYPES = {
+    "reply": "string",
+    "finish_reason": "string",
+    "prompt_tokens": "Int64",
+    "completion_tokens": "Int64",
+    "latency_s": "Float64",
+    "cost_usd": "Float64",
+    "cached": "boolean",
+    "error": "string",
+}
 
 
 def row_values(outcome: Outcome) -> list[Any]:

@@ -145,6 +145,5 @@ def _parquet_source(path: Any) -> Source:
         for batch in file.iter_batches(batch_size=BATCH_ROWS):
             yield from batch.to_pylist()
 
-    described = _describe("parquet", columns, path=name, size=stat.st_size, mtime=stat.st_mtime,
-                          rows=total)  # fmt: skip
+    described = _describe("parquet", columns, path=name, size=stat.st_size, mtime=stat.st_mtime, rows=total)
     return Source("parquet", columns, False, total, described, None, rows())

@@ -49,9 +49,15 @@ def cluster_values(
     values: dict[str, list[dict[str, Any]]] = {}
     for arm in arms:
         out = run_map(
-            session, data, arm.variant.template, concurrency=concurrency, progress=bool(progress), schema=schema,
-            model=arm.model, **dict(arm.variant.params),
-        ).compute()  # fmt: skip
+            session,
+            data,
+            arm.variant.template,
+            concurrency=concurrency,
+            progress=bool(progress),
+            schema=schema,
+            model=arm.model,
+            **dict(arm.variant.params),
+        ).compute()
         parsed = out["parsed"].tolist() if "parsed" in out.columns else [None] * len(out)
         rows = out[MAP_COLUMNS].astype(object).where(out[MAP_COLUMNS].notna(), None).to_dict(orient="records")
         for row, value in zip(rows, parsed, strict=True):

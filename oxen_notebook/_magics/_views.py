@@ -15,8 +15,16 @@ from .._streaming import StreamingMarkdown, Update
 from .._terminal import Printer, for_stream
 
 __all__ = [
-    "HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "footnote", "result_line", "say", "strip_fences",
-]  # fmt: skip
+    "HTMLView",
+    "TextView",
+    "TurnLog",
+    "TurnView",
+    "call_text",
+    "footnote",
+    "result_line",
+    "say",
+    "strip_fences",
+]
 
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
 
