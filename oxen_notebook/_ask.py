@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from ._schema import OutputSchema
     from ._toolbox import Toolbox
 
-__all__ = ["Ask", "attachments", "check_max_repairs", "check_tools", "output_schema", "request_params"]
+__all__ = [
+    "Ask",
+    "attachments",
+    "check_max_repairs",
+    "check_one_format",
+    "check_tools",
+    "output_schema",
+    "request_params",
+]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _schemas: dict[Any, OutputSchema] = {}  # specs seen lately: building one costs a pydantic schema
@@ -77,10 +85,15 @@ def request_params(
     ``response_format`` of ``output`` (a schema) if there is one."""
     clean = validate_params({**(defaults or {}), **(params or {})})
     if output is not None:
-        if clean.get("response_format"):
-            raise ParameterError("give schema= or response_format=, not both.")
+        check_one_format(clean, schema_given=True)
         clean["response_format"] = output.response_format()
     return clean
+
+
+def check_one_format(params: Mapping[str, Any], *, schema_given: bool) -> None:
+    """A schema makes the response format: refuse one given beside it."""
+    if schema_given and params.get("response_format"):
+        raise ParameterError("give schema= or response_format=, not both.")
 
 
 def check_tools(tools: Any, approve: Any) -> Toolbox | None:

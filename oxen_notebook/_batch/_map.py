@@ -126,6 +126,8 @@ def run_map(
     spent = out["cost_usd"].dropna()  # the rows' costs, as the ledger priced them
     out.attrs["cost_usd"] = float(spent.sum()) if len(spent) else None
     out.attrs["budget_stopped"] = budget is not None and budget.stopped
-    record_run(out, template=template, model=model or session.model, params={**session.defaults, **params},
-               batch_id=runner.batch_id)  # fmt: skip
+    recorded = {**session.defaults, **params}
+    record_run(
+        out, template=template, model=model or session.model, params=recorded, batch_id=runner.batch_id
+    )
     return out
