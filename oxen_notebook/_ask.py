@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +112,7 @@ def check_tools(tools: Any, approve: Any) -> Toolbox | None:
 @dataclass(frozen=True)
 class Ask:
     """Everything that shapes one request but the conversation it joins. Frozen and checked:
-    make it with :meth:`make`; :meth:`with_prompt` gives a batch row its own prompt unchecked again.
+    make it with :meth:`make`.
 
     ``params`` are the request's parameters as sent (the Session's defaults under the caller's,
     validated; ``response_format`` from ``output`` and ``tools`` from the toolbox among them);
@@ -185,12 +185,6 @@ class Ask:
             source=source,
             system=system,
         )
-
-    def with_prompt(self, prompt: str) -> Ask:
-        """This ask with another prompt (a batch row's filled template); nothing else is checked again."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            return self.make(prompt)  # raises the one "prompt is empty" error
-        return replace(self, prompt=prompt)
 
     @property
     def plan_needed(self) -> bool:
