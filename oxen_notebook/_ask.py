@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from ._schema import OutputSchema
     from ._toolbox import Toolbox
 
-__all__ = ["Ask", "attachments", "check_max_repairs", "check_tools", "output_schema", "request_params"]
+__all__ = [
+    "Ask",
+    "attachments",
+    "check_max_repairs",
+    "check_one_format",
+    "check_tools",
+    "output_schema",
+    "request_params",
+]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _schemas: dict[Any, OutputSchema] = {}  # specs seen lately: building one costs a pydantic schema
@@ -77,10 +85,15 @@ def request_params(
     ``response_format`` of ``output`` (a schema) if there is one."""
     clean = validate_params({**(defaults or {}), **(params or {})})
     if output is not None:
-        if clean.get("response_format"):
-            raise ParameterError("give schema= or response_format=, not both.")
+        check_one_format(clean, schema_given=True)
         clean["response_format"] = output.response_format()
     return clean
+
+
+def check_one_format(params: Mapping[str, Any], *, schema_given: bool) -> None:
+    """A schema makes the response format: refuse one given beside it."""
+    if schema_given and params.get("response_format"):
+        raise ParameterError("give schema= or response_format=, not both.")
 
 
 def check_tools(tools: Any, approve: Any) -> Toolbox | None:
@@ -99,7 +112,7 @@ def check_tools(tools: Any, approve: Any) -> Toolbox | None:
 @dataclass(frozen=True)
 class Ask:
     """Everything that shapes one request but the conversation it joins. Frozen and checked:
-    make it with :meth:`make`; :meth:`with_prompt` gives a batch row its own prompt unchecked again.
+    make it with :meth:`make`.
 
     ``params`` are the request's parameters as sent (the Session's defaults under the caller's,
     validated; ``response_format`` from ``output`` and ``tools`` from the toolbox among them);
@@ -172,12 +185,6 @@ class Ask:
             source=source,
             system=system,
         )
-
-    def with_prompt(self, prompt: str) -> Ask:
-        """This ask with another prompt (a batch row's filled template); nothing else is checked again."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            return self.make(prompt)  # raises the one "prompt is empty" error
-        return replace(self, prompt=prompt)
 
     @property
     def plan_needed(self) -> bool:

@@ -774,3 +774,43 @@ def test_the_local_model_extracts_rows_into_typed_columns_offline():
     assert out["age"].notna().all() and out["age"].between(1, 120).all()  # a 135M model reads ages loosely
     assert [p.age for p in out["parsed"]] == out["age"].tolist()
     assert (out["cost_usd"] == 0).all() and (out["completion_tokens"] > 0).all()
+
+
+def _count_validations(monkeypatch) -> list[dict]:
+    """Every call of ``validate_params`` from any of the package's modules, whichever imported it."""
+    import sys
+
+    from oxen_notebook import _params
+
+    calls: list[dict] = []
+    real = _params.validate_params
+
+    def counted(params):
+        calls.append(dict(params))
+        return real(params)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("oxen_notebook") and getattr(module, "validate_params", None) is real:
+            monkeypatch.setattr(module, "validate_params", counted)
+    return calls
+
+
+def test_parameters_are_validated_once_per_map_row_and_once_per_stream(fake_api, monkeypatch):
+    fake_api.handler = lambda body: Script(text=f"Echo: {_prompt_text(body)}")
+    s = make_session(fake_api)
+    s.defaults = {"max_tokens": 50}
+    calls = _count_validations(monkeypatch)
+    out = s.map([str(i) for i in range(10)], "{text}", temperature=0.5, progress=False)
+    assert out["error"].isna().all() and len(fake_api.chat_requests()) == 10
+    # Each row's Ask: 10; and once before any row is sent, so a bad parameter fails the whole
+    # batch at once (map's rows share their parameters: one check for all of them).
+    assert len(calls) == 10 + 1
+    assert all(call == {"max_tokens": 50, "temperature": 0.5} for call in calls)
+    assert all(b["temperature"] == 0.5 and b["max_tokens"] == 50 for b in fake_api.chat_requests())
+
+    del calls[:]
+    s.stream("hi", temperature=0.2).consume()
+    assert calls == [{"max_tokens": 50, "temperature": 0.2}]
+    with pytest.raises(ParameterError, match="temperature=5"):
+        s.map(["a", "b"], "{text}", temperature=5, progress=False)
+    assert len(fake_api.chat_requests()) == 11  # the bad batch sent nothing

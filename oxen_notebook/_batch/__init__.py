@@ -1,7 +1,7 @@
 """Many one-shot requests at once: ``Session.map``, ``Session.compare``, their progress display.
 
 The batch layer sits above the Session and uses it only through :class:`BatchSession`, the small
-protocol declared in ``_runner.py``: ``astream(..., history=False)``, the model catalogue, the clients
+protocol declared in ``_types.py``: ``astream_ask(ask)`` (a one-shot :class:`Ask`), the model catalogue, the clients
 and the batch log.
 """
 
@@ -14,7 +14,7 @@ from ._estimate import Estimate, PromptCounter, estimate_map, pricing_problem, r
 from ._map import execute, run_map
 from ._progress import BatchProgress, make_progress
 from ._results import MAP_COLUMNS, outcome_values
-from ._templates import fill_jobs
+from ._templates import RowTemplate
 from ._templates import table as read_table
 from ._typed import BatchSchema
 from ._types import BatchSession, Job, Outcome, RowSink
@@ -31,13 +31,13 @@ __all__ = [
     "PromptCounter",
     "Rate",
     "RowSink",
+    "RowTemplate",
     "check_limit",
     "commit_results",
     "commit_tables",
     "compare_html",
     "estimate_map",
     "execute",
-    "fill_jobs",
     "make_progress",
     "outcome_values",
     "priced_rate",

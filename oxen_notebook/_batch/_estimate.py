@@ -30,7 +30,7 @@ from .._errors import ParameterError
 from .._params import validate_params
 from .._pricing import Pricing, cost_of
 from .._tokens import count_messages, count_text, counter_name
-from ._templates import check_template, fill, table
+from ._templates import RowTemplate, table
 
 if TYPE_CHECKING:
     from .._attachments import Attachment
@@ -52,7 +52,6 @@ EXACT_ROWS = 100_000  # about 3 s to fill and count on one core
 AUTO_SAMPLE = 10_000
 DEFAULT_REPLY_TOKENS = 256
 _Z95 = 1.96
-_FILL_ERRORS = (KeyError, IndexError, ValueError, AttributeError)  # as map records them
 
 
 @dataclass(frozen=True)
@@ -242,17 +241,13 @@ def estimate_map(
         if size is not None and size < rows:
             records = [records[i] for i in sorted(random.Random(0).sample(range(rows), size))]
             sampled = True
-    columns = {str(c) for c in frame.columns}
-    positional = check_template(template, columns | {"text"} if strings else columns, strings)
+    filled = RowTemplate.checked(template, (frame.columns, strings), session, model=model, params=merged)
     counter = PromptCounter(session.system, merged, attachments(images, files), model)
-    limits = {"rows": session.context_rows, "chars": session.context_chars}
     counts, unfilled = [], 0
     for record in records:
-        try:
-            counts.append(counter(fill(template, record, positional, **limits)))
-        except _FILL_ERRORS:
-            counts.append(0)
-            unfilled += 1
+        prompt = filled.job(record).prompt  # None: the row could not be filled, as map records it
+        counts.append(counter(prompt) if prompt is not None else 0)
+        unfilled += prompt is None
     counted = len(counts)
     total = sum(counts)
     margin = None

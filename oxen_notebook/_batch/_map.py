@@ -9,16 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._ask import attachments
-from .._errors import ParameterError
-from .._params import validate_params
+from .._ask import attachments, request_params
 from .._records import new_id
 from ._budget import Budget, make_budget
 from ._commit import record_run
 from ._progress import BatchProgress
 from ._results import MAP_COLUMNS, result_columns
 from ._runner import Runner, check_options, prefetch, run_blocking
-from ._templates import check_template, job_for, table
+from ._templates import RowTemplate, table
 from ._typed import BatchSchema
 from ._types import BatchSession, Job, RowSink
 
@@ -50,10 +48,12 @@ def execute(
     sink: RowSink | None = None,
 ) -> Runner:
     check_options(concurrency, on_error, stream)
-    for job in jobs:
-        validate_params(job.params)
-        if schema is not None and job.params.get("response_format"):
-            raise ParameterError("give schema= or response_format=, not both.")
+    output = schema.output if schema is not None else None
+    checked: set[int] = set()
+    for job in jobs:  # a bad parameter fails the batch before any row is sent (once per set of them)
+        if job.error is None and id(job.params) not in checked:
+            checked.add(id(job.params))
+            request_params(job.params, session.defaults, output)
     prefetch(session, {job.model or session.model for job in jobs if job.error is None})
     runner = Runner(session, jobs, concurrency, on_error, stream, schema, files, budget, sink=sink)
     if jobs:
@@ -109,15 +109,13 @@ def run_map(
         store = {"path": checkpoint, "resume": resume, "retry_errors": retry_errors}
         return run_checkpointed(session, data, template, attached, store, options, params)
     frame, rows, strings = table(data)
-    positional = check_template(template, {str(c) for c in frame.columns} | {"text"} if strings
-                                 else {str(c) for c in frame.columns}, strings)  # fmt: skip
+    model = params.pop("model", None)
+    filled = RowTemplate.checked(template, (frame.columns, strings), session, model=model, params=params)
     typed = None
     if schema is not None:
         typed = BatchSchema(schema, max_repairs)
         typed.check_names(frame.columns, MAP_COLUMNS)
-    model = params.pop("model", None)
-    limits = {"rows": session.context_rows, "chars": session.context_chars}
-    jobs = [job_for(template, row, positional, model, params, limits) for row in rows]
+    jobs = filled.jobs(rows)
     budget = make_budget(session, jobs, model, max_cost_usd, params, attached)
     runner = execute(session, jobs, concurrency, on_error, progress, stream, typed, attached, budget)
     if budget is not None:
@@ -128,6 +126,8 @@ def run_map(
     spent = out["cost_usd"].dropna()  # the rows' costs, as the ledger priced them
     out.attrs["cost_usd"] = float(spent.sum()) if len(spent) else None
     out.attrs["budget_stopped"] = budget is not None and budget.stopped
-    record_run(out, template=template, model=model or session.model, params={**session.defaults, **params},
-               batch_id=runner.batch_id)  # fmt: skip
+    recorded = {**session.defaults, **params}
+    record_run(
+        out, template=template, model=model or session.model, params=recorded, batch_id=runner.batch_id
+    )
     return out

@@ -14,8 +14,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ParameterError
-from .._params import validate_params
+from .._ask import request_params
 from .._records import new_id
 from ._budget import make_budget
 from ._checkpoint import ROW, Checkpoint, fingerprint
@@ -24,7 +23,7 @@ from ._results import DTYPES, MAP_COLUMNS, row_values
 from ._rowkeys import row_key
 from ._runner import Runner, check_options, prefetch, run_blocking
 from ._sources import Source, open_source
-from ._templates import check_template, job_for
+from ._templates import RowTemplate
 from ._typed import PARSED, BatchSchema
 from ._types import BatchSession, Job, Outcome
 
@@ -83,17 +82,18 @@ def run_checkpointed(
     """``run_map`` with ``store`` (``path``, ``resume``, ``retry_errors``) and its other
     ``options``; ``params`` are the request parameters (``model`` among them)."""
     source = open_source(data)
-    names = {str(c) for c in source.columns} | ({"text"} if source.strings else set())
-    positional = check_template(template, names, source.strings)
+    model = params.pop("model", None)
+    filled = RowTemplate.checked(
+        template, (source.columns, source.strings), session, model=model, params=params
+    )
     schema = options["schema"]
     typed = BatchSchema(schema, options["max_repairs"]) if schema is not None else None
     if typed is not None:
         typed.check_names(source.columns, MAP_COLUMNS)
-        if params.get("response_format"):
-            raise ParameterError("give schema= or response_format=, not both.")
     check_options(options["concurrency"], options["on_error"], options["stream"])
-    model = params.pop("model", None)
-    validate_params(params)
+    request_params(
+        params, session.defaults, typed.output if typed is not None else None
+    )  # fail before sending
     manifest = {
         "template": template,
         "model": model or session.model,
@@ -129,7 +129,7 @@ def run_checkpointed(
                 key = row_key(data, limits)
                 if checkpoint.reuse(index, key):
                     continue
-                job = job_for(template, row, positional, model, params, limits)
+                job = filled.job(row)
                 job.data, job.key = data, key
                 latest.index, latest.job = index, job
                 taken += 1

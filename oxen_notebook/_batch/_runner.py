@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .._ask import Ask
 from .._client import aiohttp_connections
 from .._errors import CacheMissError, OxenError, ParameterError, StreamError
 from .._records import Message
@@ -103,8 +104,9 @@ class Runner:
         self.session = session
         self.budget = budget  # max_cost_usd=: the gate rows start through
         self.stream = stream
-        # What every row's request takes besides its prompt: the schema's options, the attachments.
-        self.typed = {**(schema.request if schema is not None else {}), **({"files": files} if files else {})}
+        # What every row's request takes besides its prompt: the schema, the attachments.
+        self.schema = schema
+        self.files = tuple(files or ())
         self.outcomes: list[Outcome] = []
         if isinstance(jobs, list):
             total, models = len(jobs), {job.model for job in jobs}
@@ -232,20 +234,15 @@ class Runner:
     async def _row(self, job: Job, reply: list[AsyncReply | AsyncTurn]) -> None:
         if job.error is not None:
             return
-        assert job.prompt is not None
+        try:
+            ask = self.ask_for(job)
+        except OxenError as exc:
+            job.error = str(exc)
+            return
         attempt = 0
         while True:
             try:
-                own = {"system": job.system} if job.system is not None else {}
-                current = self.session.astream(
-                    job.prompt,
-                    history=False,
-                    source="batch",
-                    model=job.model,
-                    **own,
-                    **self.typed,
-                    **job.params,
-                )
+                current = self.session.astream_ask(ask)
             except OxenError as exc:
                 job.error = str(exc)
                 return
@@ -264,6 +261,23 @@ class Runner:
             except OxenError:  # recorded on the reply (a SchemaError on the turn)
                 pass
             return
+
+    def ask_for(self, job: Job) -> Ask:
+        """The row's request, made (its parameters validated) once, whatever retries follow."""
+        assert job.prompt is not None
+        schema = self.schema
+        return Ask.make(
+            job.prompt,
+            params=job.params,
+            defaults=self.session.defaults,
+            files=self.files or None,
+            model=job.model,
+            schema=schema.output if schema is not None else None,
+            max_repairs=schema.max_repairs if schema is not None else 1,
+            history=False,
+            source="batch",
+            system=job.system,
+        )
 
     def _settle(
         self, job: Job, outcome: Outcome, replies: list[AsyncReply | AsyncTurn], *, cancelled: bool

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ParameterError
@@ -14,7 +15,7 @@ from ._types import Job
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["check_template", "fill", "fill_jobs", "job_for", "table"]
+__all__ = ["RowTemplate", "check_template", "fill", "table"]
 
 
 def _fields(template: str) -> tuple[set[str], bool]:
@@ -90,26 +91,46 @@ def check_template(template: str, columns: set[str], strings: bool) -> bool:
     return positional
 
 
-def job_for(
-    template: str, row: dict[str, Any], positional: bool, model: str | None, params: dict[str, Any],
-    limits: dict[str, int | None], system: str | None = None,
-) -> Job:  # fmt: skip
-    """The row's :class:`Job`: the template filled (an unfillable row becomes a Job with its error)."""
-    try:
-        return Job(fill(template, row, positional, **limits), model, dict(params), system=system)
-    except (KeyError, IndexError, ValueError, AttributeError) as exc:
-        return Job(
-            None, model, dict(params), error=f"the template could not be filled: {exc!r}", system=system
-        )
+@dataclass(frozen=True)
+class RowTemplate:
+    """A template checked against the data's columns, and what each row's :class:`Job` carries
+    besides its filled prompt: the model, the parameters (shared by the rows, checked once), the
+    system prompt, and how much of a value a ``{field}`` shows (``rows``, ``chars``)."""
 
+    template: str
+    positional: bool
+    model: str | None
+    params: Mapping[str, Any]
+    rows: int | None = 20
+    chars: int | None = 4000
+    system: str | None = None
 
-def fill_jobs(
-    session: Any, template: str, frame: pd.DataFrame, rows: list[dict[str, Any]], strings: bool,
-    model: str | None, params: dict[str, Any], system: str | None = None,
-) -> list[Job]:  # fmt: skip
-    """Every row's :class:`Job` for ``template`` (checked against the data's columns first), with
-    the Session's context limits, as ``map`` fills them."""
-    columns = {str(c) for c in frame.columns} | ({"text"} if strings else set())
-    positional = check_template(template, columns, strings)
-    limits = {"rows": session.context_rows, "chars": session.context_chars}
-    return [job_for(template, row, positional, model, params, limits, system) for row in rows]
+    @classmethod
+    def checked(
+        cls,
+        template: str,
+        data: tuple[Iterable[Any], bool],
+        session: Any,
+        *,
+        model: str | None,
+        params: Mapping[str, Any],
+        system: str | None = None,
+    ) -> RowTemplate:
+        """``template`` over ``data`` (its columns, and whether its rows are bare strings, which
+        ``{text}`` and ``{}`` name), with the Session's context limits."""
+        columns, strings = data
+        names = {str(c) for c in columns} | ({"text"} if strings else set())
+        positional = check_template(template, names, strings)
+        return cls(template, positional, model, params, session.context_rows, session.context_chars, system)
+
+    def job(self, row: dict[str, Any]) -> Job:
+        """The row's :class:`Job`: the template filled (an unfillable row becomes a Job with its error)."""
+        try:
+            prompt = fill(self.template, row, self.positional, rows=self.rows, chars=self.chars)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            error = f"the template could not be filled: {exc!r}"
+            return Job(None, self.model, self.params, error=error, system=self.system)
+        return Job(prompt, self.model, self.params, system=self.system)
+
+    def jobs(self, rows: Iterable[dict[str, Any]]) -> list[Job]:
+        return [self.job(row) for row in rows]

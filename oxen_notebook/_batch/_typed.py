@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._ask import check_max_repairs
 from .._errors import ParameterError
 from .._schema import OutputSchema
 
@@ -29,18 +30,11 @@ class BatchSchema:
     """One batch's ``schema=``: built once (a pydantic schema each time would cost per row)."""
 
     def __init__(self, spec: Any, max_repairs: int = 1) -> None:
-        if not isinstance(max_repairs, int) or isinstance(max_repairs, bool) or max_repairs < 0:
-            raise ParameterError(f"max_repairs={max_repairs!r} is invalid: expected 0 or more.")
+        self.max_repairs = check_max_repairs(max_repairs)
         self.output = OutputSchema.from_spec(spec)
-        self.max_repairs = max_repairs
         self.is_list = self.output.is_list
         #: field -> pandas dtype; none for a list schema (its items are in ``parsed``).
         self.fields: dict[str, str] = {} if self.is_list else self.output.columns()
-
-    @property
-    def request(self) -> dict[str, Any]:
-        """What each row's ``Session.astream`` gets."""
-        return {"schema": self.output, "max_repairs": self.max_repairs}
 
     def check_names(self, data: Iterable[Any], own: Iterable[str]) -> None:
         """Refuse, in one line and before anything is sent, a field named like one of the data's

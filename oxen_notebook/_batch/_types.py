@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from .._ask import Ask
     from .._cache import ResponseCache
     from .._client import Client
     from .._models import ModelCatalog
@@ -39,7 +40,7 @@ class BatchSession(Protocol):
 
     def client(self, model: str | None = None) -> Client: ...
 
-    def astream(self, prompt: str, **kwargs: Any) -> AsyncReply | AsyncTurn: ...
+    def astream_ask(self, ask: Ask) -> AsyncReply | AsyncTurn: ...
 
 
 @dataclass

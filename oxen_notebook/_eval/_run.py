@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._batch import BatchProgress, BatchSchema, Job, execute, fill_jobs, outcome_values, read_table
+from .._batch import BatchProgress, BatchSchema, Job, RowTemplate, execute, outcome_values, read_table
 from .._errors import ParameterError
 from .._schema import OutputSchema
 from ._budget import arm_budget
@@ -132,16 +132,14 @@ def _plan(
                     f"pairwise(baseline={scorer.judge.baseline!r}) names no variant; variants: {', '.join(names)}."
                 )
     filled = {
-        arm.name: fill_jobs(
-            session,
+        arm.name: RowTemplate.checked(
             arm.variant.template,
-            frame,
-            rows,
-            strings,
-            arm.model,
-            dict(arm.variant.params),
-            arm.variant.system,
-        )
+            (frame.columns, strings),
+            session,
+            model=arm.model,
+            params=dict(arm.variant.params),
+            system=arm.variant.system,
+        ).jobs(rows)
         for arm in arms
     }
     keys: list[tuple[int, str, int]] = []

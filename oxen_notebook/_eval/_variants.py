@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .._ask import check_one_format
 from .._errors import ParameterError
 from .._params import validate_params
 
@@ -45,8 +46,7 @@ class Variant:
             raise ParameterError(f"Variant(model={model!r}) is invalid: expected a model id.")
         if system is not None and not isinstance(system, str):
             raise ParameterError(f"Variant(system={system!r}) is invalid: expected text.")
-        if "response_format" in params and schema is not None:
-            raise ParameterError("give a Variant schema= or response_format=, not both.")
+        check_one_format(params, schema_given=schema is not None)
         object.__setattr__(self, "template", template)
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "system", system or None)
