@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._assembler import Assembler
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from ._client import Client
     from ._request import PreparedRequest
 
-__all__ = ["ExchangeHost", "ExchangeState"]
+__all__ = ["ExchangeHost", "ExchangeState", "Host"]
 
 _log = logging.getLogger("oxen_notebook")
 _HEAD = 80  # bytes of an answer quoted when it is not what was asked for
@@ -53,6 +54,16 @@ class ExchangeHost(Protocol):
     def delta(self, reply: Any, text: str) -> None: ...
 
     def end(self, reply: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Host:
+    """An :class:`ExchangeHost` made of four callables (the Session's own methods, kept private)."""
+
+    begin: Callable[[Any], list[dict[str, Any]]]
+    abegin: Callable[[Any], Awaitable[list[dict[str, Any]]]]
+    delta: Callable[[Any, str], None]
+    end: Callable[[Any], None]
 
 
 class ExchangeState:
