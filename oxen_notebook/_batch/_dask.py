@@ -37,19 +37,19 @@ import contextlib
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from .._ask import attachments
 from .._client import Client, proxy_for
 from .._errors import MissingDependencyError, OxenError, ParameterError
 from .._records import new_id
 from .._session import Session
 from .._settings import SessionSettings
 from ._commit import record_run
+from ._types import MapOptions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,37 +93,28 @@ def _worker_session(settings: SessionSettings, system: str | None, pause: _Clust
     return session
 
 
-@dataclass(frozen=True)
-class _MapOptions:
-    """What ``map`` takes besides the data, the template, the concurrency and the parameters."""
-
-    on_error: str
-    stream: bool
-    schema: Any
-    max_repairs: int
-    files: list[Attachment] | None
-
-    def map(
-        self,
-        session: ClusterSession,
-        data: Any,
-        template: str,
-        concurrency: int,
-        progress: Any,
-        params: dict[str, Any],
-    ) -> pd.DataFrame:
-        return session.map(
-            data,
-            template,
-            concurrency=concurrency,
-            progress=progress,
-            on_error=self.on_error,
-            stream=self.stream,
-            schema=self.schema,
-            max_repairs=self.max_repairs,
-            files=self.files,
-            **params,
-        )
+def _map(
+    session: ClusterSession,
+    data: Any,
+    template: str,
+    plan: _Plan,
+    concurrency: int,
+    progress: Any,
+) -> pd.DataFrame:
+    """``session.map`` as the plan says, ``concurrency`` rows at a time."""
+    options = plan.options
+    return session.map(
+        data,
+        template,
+        concurrency=concurrency,
+        progress=progress,
+        on_error=options.on_error,
+        stream=options.stream,
+        schema=options.schema,
+        max_repairs=options.max_repairs,
+        files=plan.files,
+        **plan.params,
+    )
 
 
 @dataclass(frozen=True)
@@ -131,7 +122,8 @@ class _Plan:
     settings: SessionSettings
     system: str | None
     template: str
-    options: _MapOptions
+    options: MapOptions  # on_error, stream, schema, max_repairs (the rest is the caller's)
+    files: list[Attachment] | None
     params: dict[str, Any]  # the call's, model included
     semaphore: Any  # distributed.Semaphore: pickled as its name and size
     share: int
@@ -267,7 +259,7 @@ def _map_partition(part: pd.DataFrame, plan: _Plan) -> pd.DataFrame:
         with _ClusterPause(Variable(plan.pause, client=client), stop) as pause:
             session = _worker_session(plan.settings, plan.system, pause)
             try:
-                out = plan.options.map(session, part, plan.template, leases, pause.check, plan.params)
+                out = _map(session, part, plan.template, plan, leases, pause.check)
             except OxenError as exc:
                 raise _Raised(type(exc), str(exc), dict(vars(exc))) from None
             finally:
@@ -319,14 +311,9 @@ def plan_dask_map(
     session: ClusterSession,
     data: Any,
     template: str,
-    *,
-    concurrency: int = 8,
-    on_error: str = "record",
-    stream: bool = False,
-    schema: Any = None,
-    max_repairs: int = 1,
-    files: list[Attachment] | None = None,
-    **params: Any,
+    options: MapOptions,
+    files: list[Attachment] | None,
+    params: dict[str, Any],
 ) -> ClusterMap:
     """The map as a lazy collection, checked before anything is sent (an empty ``map`` of the
     frame's meta checks the template and options, and gives the result's columns and dtypes)."""
@@ -334,25 +321,27 @@ def plan_dask_map(
     from dask.dataframe.utils import make_meta
 
     client = _dask_client(distributed)
-    options = _MapOptions(on_error, stream, schema, max_repairs, files or None)
-    meta = options.map(session, make_meta(data), template, concurrency, False, params)
     batch_id = new_id()
     name = f"oxen-notebook-map-{batch_id}"
-    semaphore = distributed.Semaphore(max_leases=concurrency, name=name)
-    distributed.Variable(f"{name}-pause", client=client).set(0.0)
+    concurrency = options.concurrency
     threads = sum(client.nthreads().values()) or 1
     plan = _Plan(
         settings=session.settings,
         system=session.system,
         template=template,
         options=options,
+        files=files or None,
         params=dict(params),
-        semaphore=semaphore,
-        share=math.ceil(concurrency / max(1, min(threads, data.npartitions))),
+        semaphore=None,
+        share=0,  # set below, once the meta's map checked the concurrency
         pause=f"{name}-pause",
         stop=f"{name}-stop",
         batch_id=batch_id,
     )
+    meta = _map(session, make_meta(data), template, plan, concurrency, False)
+    share = math.ceil(concurrency / max(1, min(threads, data.npartitions)))
+    plan = replace(plan, semaphore=distributed.Semaphore(max_leases=concurrency, name=name), share=share)
+    distributed.Variable(plan.pause, client=client).set(0.0)
     return ClusterMap(data.map_partitions(_map_partition, plan, meta=meta, token=name), client, plan)
 
 
@@ -395,39 +384,19 @@ def map_dask(
     session: ClusterSession,
     data: Any,
     template: str,
-    *,
-    concurrency: int = 8,
-    on_error: str = "record",
-    progress: Any = True,
-    stream: bool = False,
-    schema: Any = None,
-    max_repairs: int = 1,
-    images: list[Any] | None = None,
-    files: list[Any] | None = None,
-    max_cost_usd: float | None = None,
-    checkpoint: Any = None,
-    **params: Any,
+    options: MapOptions,
+    files: list[Attachment] | None,
+    params: dict[str, Any],
 ) -> Any:
     """See the module's docstring: the mapped Dask DataFrame, computed and persisted."""
-    if checkpoint is not None:
+    if options.checkpoint is not None:
         raise ParameterError(
             "checkpoint= is for a map on one machine; a Dask DataFrame's result stays on the cluster: "
             "write it with .to_parquet(...)."
         )
-    if max_cost_usd is not None:
+    if options.max_cost_usd is not None:
         raise ParameterError("max_cost_usd= is not supported with a Dask DataFrame: leave it out.")
+    progress = options.progress
     if callable(progress) and not isinstance(progress, bool):
         raise ParameterError("progress= is True (Dask's progress bar) or False with a Dask DataFrame.")
-    planned = plan_dask_map(
-        session,
-        data,
-        template,
-        concurrency=concurrency,
-        on_error=on_error,
-        stream=stream,
-        schema=schema,
-        max_repairs=max_repairs,
-        files=attachments(images, files),
-        **params,
-    )
-    return planned.run(bool(progress))
+    return plan_dask_map(session, data, template, options, files, params).run(bool(progress))

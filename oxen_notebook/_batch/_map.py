@@ -18,7 +18,7 @@ from ._results import MAP_COLUMNS, result_columns
 from ._runner import Runner, check_options, prefetch, run_blocking
 from ._templates import RowTemplate, table
 from ._typed import BatchSchema
-from ._types import BatchSession, Job, RowSink
+from ._types import BatchSession, Job, MapOptions, RowSink
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,20 +94,27 @@ def run_map(
     ``images=`` / ``files=`` go with every row: read and encoded once, before any row is sent.
     ``checkpoint=DIR`` reads the data lazily and keeps finished rows in ``DIR`` (``_checkpoint.py``);
     ``resume=False`` clears it first, ``retry_errors=True`` sends its failed rows again."""
+    options = MapOptions(
+        concurrency=concurrency,
+        on_error=on_error,
+        progress=progress,
+        stream=stream,
+        schema=schema,
+        max_repairs=max_repairs,
+        max_cost_usd=max_cost_usd,
+        checkpoint=checkpoint,
+        resume=resume,
+        retry_errors=retry_errors,
+    )
     if type(data).__module__.startswith("dask") and hasattr(data, "map_partitions"):
         from ._dask import map_dask  # a Dask DataFrame: its partitions, on dask.distributed workers
 
-        return map_dask(session, data, template, concurrency=concurrency, on_error=on_error, progress=progress,
-                        stream=stream, schema=schema, max_repairs=max_repairs, images=images, files=files,
-                        max_cost_usd=max_cost_usd, checkpoint=checkpoint, **params)  # fmt: skip
+        return map_dask(session, data, template, options, attachments(images, files), params)
     attached = attachments(images, files)
     if checkpoint is not None:
         from ._outofcore import run_checkpointed  # it builds on this module's runner
 
-        options = {"concurrency": concurrency, "on_error": on_error, "progress": progress, "stream": stream,
-                   "max_cost_usd": max_cost_usd, "schema": schema, "max_repairs": max_repairs}  # fmt: skip
-        store = {"path": checkpoint, "resume": resume, "retry_errors": retry_errors}
-        return run_checkpointed(session, data, template, attached, store, options, params)
+        return run_checkpointed(session, data, template, attached, options, params)
     frame, rows, strings = table(data)
     model = params.pop("model", None)
     filled = RowTemplate.checked(template, (frame.columns, strings), session, model=model, params=params)

@@ -25,7 +25,7 @@ from ._runner import Runner, check_options, prefetch, run_blocking
 from ._sources import Source, open_source
 from ._templates import RowTemplate
 from ._typed import PARSED, BatchSchema
-from ._types import BatchSession, Job, Outcome
+from ._types import BatchSession, Job, MapOptions, Outcome
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,22 +75,21 @@ def run_checkpointed(
     data: Any,
     template: str,
     attached: list[Attachment],
-    store: dict[str, Any],
-    options: dict[str, Any],
+    options: MapOptions,
     params: dict[str, Any],
 ) -> pd.DataFrame:
-    """``run_map`` with ``store`` (``path``, ``resume``, ``retry_errors``) and its other
-    ``options``; ``params`` are the request parameters (``model`` among them)."""
+    """``run_map`` with ``options.checkpoint`` (and ``resume``, ``retry_errors``); ``params`` are
+    the request parameters (``model`` among them)."""
     source = open_source(data)
     model = params.pop("model", None)
     filled = RowTemplate.checked(
         template, (source.columns, source.strings), session, model=model, params=params
     )
-    schema = options["schema"]
-    typed = BatchSchema(schema, options["max_repairs"]) if schema is not None else None
+    schema = options.schema
+    typed = BatchSchema(schema, options.max_repairs) if schema is not None else None
     if typed is not None:
         typed.check_names(source.columns, MAP_COLUMNS)
-    check_options(options["concurrency"], options["on_error"], options["stream"])
+    check_options(options.concurrency, options.on_error, options.stream)
     request_params(
         params, session.defaults, typed.output if typed is not None else None
     )  # fail before sending
@@ -105,16 +104,16 @@ def run_checkpointed(
         "rows_total": source.total,
     }
     latest = _Latest()
-    budget = make_budget(session, latest, model, options["max_cost_usd"], params, attached)  # type: ignore[arg-type]
+    budget = make_budget(session, latest, model, options.max_cost_usd, params, attached)  # type: ignore[arg-type]
     prefetch(session, {model or session.model})
     limits = {"rows": session.context_rows, "chars": session.context_chars}
     # Everything that can refuse the call has: now the folder is opened (or cleared, resume=False).
     checkpoint = Checkpoint(
-        store["path"],
+        options.checkpoint,
         manifest,
         key_of=lambda data: row_key(data, limits),
-        resume=store["resume"],
-        retry_errors=store["retry_errors"],
+        resume=options.resume,
+        retry_errors=options.retry_errors,
     )
     try:
         # Until the data is read, which finished rows answer it is not known: a guess, then the count.
@@ -141,9 +140,9 @@ def run_checkpointed(
         runner = Runner(
             session,
             rows(),
-            concurrency=options["concurrency"],
-            on_error=options["on_error"],
-            stream=options["stream"],
+            concurrency=options.concurrency,
+            on_error=options.on_error,
+            stream=options.stream,
             schema=typed,
             files=attached,
             budget=budget,
@@ -153,7 +152,7 @@ def run_checkpointed(
         )
         runner.batch_id = batch_id
         try:
-            run_blocking(runner, options["progress"])  # also when no row is sent: it reads the data
+            run_blocking(runner, options.progress)  # also when no row is sent: it reads the data
         finally:
             if sink.sent:  # the batch log stays in the checkpoint: read when it is exported
                 session.batch_log.link(batch_id, checkpoint.log_reader(batch_id))

@@ -1,5 +1,6 @@
 """What a batch's modules share: a row's :class:`Job` and :class:`Outcome`, where finished rows go
-(:class:`RowSink`), and what a batch needs of a Session (:class:`BatchSession`).
+(:class:`RowSink`), what a batch needs of a Session (:class:`BatchSession`), and how ``map`` runs
+(:class:`MapOptions`, handed whole to a checkpointed run and a cluster's).
 
 A module of its own, below the runner, the templates, the budget and the estimate, so they all
 import it and none of them imports another for its types.
@@ -7,6 +8,7 @@ import it and none of them imports another for its types.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from .._turn import AsyncTurn
     from .._usage import UsageLedger
 
-__all__ = ["NOT_SENT", "BatchSession", "Job", "Outcome", "RowSink"]
+__all__ = ["NOT_SENT", "BatchSession", "Job", "MapOptions", "Outcome", "RowSink"]
 
 NOT_SENT = "not sent: the batch was interrupted"
 
@@ -75,3 +77,20 @@ class RowSink(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """How ``map`` runs, as the call gave it (all but the data, the template, the attachments and
+    the request parameters); checked where it is used."""
+
+    concurrency: int = 8
+    on_error: str = "record"
+    progress: bool | Callable[..., Any] = True
+    stream: bool = False
+    schema: Any = None
+    max_repairs: int = 1
+    max_cost_usd: float | None = None
+    checkpoint: Any = None  # a folder: rows read lazily and kept there (_outofcore)
+    resume: bool = True
+    retry_errors: bool = False
