@@ -3,16 +3,17 @@
 The Session holds the history, the defaults, the lock that lets one history reply stream at a
 time, and the observers. Everything else is a room of its own that the Session only wires up:
 requests (``_request``), the exchange (``_reply``), clients (``_routing``), model details and
-prices (``_models``), the cache (``_cache``), usage (``_usage``), files (``_persist``), and the
-batch layer above it (``_batch``, imported lazily by :meth:`map` and :meth:`compare`).
+prices (``_models``), the cache (``_cache``), usage (``_usage``), files (``_persist``), settings,
+DataFrames and save files (``_export``, inherited), and the batch layer above it (``_batch``,
+imported lazily by :meth:`map` and :meth:`compare`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,17 +23,19 @@ from ._cache import ResponseCache, open_cache
 from ._client import DEFAULT_BASE_URL, Client
 from ._errors import ParameterError, SessionBusyError
 from ._events import Event, Observers
+from ._exchange import Host
+from ._export import Exports
 from ._history import History, Turnstile
 from ._limits import DEFAULT_DEADLINE
 from ._models import ModelCatalog
 from ._params import check_against_schema, validate_params
-from ._persist import Journal, SavedConversation, read_conversation, write_conversation
+from ._persist import Journal
 from ._prototyping import Prototyping
-from ._records import BatchLog, Message, messages_from_dataframe, messages_to_dataframe, new_id
+from ._records import BatchLog, Message, new_id
 from ._reply import AsyncReply, Reply
 from ._request import PreparedRequest, prepare_request
 from ._routing import ClientPool
-from ._settings import DEFAULT_MODEL, SessionSettings
+from ._settings import DEFAULT_MODEL
 from ._turn import AsyncTurn, Turn, plan_for
 from ._usage import UsageLedger
 
@@ -45,7 +48,7 @@ __all__ = ["Session"]
 _log = logging.getLogger("oxen_notebook")
 
 
-class Session(Prototyping):
+class Session(Prototyping, Exports):
     """A conversation with a chat model, streamed, recorded, and exportable.
 
     ``Session(model, system, **defaults)``; ``api_key`` defaults to ``OXEN_API_KEY``, then the Oxen
@@ -112,40 +115,9 @@ class Session(Prototyping):
         self._journal = Journal(journal) if journal else None
         self._observers = Observers()
         self._turnstile = Turnstile()
-        self._host = _Host(self._begin, self._abegin, self._delta, self._end)
+        self._host = Host(self._begin, self._abegin, self._delta, self._end)
         if system:
             self.system = system
-
-    @classmethod
-    def from_settings(
-        cls, settings: SessionSettings, system: str | None = None, *, api_key: str | None = None
-    ) -> Session:
-        """A new Session with ``settings`` (another Session's ``.settings``, say): the key as
-        ``Session()`` finds it unless given, a history of its own."""
-        cache = ResponseCache(*settings.cache) if settings.cache is not None else None
-        session = cls(
-            settings.model,
-            system,
-            api_key=api_key,
-            base_url=settings.base_url,
-            timeout=settings.timeout,
-            connect_timeout=settings.connect_timeout,
-            max_retries=settings.max_retries,
-            deadline=settings.deadline,
-            source=settings.source,
-            validate_schema=settings.validate_schema,
-            cache=cache,
-            context_rows=settings.context_rows,
-            context_chars=settings.context_chars,
-            **settings.defaults,
-        )
-        session.max_turns = settings.max_turns
-        return session
-
-    @property
-    def settings(self) -> SessionSettings:
-        """How this session behaves now, as one value without the key (see :class:`SessionSettings`)."""
-        return SessionSettings.of(self)
 
     def __repr__(self) -> str:
         turns = sum(1 for m in self.history.messages if m.role == "user")
@@ -390,7 +362,7 @@ class Session(Prototyping):
         """The async twin of :meth:`ask`."""
         return await self.astream(prompt, **kwargs).aconsume()
 
-    # -- the exchange protocol (the replies call these through _Host) ----------------------------
+    # -- the exchange protocol (the replies call these through Host) -----------------------------
 
     def _begin(self, reply: Reply | AsyncReply) -> list[dict[str, Any]]:
         # One-shot requests touch no history: no turn to wait for; a turn's requests hold it already.
@@ -475,50 +447,6 @@ class Session(Prototyping):
         if self._observers.wants(kind):
             self._observers.emit(Event(kind, self, **fields))
 
-    # -- export and persistence (files in _persist.py) ------------------------------------------
-
-    def to_dataframe(self, *, batch: bool = False) -> pd.DataFrame:
-        """One row per message: ids, turn, role, content, model, UTC time, params, usage, timing.
-
-        ``batch=True`` gives the batch log instead: the rows :meth:`map` and :meth:`compare` sent,
-        with ``batch_id`` and ``row`` (the row's position in the data) first."""
-        if batch:
-            return self.batch_log.frame()
-        return messages_to_dataframe(self.messages)
-
-    @classmethod
-    def from_dataframe(cls, frame: pd.DataFrame, **kwargs: Any) -> Session:
-        """A session holding the conversation in ``frame`` (as written by :meth:`to_dataframe`)."""
-        return cls._restore(SavedConversation(messages_from_dataframe(frame)), kwargs)
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the conversation to JSON (no key, ever; no ``extra_headers``, whose values may be
-        secrets: give them again to ``load``). ``Session.load(path)`` reads it back."""
-        defaults = {name: value for name, value in self.defaults.items() if name != "extra_headers"}
-        saved = SavedConversation(self.messages, self.model, self.conversation_id, defaults)
-        return write_conversation(path, saved)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Session:
-        """Read a file written by :meth:`save`, or a ``journal`` JSONL file."""
-        saved = read_conversation(path)
-        for name, value in saved.defaults.items():
-            kwargs.setdefault(name, value)
-        return cls._restore(saved, kwargs)
-
-    @classmethod
-    def _restore(cls, saved: SavedConversation, kwargs: dict[str, Any]) -> Session:
-        models = [m.model for m in saved.messages if m.model]
-        if "model" not in kwargs and (saved.model or models):
-            kwargs["model"] = saved.model or models[-1]
-        session = cls(**kwargs)
-        if saved.messages:
-            session.conversation_id = saved.messages[-1].conversation_id or session.conversation_id
-        if saved.conversation_id:
-            session.conversation_id = saved.conversation_id
-        session.history = History(session.conversation_id, saved.messages)
-        return session
-
     def _amend(self, message: Message, **fields: Any) -> None:
         """Mark a record already in the history (a reply that failed its schema, its parsed value)."""
         _set(message, **fields)
@@ -528,27 +456,6 @@ class Session(Prototyping):
     def _write(self, message: Message) -> None:
         if self._journal is not None:
             self._journal.append(message)
-
-    # -- usage (the batch methods are in _prototyping.py) ---------------------------------------
-
-    def usage(self) -> pd.DataFrame:
-        """Requests, cache hits, tokens and estimated cost per model so far (every entry point).
-        The cost is ``<NA>`` for models whose prices are not published."""
-        return self.ledger.frame()
-
-    def usage_summary(self) -> str:
-        """The running totals in one line, e.g. ``"12 requests (3 cached) · 4,210 tokens · $0.0123"``."""
-        return self.ledger.summary()
-
-
-@dataclass(frozen=True)
-class _Host:
-    """The Session's side of the exchange, as :class:`~oxen_notebook._exchange.ExchangeHost`."""
-
-    begin: Callable[[Reply | AsyncReply], list[dict[str, Any]]]
-    abegin: Callable[[Reply | AsyncReply], Awaitable[list[dict[str, Any]]]]
-    delta: Callable[[Reply | AsyncReply, str], None]
-    end: Callable[[Reply | AsyncReply], None]
 
 
 def _set(message: Message, **fields: Any) -> None:

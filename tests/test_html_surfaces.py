@@ -47,7 +47,7 @@ NOT_SURFACES = {"_panel/_compat.py": "the HTMLMath style class for ipywidgets 7 
 DELEGATES = {"_turn.py"}
 #: module (relative to the package) -> the surfaces it draws, each checked by a test here.
 SURFACES = {
-    "_exchange.py": ["a reply's _repr_html_"],
+    "_reply.py": ["a reply's _repr_html_"],
     "_turn.py": ["a turn's _repr_html_ (its reply's)"],
     "_render.py": ["replies (Markdown)", "code (--format code)"],
     "_math.py": ["the vetting itself"],

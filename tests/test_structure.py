@@ -16,6 +16,7 @@ import tomllib
 import oxen_notebook
 from oxen_notebook import AsyncReply, AsyncTurn, Reply, Session, Turn
 from oxen_notebook._client import Client
+from oxen_notebook._exchange import ExchangeState
 
 PACKAGE = Path(oxen_notebook.__file__).parent
 ROOT = PACKAGE.parent
@@ -159,13 +160,15 @@ def _circles(graph: dict[str, set[str]]) -> list[set[str]]:
 
 def test_import_circles_are_few_and_known():
     # Lazy and type-checking imports count: each is a place where two modules must be read together.
-    # The ones left: the exchange <-> the reply (its types), the façade (Session.map/.evaluate import _batch and _eval lazily, and a Dask
-    # worker builds a Session), the magic's cell <-> its commands and --dry-run context, and the
-    # panel's transcript <-> its tool steps.
+    # Gone (there were 5): the exchange <-> the reply, and the batch runner <-> templates <-> estimate
+    # <-> budget. The 3 left: the façade (Session.map/.evaluate import _batch and _eval lazily, and a
+    # Dask worker builds a Session), the magic's cell <-> its commands and --dry-run context, and
+    # the panel's transcript <-> its tool steps.
     circles = _circles(_import_graph())
     names = [sorted(name.removeprefix("oxen_notebook.") for name in circle) for circle in circles]
-    assert len(circles) <= 4, names
+    assert len(circles) <= 3, names
     assert not any({"oxen_notebook._batch._runner", "oxen_notebook._batch._templates"} <= c for c in circles)
+    assert not any({"oxen_notebook._exchange", "oxen_notebook._reply"} <= c for c in circles)
 
 
 def _public_methods(cls: type) -> set[str]:
@@ -184,6 +187,23 @@ def test_every_sync_method_has_its_async_twin(sync_cls, async_cls):
         attr = getattr(sync_cls, name)
         # A sync method whose twin has the same name must not do I/O (stop, snapshot, properties).
         assert not inspect.isgeneratorfunction(attr), name
+
+
+def test_a_reply_has_an_exchange_state_and_shows_no_steps_of_it():
+    # A reply *has* its state (openai-python's ChatCompletionStreamState pattern): the state's steps
+    # (take, broken, fall_back, finish...) are not the public Reply's; its own private names are
+    # its I/O, and an instance holds the state and what its loop needs.
+    assert not issubclass(Reply, ExchangeState) and not issubclass(AsyncReply, ExchangeState)
+    io = {"_repr_html_", "_run", "_arm", "_expire"}
+    assert _private_names(Reply) == io | {"_send", "_wake", "_close_response"}
+    assert _private_names(AsyncReply) == io | {"_asend", "_aclose_response"}
+    steps = {"take", "take_body", "broken", "fall_back", "replay", "finish", "check_end"}
+    assert steps <= set(dir(ExchangeState))
+    assert not steps & (set(dir(Reply)) | set(dir(AsyncReply)))
+
+
+def _private_names(cls: type) -> set[str]:
+    return {name for name in dir(cls) if name.startswith("_") and not name.startswith("__")}
 
 
 def test_the_sessions_sync_and_async_entry_points_take_the_same_arguments():
