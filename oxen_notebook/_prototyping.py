@@ -1,8 +1,11 @@
-"""The Session's prototyping methods: ``map``, ``estimate``, ``compare`` and ``commit_results``.
+"""The Session's prototyping methods: ``preview``, ``map``, ``estimate``, ``compare`` and
+``commit_results``.
 
-Façades over the batch layer (``_batch``), imported when first called: the one way up the layers
-(``lint-imports`` lets this module, and only it, import ``_batch``). :class:`~oxen_notebook.Session`
-inherits them; ``_batch`` sees the Session only through its ``BatchSession`` protocol.
+``preview`` is what one request would send (``_preview``), from the Session's own ``_prepare``.
+The others are façades over the batch layer (``_batch``), imported when first called: the one way
+up the layers (``lint-imports`` lets this module, and only it, import ``_batch``).
+:class:`~oxen_notebook.Session` inherits them; ``_batch`` sees the Session only through its
+``BatchSession`` protocol.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from ._ask import Ask
+from ._values import fill
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,7 +26,50 @@ __all__ = ["Prototyping"]
 
 
 class Prototyping:
-    """``map``, ``estimate``, ``compare`` and ``commit_results``, for :class:`Session`."""
+    """``preview``, ``map``, ``estimate``, ``compare`` and ``commit_results``, for :class:`Session`."""
+
+    def preview(
+        self,
+        prompt: str,
+        *,
+        images: list[Any] | None = None,
+        files: list[Any] | None = None,
+        history: bool = True,
+        model: str | None = None,
+        schema: Any = None,
+        tools: list[Any] | None = None,
+        params: dict[str, Any] | None = None,
+        **variables: Any,
+    ) -> dict[str, Any]:
+        """What :meth:`stream` would send, as a dict; nothing is sent, recorded or cached.
+
+        ``variables`` fill ``{name}`` fields in ``prompt`` as templates do (a DataFrame becomes
+        its shape, dtypes, missing counts and head/tail rows, within ``context_rows`` and
+        ``context_chars``); ``params`` are request parameters. The dict has the ``body``
+        (attachments summarized as type and size; never the key), its size in ``bytes``, an
+        estimate of ``prompt_tokens``, and ``input_cost_usd`` / ``max_cost_usd`` from the model's
+        published prices (its details may be read once, ``GET /models/{id}``)."""
+        if variables:
+            prompt = fill(prompt, variables, rows=self.context_rows, chars=self.context_chars, strict=True)
+        ask = Ask.make(
+            prompt,
+            params=params,
+            defaults=self.defaults,
+            images=images,
+            files=files,
+            model=model,
+            schema=schema,
+            tools=tools,
+            history=history,
+        )
+        return self.preview_ask(ask)
+
+    def preview_ask(self, ask: Ask) -> dict[str, Any]:
+        """:meth:`preview` for an :class:`~oxen_notebook._ask.Ask` made already (``%%oxen --dry-run``)."""
+        from ._preview import preview_request
+
+        request, _ = self._prepare(ask)
+        return preview_request(request, self._outgoing(request), self.catalog.pricing(request.model))
 
     def map(
         self,

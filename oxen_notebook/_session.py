@@ -38,7 +38,6 @@ from ._routing import ClientPool
 from ._settings import DEFAULT_MODEL
 from ._turn import AsyncTurn, Turn, plan_for
 from ._usage import UsageLedger
-from ._values import fill
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -362,49 +361,6 @@ class Session(Prototyping, Exports):
     async def aask(self, prompt: str, **kwargs: Any) -> AsyncReply | AsyncTurn:
         """The async twin of :meth:`ask`."""
         return await self.astream(prompt, **kwargs).aconsume()
-
-    def preview(
-        self,
-        prompt: str,
-        *,
-        images: list[Any] | None = None,
-        files: list[Any] | None = None,
-        history: bool = True,
-        model: str | None = None,
-        schema: Any = None,
-        tools: list[Any] | None = None,
-        params: dict[str, Any] | None = None,
-        **variables: Any,
-    ) -> dict[str, Any]:
-        """What :meth:`stream` would send, as a dict; nothing is sent, recorded or cached.
-
-        ``variables`` fill ``{name}`` fields in ``prompt`` as templates do (a DataFrame becomes
-        its shape, dtypes, missing counts and head/tail rows, within ``context_rows`` and
-        ``context_chars``); ``params`` are request parameters. The dict has the ``body``
-        (attachments summarized as type and size; never the key), its size in ``bytes``, an
-        estimate of ``prompt_tokens``, and ``input_cost_usd`` / ``max_cost_usd`` from the model's
-        published prices (its details may be read once, ``GET /models/{id}``)."""
-        if variables:
-            prompt = fill(prompt, variables, rows=self.context_rows, chars=self.context_chars, strict=True)
-        ask = Ask.make(
-            prompt,
-            params=params,
-            defaults=self.defaults,
-            images=images,
-            files=files,
-            model=model,
-            schema=schema,
-            tools=tools,
-            history=history,
-        )
-        return self.preview_ask(ask)
-
-    def preview_ask(self, ask: Ask) -> dict[str, Any]:
-        """:meth:`preview` for an :class:`~oxen_notebook._ask.Ask` made already (``%%oxen --dry-run``)."""
-        from ._preview import preview_request
-
-        request, _ = self._prepare(ask)
-        return preview_request(request, self._outgoing(request), self.catalog.pricing(request.model))
 
     # -- the exchange protocol (the replies call these through Host) -----------------------------
 
