@@ -71,7 +71,6 @@ class ExchangeState:
 
     def __init__(
         self,
-        owner: Any,
         request: PreparedRequest,
         host: ExchangeHost,
         client: Client,
@@ -79,7 +78,6 @@ class ExchangeState:
         *,
         stream: bool = True,
     ) -> None:
-        self.owner = owner  # the Reply or AsyncReply the host is told about
         self.request = request
         self.host = host
         self.client = client
@@ -324,9 +322,11 @@ class ExchangeState:
             source=user.source,
         )
 
-    def finish(self, reason: str | None = None, error: OxenError | None = None) -> None:
-        """End the reply: its record, the cache, and the host's ``end`` (which frees the session),
-        whatever fails on the way: a record that cannot be made is an ``"error"`` record."""
+    def finish(self, reply: Any, reason: str | None = None, error: OxenError | None = None) -> None:
+        """End ``reply`` (the public one, which the host is told about; the state keeps no reference
+        to it, so a finished reply is freed at once): its record, the cache, and the host's ``end``
+        (which frees the session), whatever fails on the way: a record that cannot be made is an
+        ``"error"`` record."""
         if self.finished:
             return
         self.finished = True
@@ -353,7 +353,7 @@ class ExchangeState:
         except Exception:  # a reply the cache could not keep is still a reply
             _log.warning("oxen_notebook could not store a reply in the response cache", exc_info=True)
         try:
-            self.host.end(self.owner)  # frees the session whatever fails in it
+            self.host.end(reply)  # frees the session whatever fails in it
         except Exception as exc:
             failure = self.broken(exc)
             raise failure from (None if failure is exc else exc)

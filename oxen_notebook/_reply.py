@@ -164,7 +164,7 @@ class Reply(_Replying):
         *,
         stream: bool = True,
     ) -> None:
-        self._state = ExchangeState(self, request, host, client, cache, stream=stream)
+        self._state = ExchangeState(request, host, client, cache, stream=stream)
 
     def __iter__(self) -> Iterator[str]:
         self._state.check_fresh()
@@ -182,7 +182,7 @@ class Reply(_Replying):
                 for delta in hit:
                     host.delta(self, delta)
                     yield delta
-                state.finish()
+                state.finish(self)
                 return
             try:
                 response = self._send()
@@ -215,7 +215,7 @@ class Reply(_Replying):
                     state.check_deadline()
             if state.stopped.is_set():
                 self._close_response()
-                state.finish("interrupted")
+                state.finish(self, "interrupted")
                 return
             if not state.done:
                 for delta in state.check_end():
@@ -224,21 +224,21 @@ class Reply(_Replying):
             state.check_complete()
         except GeneratorExit:
             self._close_response()
-            state.finish("interrupted")
+            state.finish(self, "interrupted")
             raise
         except BaseException as exc:
             self._close_response()
             if state.stopped.is_set():
-                state.finish("interrupted")
+                state.finish(self, "interrupted")
                 return
             if not isinstance(exc, Exception):
-                state.finish("interrupted")
+                state.finish(self, "interrupted")
                 raise
             error = state.broken(exc)
-            state.finish(error=error)
+            state.finish(self, error=error)
             raise error from (None if error is exc else exc)
         self._close_response()
-        state.finish()
+        state.finish(self)
         if state.error is not None:  # the reply came, but could not be recorded
             raise state.error
 
@@ -302,7 +302,7 @@ class Reply(_Replying):
         """Close the HTTP response now; an unfinished reply is recorded as ``interrupted``."""
         self._close_response()
         if self._state.started and not self._state.finished:
-            self._state.finish("interrupted")
+            self._state.finish(self, "interrupted")
 
     def __enter__(self) -> Reply:
         return self
@@ -323,7 +323,7 @@ class AsyncReply(_Replying):
         *,
         stream: bool = True,
     ) -> None:
-        self._state = ExchangeState(self, request, host, client, cache, stream=stream)
+        self._state = ExchangeState(request, host, client, cache, stream=stream)
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False  # the task waits on the server (the deadline may cancel it)
@@ -348,7 +348,7 @@ class AsyncReply(_Replying):
                 for delta in hit:
                     host.delta(self, delta)
                     yield delta
-                state.finish()
+                state.finish(self)
                 return
             self._reading = True
             try:
@@ -389,7 +389,7 @@ class AsyncReply(_Replying):
                 state.check_complete()
         except GeneratorExit:
             await self._aclose_response()
-            state.finish("interrupted")
+            state.finish(self, "interrupted")
             raise
         except BaseException as exc:
             await self._aclose_response()
@@ -397,16 +397,16 @@ class AsyncReply(_Replying):
                 if sys.version_info >= (3, 11) and self._task is not None:
                     self._task.uncancel()
                 if state.stopped.is_set():
-                    state.finish("interrupted")
+                    state.finish(self, "interrupted")
                     return
             elif not isinstance(exc, Exception):
-                state.finish("interrupted")
+                state.finish(self, "interrupted")
                 raise
             error = state.broken(exc)
-            state.finish(error=error)
+            state.finish(self, error=error)
             raise error from (None if error is exc else exc)
         await self._aclose_response()
-        state.finish("interrupted" if state.stopped.is_set() else None)
+        state.finish(self, "interrupted" if state.stopped.is_set() else None)
         if state.error is not None:  # the reply came, but could not be recorded
             raise state.error
 
@@ -474,7 +474,7 @@ class AsyncReply(_Replying):
         """Close the HTTP response now; an unfinished reply is recorded as ``interrupted``."""
         await self._aclose_response()
         if self._state.started and not self._state.finished:
-            self._state.finish("interrupted")
+            self._state.finish(self, "interrupted")
 
     async def __aenter__(self) -> AsyncReply:
         return self

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import pickle
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -514,3 +516,19 @@ def test_a_sessions_settings_are_one_value_that_pickles_without_the_key(fake_api
     assert copy.settings == expected and copy.system == "Be terse." and copy.messages[1:] == []
     assert copy.ask("hi").text == "Echo: hi"
     assert fake_api.chat_requests()[-1]["temperature"] == 0.5
+
+
+def test_a_finished_async_reply_is_freed_without_the_cycle_collector(session):
+    # A reply has its exchange state, and the state holds no reference back to it: a map's
+    # thousands of rows are freed as they finish, not left for the cycle collector.
+    async def one() -> weakref.ref:
+        reply = session.astream("hi", history=False)
+        await reply.aconsume()
+        assert reply.text == "Echo: hi"
+        return weakref.ref(reply)
+
+    gc.disable()
+    try:
+        assert asyncio.run(one())() is None
+    finally:
+        gc.enable()
