@@ -27,9 +27,12 @@ def magics(ip: InteractiveShell) -> OxenMagics:
 
 
 def shown(captured: Any) -> list[dict[str, Any]]:
-    """The outputs a frontend would end with: updates applied by display id."""
+    """The outputs a frontend would end with: updates applied by display id (the stylesheet's
+    output set aside: see ``stylesheets``)."""
     outputs: list[dict[str, Any]] = []
     for out in captured.outputs:
+        if is_stylesheet(out.metadata):
+            continue
         display_id = (out.transient or {}).get("display_id")
         if out.update:
             for item in outputs:
@@ -38,6 +41,15 @@ def shown(captured: Any) -> list[dict[str, Any]]:
             continue
         outputs.append({"id": display_id, "data": out.data, "metadata": out.metadata})
     return outputs
+
+
+def is_stylesheet(metadata: Any) -> bool:
+    return bool((metadata or {}).get("oxen", {}).get("stylesheet"))
+
+
+def stylesheets(captured: Any) -> list[str]:
+    """The stylesheet outputs a cell showed."""
+    return [out.data["text/html"] for out in captured.outputs if is_stylesheet(out.metadata)]
 
 
 def last_request(api: FakeAPI) -> dict[str, Any]:
@@ -146,6 +158,19 @@ def test_markdown_reply_is_rendered_exactly_with_metadata_and_footer(
     assert footer["metadata"]["oxen"]["message_id"] == message.message_id
     assert footer["data"]["text/plain"].startswith("gpt-5-2-chat-latest · ")
     assert "tokens" in footer["data"]["text/plain"]
+
+
+def test_the_stylesheet_comes_once_before_the_reply(ip: InteractiveShell, fake_api: FakeAPI) -> None:
+    from oxen_notebook._style import style_tag
+
+    text = "Code:\n\n```python\ndef f():\n    return 'x'\n```\n"
+    fake_api.enqueue(Script(chunks=[text[i : i + 4] for i in range(0, len(text), 4)]))
+    with capture_output() as captured:
+        ip.run_cell_magic("oxen", "", "go")
+    assert stylesheets(captured) == [style_tag()]
+    assert captured.outputs[0].data["text/html"] == style_tag()  # before the code it colours
+    reply = "".join(o["data"]["text/html"] for o in shown(captured)[:-1])
+    assert '<span class="ox-k">def</span>' in reply and "style=" not in reply
 
 
 def test_text_format_streams_plain_text(ip: InteractiveShell, fake_api: FakeAPI) -> None:

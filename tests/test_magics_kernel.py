@@ -16,7 +16,7 @@ import pytest
 
 from oxen_notebook._render import render_markdown
 from tests.fake_api import FakeAPI, Script
-from tests.helpers import Kernel, checkout_env, long_reply
+from tests.helpers import Kernel, checkout_env, is_stylesheet, long_reply
 
 KEY = "kernel-test-key"
 
@@ -152,7 +152,7 @@ def test_notebook_runs_headless(api: FakeAPI, tmp_path: Path) -> None:
     finally:
         os.environ.clear()
         os.environ.update(old)
-    answer_outputs = nb.cells[1].outputs
+    answer_outputs = [o for o in nb.cells[1].outputs if not is_stylesheet(o)]
     html = "".join(o["data"]["text/html"] for o in answer_outputs if "text/html" in o.get("data", {}))
     assert "<strong>briefly</strong>" in html
     assert answer_outputs[0]["metadata"]["oxen"]["model"] == "gpt-5-2-chat-latest"

@@ -12,17 +12,37 @@ from typing import Any
 
 from .._math import escape_text
 from .._streaming import StreamingMarkdown, Update
+from .._style import style_tag
 from .._terminal import Printer, for_stream
 
 __all__ = [
-    "HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "footnote", "result_line", "say", "strip_fences",
-]  # fmt: skip
+    "HTMLView",
+    "TextView",
+    "TurnLog",
+    "TurnView",
+    "call_text",
+    "footnote",
+    "result_line",
+    "say",
+    "show_stylesheet",
+    "strip_fences",
+]
 
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
 
 
+def show_stylesheet() -> None:
+    """Display the stylesheet (code colours in both themes, code blocks, tables) as an output of
+    its own, before a reply's: its slots are then exactly the rendered Markdown, and the sheet is
+    sent once, not with every update. The sheet hides the output it sits in where it can."""
+    from IPython.display import display
+
+    display({"text/html": style_tag(), "text/plain": ""}, raw=True, metadata={"oxen": {"stylesheet": True}})
+
+
 class HTMLView:
-    """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``.
+    """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``,
+    after the stylesheet's output (:func:`show_stylesheet`).
 
     ``shared``: other outputs share the cell (tool lines, what a tool printed), so :meth:`replace`
     rewrites this view's own outputs in place instead of clearing the cell."""
@@ -59,6 +79,8 @@ class HTMLView:
             return
         if self.ids:
             clear_output(wait=True)
+        if "text/html" in bundle:
+            show_stylesheet()  # cleared with the rest, or not shown yet
         self.ids = [self._new_id()]
         self._display(bundle, raw=True, metadata=self.metadata, display_id=self.ids[0])
 
@@ -66,6 +88,8 @@ class HTMLView:
         for update in updates:
             bundle = {"text/html": update.html}
             if update.kind == "new":
+                if not self.ids:
+                    show_stylesheet()
                 self.ids.append(self._new_id())
                 self._display(bundle, raw=True, metadata=self.metadata, display_id=self.ids[-1])
             elif update.kind == "set":
