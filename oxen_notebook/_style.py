@@ -186,7 +186,7 @@ _CALLOUT = """
 .oxen-callout-action { opacity: 0.85; }
 .oxen-retrying { font-size: 0.9em; opacity: 0.8; }
 .oxen-step-failed, .oxen-step-denied, .oxen-tool-failed { color: var(--jp-warn-color1, #b26a00); }
-.oxen-step-failed summary::before, .oxen-tool-failed::before { content: "\\26A0\\FE0E  "; }
+.oxen-step-failed summary::before, .oxen-step-denied summary::before { content: "\\26A0\\FE0E  "; }
 .oxen-models td:first-child, .oxen-models th:first-child { white-space: nowrap; }
 .oxen-compare-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 300px), 1fr));
   gap: 0.75em; align-items: start; }

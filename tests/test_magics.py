@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -660,6 +661,18 @@ def test_a_failing_tool_is_a_line_with_its_error(typed_ns, fake_api):
     assert line["data"]["text/plain"] == '→ explode(city="Oslo") failed: ValueError: no weather in <Oslo>'
     assert "&lt;Oslo&gt;" in line["data"]["text/html"]
     assert "1 tool call (1 failed)" in shown(captured)[-1]["data"]["text/plain"]
+    # Not the grey of a call that worked: the warning colour and an icon.
+    assert 'class="oxen-tool-failed"' in line["data"]["text/html"] and "⚠" in line["data"]["text/html"]
+    assert "--jp-warn-color1" in line["data"]["text/html"]
+
+
+def test_a_tool_that_worked_is_a_plain_line(typed_ns, fake_api):
+    with capture_output() as captured:
+        typed_ns.run_cell_magic(
+            "oxen", "-m tool-model --tools get_weather", 'CALL get_weather {"city": "Oslo"}'
+        )
+    line = shown(captured)[0]["data"]["text/html"]
+    assert "oxen-tool-failed" not in line and "⚠" not in line and "warn" not in line
 
 
 def test_max_tool_rounds_passes_through_and_fails_in_one_line(typed_ns, fake_api):
@@ -834,3 +847,14 @@ def test_export_csv_makes_formulas_inert_and_leaves_the_dataframe_alone(ip, fake
     assert header.startswith('"') and header.count('","') == len(rows[0]) - 1  # every cell quoted
     frame = oxen_notebook.default_session().to_dataframe()
     assert frame["content"].tolist()[1::2] == FORMULAS
+
+
+def test_oxen_models_never_breaks_an_id(ip: InteractiveShell, fake_api: FakeAPI) -> None:
+    frame = ip.run_line_magic("oxen", "models")
+    html = frame._repr_html_()
+    column = list(frame.columns).index("id") + 1
+    assert f".oxen-ids tbody td:nth-of-type({column}) {{ white-space: nowrap; }}" in html
+    row = re.search(r"<tbody>\s*<tr>\s*<th>0</th>((?:\s*<td>[^<]*</td>)+)", html)
+    assert row is not None
+    assert re.findall(r"<td>([^<]*)</td>", row.group(1))[column - 1] == frame["id"][0]
+    assert frame[["id"]]._repr_html_().count("nowrap") == 0  # what is derived is a plain DataFrame

@@ -40,6 +40,10 @@ def show_stylesheet() -> None:
     display({"text/html": style_tag(), "text/plain": ""}, raw=True, metadata={"oxen": {"stylesheet": True}})
 
 
+#: JupyterLab's warning colour, with a fallback that reads on light and dark backgrounds.
+_WARN = "var(--jp-warn-color1, #b26a00)"
+
+
 class HTMLView:
     """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``,
     after the stylesheet's output (:func:`show_stylesheet`).
@@ -156,15 +160,23 @@ class TurnView:
         self._end_segment()
         self.fed = 0
 
-    def line(self, text: str, metadata: dict[str, Any] | None = None) -> None:
-        """One line below the text so far (a tool call and its result, a repair)."""
+    def line(self, text: str, metadata: dict[str, Any] | None = None, *, failed: bool = False) -> None:
+        """One line below the text so far (a tool call and its result, a repair); ``failed``: a
+        call that failed or was denied, in the warning colour with an icon (inline: the line may
+        come before any output that brings the stylesheet)."""
         self._end_segment()
         if not self.rich:
             say(text)
             return
         from IPython.display import display
 
-        div = f'<div style="font-family:monospace;font-size:85%;opacity:0.8">{escape_text(text)}</div>'
+        style = "font-family:monospace;font-size:85%;opacity:0.8"
+        if failed:
+            style = f"font-family:monospace;font-size:85%;color:{_WARN}"
+            text_html = f'<span aria-hidden="true">⚠ </span>{escape_text(text)}'
+            div = f'<div class="oxen-tool-failed" style="{style}">{text_html}</div>'
+        else:
+            div = f'<div style="{style}">{escape_text(text)}</div>'
         display({"text/html": div, "text/plain": text}, raw=True, metadata=metadata or {})
 
     def close(self) -> None:
@@ -261,7 +273,8 @@ class TurnLog:
         """Draw the tool results not drawn yet; return how many."""
         results = self.turn.tool_results[self.shown :]
         for result in results:
-            self.view.line(result_line(result), {"oxen": {"tool_call_id": result.call.id}})
+            failed = bool(result.error or result.denied)
+            self.view.line(result_line(result), {"oxen": {"tool_call_id": result.call.id}}, failed=failed)
         self.shown += len(results)
         return len(results)
 
