@@ -188,11 +188,35 @@ _CALLOUT = """
 .oxen-step-failed, .oxen-step-denied, .oxen-tool-failed { color: var(--jp-warn-color1, #b26a00); }
 .oxen-step-failed summary::before, .oxen-step-denied summary::before { content: "\\26A0\\FE0E  "; }
 .oxen-models td:first-child, .oxen-models th:first-child { white-space: nowrap; }
-.oxen-compare-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 300px), 1fr));
-  gap: 0.75em; align-items: start; }
-.oxen-variant { min-width: 0; padding: 0.5em 0.75em; border: 1px solid var(--jp-border-color2, #ddd); border-radius: 6px; }
-.oxen-variant-head { font-weight: 600; overflow-wrap: anywhere; }
-.oxen-variant-facts { font-size: 0.85em; opacity: 0.8; }
+.oxen-compare-wrap { container-type: inline-size; width: 100%; }
+table.oxen-compare { width: 100%; table-layout: fixed; border-collapse: collapse; margin: 0.3em 0; }
+table.oxen-compare > * > tr > * { vertical-align: top; text-align: left; padding: 0.35em 0.6em; overflow-wrap: break-word; }
+table.oxen-compare > * > tr > :first-child { width: 4.5em; font-weight: normal; opacity: 0.75; }
+table.oxen-compare > thead > tr > th { border-bottom: 1px solid var(--jp-border-color1, #888); font-weight: 600; }
+.oxen-compare-error { color: var(--jp-error-color1, #c62828); }
+@container (max-width: 700px) {
+  table.oxen-compare { display: flex; flex-direction: column; table-layout: auto; }
+  table.oxen-compare > thead, table.oxen-compare > tbody, table.oxen-compare > * > tr { display: contents; }
+  table.oxen-compare > * > tr > * { display: block; width: auto; }
+  table.oxen-compare > * > tr > :first-child { display: none; }
+  table.oxen-compare > thead > tr > th { margin-top: 0.5em; }
+  table.oxen-compare > * > tr > :nth-child(2) { order: 1; }
+  table.oxen-compare > * > tr > :nth-child(3) { order: 2; }
+  table.oxen-compare > * > tr > :nth-child(4) { order: 3; }
+  table.oxen-compare > * > tr > :nth-child(5) { order: 4; }
+  table.oxen-compare > * > tr > :nth-child(6) { order: 5; }
+  table.oxen-compare > * > tr > :nth-child(7) { order: 6; }
+  table.oxen-compare > * > tr > :nth-child(8) { order: 7; }
+  table.oxen-compare > * > tr > :nth-child(9) { order: 8; }
+  table.oxen-compare > * > tr > :nth-child(10) { order: 9; }
+  table.oxen-compare > * > tr > :nth-child(11) { order: 10; }
+  table.oxen-compare > * > tr > :nth-child(12) { order: 11; }
+  table.oxen-compare > * > tr > :nth-child(13) { order: 12; }
+  table.oxen-compare > * > tr > :nth-child(14) { order: 13; }
+  table.oxen-compare > * > tr > :nth-child(15) { order: 14; }
+  table.oxen-compare > * > tr > :nth-child(16) { order: 15; }
+  table.oxen-compare > * > tr > :nth-child(17) { order: 16; }
+}
 .oxen-badge { display: inline-block; margin-left: 0.4em; padding: 0 0.4em; border-radius: 3px; font-size: 0.8em;
   font-weight: normal; background: var(--jp-brand-color3, rgba(33,150,243,0.15)); }
 .oxen-spinner { display: inline-block; width: 0.8em; height: 0.8em; border: 2px solid rgba(128,128,128,0.4);
