@@ -176,6 +176,8 @@ _MARKDOWN = {
 _CALLOUT = """
 .jp-OutputArea-child:has(> .jp-OutputArea-output > :is(style.oxen-style, .oxen-hidden):only-child),
 .output_area:has(> .output_subarea > :is(style.oxen-style, .oxen-hidden):only-child) { display: none; }
+.jp-OutputArea-child:has(.oxen-callout) + .jp-OutputArea-child:has(> [data-mime-type="application/vnd.jupyter.stderr"]),
+.output_area:has(.oxen-callout) + .output_area:has(> .output_error) { display: none; }
 .oxen-callout { display: flex; gap: 0.5em; align-items: baseline; margin: 0.3em 0; padding: 0.45em 0.75em;
   border: 1px solid var(--jp-error-color2, #e57373); border-left-width: 4px; border-radius: 4px;
   background: var(--jp-error-color3, rgba(244,67,54,0.08)); color: var(--jp-content-font-color1, inherit);
