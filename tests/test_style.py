@@ -102,3 +102,12 @@ def test_the_retry_hook_hears_each_retry_of_a_rate_limited_request(fake_api: Fak
     assert heard == [("RateLimitError", 0.2, 1, 2), ("RateLimitError", 0.1, 2, 2)]
     session.ask("again")  # no listener outside the block: nothing heard
     assert len(heard) == 2
+
+
+def test_a_reply_shown_alone_brings_the_stylesheet(fake_api: FakeAPI):
+    from oxen_notebook._style import style_tag
+
+    fake_api.enqueue(Script(text="```python\nx = 1\n```"))
+    session = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY)
+    html = session.ask("x")._repr_html_()
+    assert html.startswith(style_tag()) and '<span class="ox-m">1</span>' in html
