@@ -111,3 +111,20 @@ def test_a_reply_shown_alone_brings_the_stylesheet(fake_api: FakeAPI):
     session = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY)
     html = session.ask("x")._repr_html_()
     assert html.startswith(style_tag()) and '<span class="ox-m">1</span>' in html
+
+
+def test_failed_and_denied_steps_get_the_warning_colour_and_an_icon():
+    sheet = stylesheet()
+    assert ".oxen-step-failed summary::before, .oxen-step-denied summary::before" in sheet
+    assert ".oxen-step-failed, .oxen-step-denied, .oxen-tool-failed { color: var(--jp-warn-color1" in sheet
+
+
+def test_map_puts_the_reply_next_to_the_data_and_bookkeeping_after(fake_api: FakeAPI):
+    import pandas as pd
+
+    fake_api.handler = lambda body: Script(text="ok")
+    session = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY)
+    out = session.map(
+        pd.DataFrame({"city": ["Oslo"], "country": ["NO"]}), "Weather in {city}?", progress=False
+    )
+    assert list(out.columns)[:3] == ["city", "country", "reply"]

@@ -190,3 +190,39 @@ def test_compare_columns_show_first_and_stack_when_narrow_and_an_error_shows_onc
         assert right <= 600 and all(box["x"] + box["width"] <= 600 for box in narrow)
     finally:
         page.context.close()
+
+
+PANEL = (
+    "from oxen_notebook import ChatPanel\n"
+    "panel = ChatPanel()\nassert panel.send('show me') and panel.wait(20)\npanel"
+)
+
+PANEL_STYLES = """(root) => {
+  const msg = [...root.querySelectorAll('.oxen-msg')].pop();
+  const style = (sel, prop) => getComputedStyle(msg.querySelector(sel))[prop];
+  const code = msg.querySelector('.oxen-code');
+  return {rule: style('table thead', 'borderBottomStyle'), pad: parseFloat(style('th', 'paddingLeft')),
+          inline: style(':not(pre) > code', 'backgroundColor'),
+          codeWidth: code.getBoundingClientRect().width,
+          msgWidth: code.parentElement.getBoundingClientRect().width};
+}"""
+
+
+def test_the_panel_styles_model_markdown_like_the_magic(browser, jupyter):  # noqa: F811
+    server, _ = jupyter
+    page = open_and_run(browser, server, "panel.ipynb", [CELLS[0], PANEL])
+    try:
+        run_cell(page, 0)
+        cell = run_cell(page, 1)
+        expect(cell.locator(".oxen-msg .oxen-code")).to_have_count(3, timeout=TIMEOUT)
+        found = page.evaluate(PANEL_STYLES, cell.element_handle())
+        assert found["rule"] == "solid" and found["pad"] >= 6, found  # a header rule, padded cells
+        assert found["inline"] not in ("rgba(0, 0, 0, 0)", "transparent"), (
+            found
+        )  # inline code has a background
+        assert found["codeWidth"] >= 0.95 * found["msgWidth"], found  # full width, not its content's
+        spans = page.evaluate(MEASURE, cell.element_handle())
+        worst = min(contrast(rgb(s["color"]), rgb(s["background"])) for s in spans)
+        assert worst >= 4.5 and len({s["kind"] for s in spans}) == len(set(TOKEN_KINDS.values()))
+    finally:
+        page.context.close()
