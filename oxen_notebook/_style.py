@@ -22,6 +22,7 @@ text of the first part's ``code`` and of the ``oxen-code-more`` parts that follo
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from pygments.token import Comment, Generic, Keyword, Name, Number, Operator, String
@@ -170,6 +171,8 @@ _MARKDOWN = {
     "tbody tr:nth-child(even)": "background: var(--jp-rendermime-table-row-background, rgba(128,128,128,0.08));",
     ":not(pre) > code": "background: var(--jp-layout-color2, rgba(128,128,128,0.15)); padding: 0.1em 0.35em;"
     " border-radius: 3px; font-size: 0.9em;",
+    "pre": "background: var(--jp-layout-color2, rgba(128,128,128,0.12)); padding: 0.4em 0.6em; border-radius: 4px;"
+    " overflow-x: auto;",
     "blockquote": "margin: 0.4em 0; padding: 0 0.8em; border-left: 3px solid var(--jp-border-color2, #ccc);",
 }
 
@@ -275,5 +278,8 @@ def stylesheet() -> str:
 
 @functools.lru_cache(maxsize=1)
 def style_tag() -> str:
-    """The stylesheet as a ``<style>`` element, for an HTML output (no script needed)."""
-    return f'<style class="oxen-style">\n{stylesheet()}</style>'
+    """The stylesheet as a ``<style>`` element, for an HTML output (no script needed): its white
+    space folded, since a notebook file keeps a copy per output that shows it."""
+    css = re.sub(r"\s+", " ", stylesheet())
+    css = re.sub(r" ?([{};]) ", r"\1", css).replace(": ", ":").replace(", ", ",")
+    return f'<style class="oxen-style">{css}</style>'
