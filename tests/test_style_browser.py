@@ -148,7 +148,7 @@ def test_every_token_kind_reads_in_the_lab_theme(browser, jupyter, theme, light)
         assert cell.locator(".jp-OutputArea-child:has(style.oxen-style)").first.is_hidden()
         # The code is there exactly, for a Copy button to take.
         code = cell.locator(".oxen-code code").first.text_content()
-        assert code.startswith("@dataclass\nclass Point(Base):\n") and code.endswith("# the length\n")
+        assert code == re.search(r"```python\n(.*?)```", REPLY, re.S).group(1)
         header = cell.locator("table thead").first
         assert header.evaluate("e => getComputedStyle(e).borderBottomStyle") == "solid"
     finally:
@@ -170,6 +170,8 @@ def test_compare_columns_show_first_and_stack_when_narrow_and_an_error_shows_onc
         assert failed.locator(".jp-OutputArea").inner_text().count("not found") == 1
         lines = callout.evaluate("e => Math.round(e.getBoundingClientRect().height)")
         assert lines < 80  # one sentence and one action: a line or two, not a column of broken words
+        wrap = callout.evaluate("e => [getComputedStyle(e).overflowWrap, getComputedStyle(e).wordBreak]")
+        assert wrap == ["normal", "normal"]  # breaks at spaces, never mid-word
 
         compare = run_cell(page, 2, wait=False)
         table = compare.locator("table.oxen-compare")

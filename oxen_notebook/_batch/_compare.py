@@ -125,15 +125,14 @@ def _cells(r: dict[str, Any] | None, typed: bool, fastest: bool, cheapest: bool)
         body += f'<p class="oxen-compare-error">{escape_text(str(error))}</p>'
     latency = _na(r["latency_s"])
     prompt, completion = _na(r["prompt_tokens"]), _na(r["completion_tokens"])
+    latency_text = f"{latency:.2f} s" if latency is not None else ""
+    known = prompt is not None and completion is not None
+    cost_text = escape_text(_money(_na(r["cost_usd"]), bool(_na(r["cached"]))))
     return {
         "reply": body,
-        "latency": (f"{latency:.2f} s" if latency is not None else "")
-        + (_badge("fastest") if fastest else ""),
-        "tokens": f"{prompt} in, {completion} out"
-        if prompt is not None and completion is not None
-        else "unknown",
-        "cost": escape_text(_money(_na(r["cost_usd"]), bool(_na(r["cached"]))))
-        + (_badge("cheapest") if cheapest else ""),
+        "latency": latency_text + (_badge("fastest") if fastest else ""),
+        "tokens": f"{prompt} in, {completion} out" if known else "unknown",
+        "cost": cost_text + (_badge("cheapest") if cheapest else ""),
     }
 
 
