@@ -49,3 +49,14 @@ def test_no_marks_for_a_single_answer(fake_api: FakeAPI) -> None:
     markup = compare_html(s.compare("hi", models=["test-model", "cheap-model"], show=False))
     assert "oxen-badge" not in markup  # one answer: nothing to be fastest or cheapest against
     assert 'class="oxen-compare-error"' in markup
+
+
+def test_a_compare_that_cannot_run_leaves_no_spinner(ip: InteractiveShell, fake_api: FakeAPI) -> None:
+    import pytest
+
+    from oxen_notebook import ParameterError
+
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY)
+    with capture_output() as captured, pytest.raises(ParameterError):
+        s.compare("hi", models=["test-model"], params=[{"temperature": 99}])
+    assert captured.outputs[-1].data["text/html"] == '<div class="oxen-hidden"></div>'

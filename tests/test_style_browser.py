@@ -228,3 +228,32 @@ def test_the_panel_styles_model_markdown_like_the_magic(browser, jupyter):  # no
         assert worst >= 4.5 and len({s["kind"] for s in spans}) == len(set(TOKEN_KINDS.values()))
     finally:
         page.context.close()
+
+
+@pytest.mark.parametrize(
+    ("html_attrs", "body_attrs", "dark"),
+    [
+        ("", "", False),  # no signal: the light palette on our light background
+        ("", 'class="vscode-dark"', True),  # VS Code's dark themes
+        ("", 'class="vscode-high-contrast"', True),
+        ("", 'class="vscode-high-contrast vscode-high-contrast-light"', False),
+        ('theme="dark"', "", True),  # Colab
+    ],
+)
+def test_the_other_frontends_dark_signals(browser, html_attrs, body_attrs, dark):  # noqa: F811
+    from oxen_notebook._render import render_markdown
+    from oxen_notebook._style import DARK, LIGHT, style_tag
+
+    page = browser.new_page()
+    try:
+        page.set_content(
+            f"<html {html_attrs}><body {body_attrs}>{style_tag()}{render_markdown(REPLY)}</body></html>"
+        )
+        spans = page.evaluate(MEASURE, page.locator("body").element_handle())
+        palette = DARK if dark else LIGHT
+        assert {rgb(s["background"]) for s in spans} == {"#1e1e1e" if dark else "#f6f8fa"}
+        for span in spans:
+            assert rgb(span["color"]) == palette[span["kind"].removeprefix("ox-")]
+        assert min(contrast(rgb(s["color"]), rgb(s["background"])) for s in spans) >= 4.5
+    finally:
+        page.close()

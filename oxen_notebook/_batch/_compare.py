@@ -63,7 +63,12 @@ def run_compare(
             used.append(settings)
     live = _LiveCompare(labels, typed is not None) if show and ipython_shell() is not None else None
     progress = live.tick if live is not None else False
-    runner = execute(session, jobs, len(jobs), "record", progress, schema=typed, sink=live)
+    try:
+        runner = execute(session, jobs, len(jobs), "record", progress, schema=typed, sink=live)
+    except BaseException:
+        if live is not None:
+            live.drop()  # no spinners left turning for a compare that did not run
+        raise
     frame = pd.DataFrame(
         {"variant": labels, "model": [j.model for j in jobs], "params": [repr(p) for p in used]}
     )
@@ -213,6 +218,12 @@ class _LiveCompare:
             self.rows[index] = dict(zip(MAP_COLUMNS, row_values(outcome), strict=True))
         if ended:
             self._show()
+
+    def drop(self) -> None:
+        from IPython.display import update_display
+
+        hidden = {"text/html": '<div class="oxen-hidden"></div>', "text/plain": ""}
+        update_display(hidden, raw=True, display_id=self.display_id)
 
     def finish(self, frame: pd.DataFrame) -> None:
         from IPython.display import update_display
