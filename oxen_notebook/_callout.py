@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import re
 
-from ._errors import AuthenticationError, NotFoundError
+from ._errors import (
+    AuthenticationError,
+    InsufficientCreditsError,
+    MissingAPIKeyError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
 from ._math import escape_text
 
 __all__ = ["error_callout", "error_parts", "retry_html", "retry_text"]
 
-#: What to do in a notebook, where the general hint names the command line too.
+#: What to do in a notebook, one action, where the general hint names the command line too or
+#: offers several.
 _NOTEBOOK_ACTIONS = {
     NotFoundError: "Run %oxen models to see the model ids you can use.",
     AuthenticationError: (
         "Set OXEN_API_KEY to a key from https://www.oxen.ai/settings/profile, then run the cell again."
     ),
+    MissingAPIKeyError: "Run %oxen login, then run the cell again.",
+    InsufficientCreditsError: "Add credits to your Oxen.ai account at https://www.oxen.ai.",
+    RateLimitError: "Wait a moment, then run the cell again.",
+    ServerError: "Run the cell again shortly.",
 }
 _CODE = re.compile(r"`([^`<>]{1,200})`")
 
@@ -35,6 +47,8 @@ def error_parts(error: BaseException) -> tuple[str, str]:
     """``(what happened, what to do)``: each one sentence (the second may be empty)."""
     message = str(error)
     what, _, action = message.partition(" — ")
+    if isinstance(error, MissingAPIKeyError):
+        what = what.partition(":")[0]  # its ways to set a key are the action's
     request_id = getattr(error, "request_id", None)
     if request_id and action.endswith(f" (request id {request_id})"):  # the id stays with the what
         action = action[: -len(f" (request id {request_id})")]

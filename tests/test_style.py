@@ -128,3 +128,26 @@ def test_map_puts_the_reply_next_to_the_data_and_bookkeeping_after(fake_api: Fak
         pd.DataFrame({"city": ["Oslo"], "country": ["NO"]}), "Weather in {city}?", progress=False
     )
     assert list(out.columns)[:3] == ["city", "country", "reply"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "action"),
+    [
+        (402, {"error": {"type": "insufficient_credits"}}, "Add credits to your Oxen.ai account"),
+        (429, {"error": {"message": "slow down"}}, "Wait a moment, then run the cell again."),
+        (503, {"error": {"message": "down"}}, "Run the cell again shortly."),
+    ],
+)
+def test_a_notebook_callout_gives_one_action(status, body, action):
+    what, given = error_parts(status_error(status, body))
+    assert given.startswith(action) and given.endswith(".") and ". " not in given and " or " not in given
+    assert what.endswith(".") and " — " not in what
+
+
+def test_a_missing_key_callout_says_what_and_how():
+    from oxen_notebook._errors import MissingAPIKeyError
+
+    assert error_parts(MissingAPIKeyError()) == (
+        "No Oxen API key found.",
+        "Run %oxen login, then run the cell again.",
+    )
