@@ -22,14 +22,13 @@ import ipywidgets as widgets
 
 from .._errors import OxenError, ParameterError
 from .._events import EVENTS
-from .._math import escape_text
 from .._records import message_facts
 from .._spreadsheet import spreadsheet_csv
 from .._turn import Turn, turn_facts
-from ._compat import WidgetDisplay, tooltip
-from ._input import MessageBox
+from ._compat import WidgetDisplay
+from ._controls import Controls
 from ._steps import ApprovalGate
-from ._transcript import CSS, Transcript, finish_note
+from ._transcript import Transcript, finish_note
 
 if TYPE_CHECKING:
     import os
@@ -41,12 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatPanel"]
 
+_FAILED = "the request failed: see the note in the transcript"
 _BUSY_NOTE = "A reply is still streaming: wait for it, or press Stop."
 _APPROVAL_NOTE = "A tool call waits for your approval: Approve or Deny it, or press Stop."
-
-
-def _note(text: str, kind: str = "note") -> str:
-    return f'<span class="oxen-{kind}">{escape_text(text)}</span>' if text else ""
 
 
 class ChatPanel(WidgetDisplay):
@@ -69,7 +65,7 @@ class ChatPanel(WidgetDisplay):
         self,
         session: Session | None = None,
         *,
-        height: str = "420px",
+        height: str = "min(65vh, 640px)",
         tools: list[Any] | None = None,
         approve: Callable[[Any], bool] | str | None = None,
         schema: Any = None,
@@ -100,79 +96,21 @@ class ChatPanel(WidgetDisplay):
         self._streaming: Any = None  # any history reply streaming on the session
         self._closed = False
 
-        defaults = session.defaults
-        self._temperature_default = float(defaults.get("temperature", 1.0))
-        self._max_tokens_default = int(defaults.get("max_tokens") or 0)
-        self._model = widgets.Combobox(
-            value=session.model,
-            options=("local", session.model) if session.model != "local" else ("local",),
-            description="Model",
-            ensure_option=False,
-            layout=widgets.Layout(width="auto", flex="1 1 260px"),
-        )
-        self._temperature = widgets.FloatSlider(
-            value=self._temperature_default, min=0.0, max=2.0, step=0.05, description="Temperature",
-            readout_format=".2f", style={"description_width": "initial"},
-            layout=widgets.Layout(width="auto", flex="1 1 260px"),
-        )  # fmt: skip
-        self._max_tokens = widgets.BoundedIntText(
-            value=self._max_tokens_default, min=0, max=1_000_000, description="Max tokens",
-            style={"description_width": "initial"}, layout=widgets.Layout(width="190px"),
-            **tooltip(widgets.BoundedIntText, "0: the model's default"),
-        )  # fmt: skip
-        self._system = widgets.Textarea(
-            value=session.system or "",
-            placeholder="System prompt (optional)",
-            continuous_update=False,
-            rows=1,
-            layout=widgets.Layout(width="100%"),
-        )
         self._transcript = Transcript(height)
         self._gate = ApprovalGate(self._transcript, self._lock, self._set_status)
-        self._input = MessageBox(
-            self.send,
-            self._lock,
-            placeholder="Message — Enter sends",
-            layout=widgets.Layout(width="auto", flex="1 1 auto"),
+        controls = Controls(session, self._transcript.widget, self.send, self._on_front, self._lock)
+        self._controls = controls
+        self.widget = controls.widget
+        self._model, self._temperature, self._max_tokens = (
+            controls.model,
+            controls.temperature,
+            controls.max_tokens,
         )
-        self._send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
-        self._stop_button = widgets.Button(
-            description="Stop", button_style="danger", icon="stop", layout=widgets.Layout(display="none")
-        )
-        self._clear_button = widgets.Button(description="Clear", icon="file", tooltip="New conversation")
-        self._undo_button = widgets.Button(
-            description="Undo", icon="undo", tooltip="Remove the last exchange"
-        )
-        self._regenerate_button = widgets.Button(
-            description="Regenerate", icon="refresh", tooltip="Resend the last message"
-        )
-        self._export_button = widgets.Button(description="Export", icon="download", tooltip="CSV / JSON")
-        self._status = widgets.HTML(layout=widgets.Layout(width="auto"))
-        self._status.add_class("oxen-statusline")
-        self._note = widgets.HTML(layout=widgets.Layout(width="auto"))
-        self._links = widgets.HTML(layout=widgets.Layout(width="auto", flex="0 0 auto"))
-        self.widget = widgets.VBox(
-            [
-                widgets.HTML(CSS, layout=widgets.Layout(display="none")),
-                widgets.HBox([self._model, self._temperature, self._max_tokens]),
-                self._system,
-                self._transcript.widget,
-                widgets.HBox([self._input, self._send_button, self._stop_button]),
-                widgets.HBox(
-                    [
-                        self._clear_button,
-                        self._undo_button,
-                        self._regenerate_button,
-                        self._export_button,
-                        self._links,
-                    ],
-                ),
-                self._status,
-                self._note,
-            ],
-            layout=widgets.Layout(width="100%"),
-        )
-        self.widget.add_class("oxen-panel")
+        self._system, self._input, self._front = controls.system, controls.input, controls.front
+        self._send_button, self._stop_button = controls.send_button, controls.stop_button
+        self._clear_button, self._undo_button = controls.clear_button, controls.undo_button
+        self._regenerate_button, self._export_button = controls.regenerate_button, controls.export_button
+        self._status, self._note, self._links = controls.status, controls.note, controls.links
 
         self._send_button.on_click(lambda _: self._on_send_click())
         self._stop_button.on_click(lambda _: self.stop())
@@ -423,7 +361,7 @@ class ChatPanel(WidgetDisplay):
     def _turn_status(self, turn: Any) -> None:
         message = turn.message
         if message is not None and message.error:
-            self._set_status(message.error, error=True)
+            self._set_status(f"{message.model or self.session.model} · {_FAILED}", error=True)
             return
         parts = turn_facts(turn)
         if message is not None and message.finish_reason in ("interrupted", "length"):
@@ -433,15 +371,10 @@ class ChatPanel(WidgetDisplay):
         self._set_status(" · ".join(parts))
 
     def _model_choice(self) -> str:
-        return self._model.value.strip() or self.session.model
+        return self._controls.model_choice(self.session.model)
 
     def _params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        if "temperature" in self.session.defaults or self._temperature.value != self._temperature_default:
-            params["temperature"] = round(float(self._temperature.value), 4)
-        if self._max_tokens.value > 0 and self._max_tokens.value != self._max_tokens_default:
-            params["max_tokens"] = int(self._max_tokens.value)
-        return params
+        return self._controls.params(self.session.defaults)
 
     def _guarded(self, action: Any) -> bool:
         if self._busy():
@@ -456,18 +389,14 @@ class ChatPanel(WidgetDisplay):
         return True
 
     def _set_busy(self, busy: bool) -> None:
-        # The message box and Send stay enabled (see the module docstring): they refuse with a note.
-        for button in (self._clear_button, self._undo_button, self._regenerate_button):
-            button.disabled = busy
-        self._stop_button.disabled = not busy
-        self._stop_button.layout.display = None if busy else "none"
+        self._controls.set_busy(busy)
 
     def _set_status(self, text: str, error: bool = False) -> None:
-        self._status.value = _note(text, "error" if error else "status")
+        self._controls.set_status(text, error)
 
     def _finished_status(self, message: Any) -> None:
         if message.error:
-            self._set_status(message.error, error=True)
+            self._set_status(f"{message.model or self.session.model} · {_FAILED}", error=True)
             return
         parts = message_facts(message, self.session.model)
         if message.finish_reason in ("interrupted", "length"):
@@ -475,16 +404,31 @@ class ChatPanel(WidgetDisplay):
         self._set_status(" · ".join(parts))
 
     def _show_note(self, text: str) -> None:
-        self._note.value = _note(text)
+        self._controls.show_note(text)
+
+    def _on_front(self, content: dict[str, Any]) -> None:
+        """What the front-end sends: it rendered, Enter or Send (the text comes with it), Stop,
+        Regenerate or Retry."""
+        event = content.get("event")
+        if event == "ready":
+            with self._lock:
+                self._controls.use_front()
+        elif event == "send" and isinstance(content.get("text"), str):
+            text = content["text"]
+            if not self.send(text) and self._busy():  # refused: the text goes back to the box
+                self._front.send({"event": "refused", "text": text})
+        elif event == "stop":
+            self.stop()
+        elif event == "regenerate":
+            self.regenerate()
 
     def _load_models(self) -> None:
         try:
             ids = [str(i) for i in self.session.list_models()["id"].tolist()]
         except Exception:  # unreachable, no key, offline: the box takes free entry
             return
-        options = dict.fromkeys([*ids, "local", self.session.model])
         if not self._closed:
-            self._model.options = tuple(options)
+            self._controls.set_models(list(dict.fromkeys([*ids, "local", self.session.model])))
 
     def _descendants(self) -> list[widgets.Widget]:
         found: list[widgets.Widget] = []
