@@ -63,7 +63,7 @@ def set_theme(page: Page, theme: str) -> None:
         page.keyboard.press("Control+Shift+c")
         page.locator(".lm-CommandPalette-input").fill("Use Theme: JupyterLab Dark")
         page.keyboard.press("Enter")
-        page.locator("body[data-jp-theme-light='false']").wait_for(timeout=20_000)
+        page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=20_000)
 
 
 def front_panel(page: Page, jupyter: Jupyter, name: str, ui: str = "lab", theme: str = "light") -> Any:  # noqa: F811

@@ -211,7 +211,9 @@ function watch(el, find, decorate) {
 
 function stopKeys(node) {
   // The notebook must not see these keys: Shift+Enter would run the cell, and letters in command
-  // mode edit the notebook (d d deletes a cell).
+  // mode edit the notebook (d d deletes a cell). JupyterLab listens on the document while keys
+  // bubble, Notebook 7 while they are captured: there only Lumino's attribute keeps them away.
+  node.setAttribute("data-lm-suppress-shortcuts", "true");
   for (const type of ["keydown", "keypress", "keyup"]) {
     node.addEventListener(type, (event) => event.stopPropagation());
   }
@@ -269,8 +271,13 @@ function messageBox(model, el) {
 
   stopKeys(box);
   box.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
+    if (event.key !== "Enter" || event.isComposing) return;
+    event.preventDefault();
+    if (event.shiftKey) {
+      // The newline is ours to insert: JupyterLab cancels a line break typed inside a cell.
+      box.setRangeText("\n", box.selectionStart, box.selectionEnd, "end");
+      grow();
+    } else {
       send();
     }
   });
