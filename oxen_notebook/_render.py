@@ -6,7 +6,8 @@ the streaming splitter (``_streaming.py``) to find block boundaries with the ver
 
 Model output is untrusted: markdown-it-py runs with raw HTML disabled (it is escaped), then nh3 keeps
 only an allow-list of tags and attributes, http/https/mailto links (opening in a new tab with
-``rel="noopener noreferrer"``) and the exact inline styles Pygments and table alignment emit. Images
+``rel="noopener noreferrer"``), our own class names only (code blocks, token kinds: ``_style``) and
+the table alignment styles. Code is highlighted with classes, coloured by the stylesheet. Images
 become links: a prompt-injected image URL would otherwise be fetched as soon as it is shown.
 
 Math (``$…$``, ``$$…$$``, ``\\(…\\)``, ``\\[…\\]``) is parsed before Markdown touches it and left for the
@@ -24,17 +25,16 @@ from typing import Any
 import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
+from pygments import lex
 from pygments.lexers import get_lexer_by_name
-from pygments.style import Style
-from pygments.token import STANDARD_TYPES, Comment, Error, Generic, Keyword, Name, Number, String
 from pygments.util import ClassNotFound
 
 from ._math import escape_text, math_as_text, math_plugin
+from ._style import CODE_BLOCK, CODE_MORE, TOKEN_CLASSES, token_class
 
 __all__ = [
     "CODE_CHUNK_LINES",
+    "CONTINUED",
     "parse_markdown",
     "render_code",
     "render_markdown",
@@ -46,72 +46,45 @@ __all__ = [
 CODE_CHUNK_LINES = 40
 
 
-class _NotebookStyle(Style):
-    """Few, mid-tone colours: readable on light and dark themes, and little markup per token."""
-
-    background_color = ""
-    styles = {  # noqa: RUF012 - Pygments reads this class attribute
-        Comment: "#6a737d",
-        Keyword: "#d73a49",
-        Name.Builtin: "#8250df",
-        Name.Function: "#8250df",
-        Name.Class: "#8250df",
-        Name.Decorator: "#8250df",
-        String: "#1a7f37",
-        Number: "#1f77d0",
-        Generic.Deleted: "#d73a49",
-        Generic.Inserted: "#1a7f37",
-        Generic.Heading: "bold",
-        Generic.Subheading: "bold",
-        Error: "",
-    }
-
-
-_FORMATTER = HtmlFormatter(noclasses=True, nowrap=True, style=_NotebookStyle)
-
-
-class _FakeLexer:
-    """Emits one token of a given type, to learn which inline styles the formatter can produce."""
-
-    def __init__(self, ttype: Any) -> None:
-        self.ttype = ttype
-        self.encoding = "utf-8"
-        self.filters: list[Any] = []
-
-    def get_tokens(self, text: str) -> list[tuple[Any, str]]:
-        return [(self.ttype, text)]
+#: Marks a fence's opener as the rest of a long block (``_streaming`` cuts one in parts): its
+#: parts after the first have no header (see ``_style``); U+E000 is a private-use character.
+CONTINUED = "\ue000"
 
 
 _ALIGN_STYLES = frozenset(f"text-align:{side}" for side in ("left", "right", "center"))
-_CLASS_RE = re.compile(r"language-[\w+#.-]{1,40}")
+_LANGUAGE = r"[\w+#.-]{1,40}"
+_CLASS_RE = re.compile(f"language-{_LANGUAGE}")
+_LANG_RE = re.compile(_LANGUAGE)
 _TAGS = frozenset(
-    {"a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li"}
-    | {"ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul"}
+    {"a", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
+    | {"li", "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul"}
 )
 _ATTRIBUTES = {
     "a": {"href", "title"},
     "ol": {"start"},
     "code": {"class"},
-    "span": {"style"},
+    "div": {"class", "data-lang"},
+    "span": {"class"},
     "th": {"style"},
     "td": {"style"},
 }
-
-
-@functools.lru_cache(maxsize=1)
-def _allowed_styles() -> frozenset[str]:
-    styles: set[str] = set(_ALIGN_STYLES)
-    for ttype in STANDARD_TYPES:
-        out = highlight("x", _FakeLexer(ttype), _FORMATTER)  # type: ignore[arg-type]
-        styles.update(re.findall(r'style="([^"]*)"', out))
-    return frozenset(styles)
+#: The only classes a tag may carry: ours, never a name from model text.
+_CLASSES = {
+    "div": frozenset({CODE_BLOCK, CODE_MORE, "oxen-code-head"}),
+    "span": TOKEN_CLASSES | {"oxen-code-lang", "oxen-code-actions"},
+}
 
 
 def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     if attribute == "style":
-        return value if value in _allowed_styles() else None
+        return value if value in _ALIGN_STYLES else None
+    if attribute == "data-lang":
+        return value if not value or _LANG_RE.fullmatch(value) else None
     if attribute == "class":
-        return value if tag == "code" and _CLASS_RE.fullmatch(value) else None
+        if tag == "code":
+            return value if _CLASS_RE.fullmatch(value) else None
+        kept = [name for name in value.split() if name in _CLASSES.get(tag, ())]
+        return " ".join(kept) or None
     return value
 
 
@@ -150,27 +123,56 @@ def _split_lines(text: str) -> list[str]:
     return out
 
 
-def _code_html(code: str, language: str) -> str:
-    attrs = f' class="language-{html.escape(language)}"' if language else ""
+def _code_html(code: str, language: str, *, continued: bool = False) -> str:
+    """A code block (see ``_style``): a header naming the language and a slot for actions, then
+    the code in ``<pre>`` parts of ``CODE_CHUNK_LINES`` lines; ``continued``: no header (the rest
+    of a block whose first part was shown already)."""
+    if not _LANG_RE.fullmatch(language):
+        language = ""
+    lang = html.escape(language)
+    attrs = f' class="language-{lang}"' if language else ""
     lines = _split_lines(code) or [""]
     chunks = []
     for start in range(0, len(lines), CODE_CHUNK_LINES):
         piece = "".join(lines[start : start + CODE_CHUNK_LINES])
-        chunks.append(f"<pre><code{attrs}>{_highlight_text(piece, language)}</code></pre>\n")
+        pre = f"<pre><code{attrs}>{_highlight_text(piece, language)}</code></pre>"
+        if start or continued:
+            chunks.append(f'<div class="{CODE_BLOCK} {CODE_MORE}" data-lang="{lang}">{pre}</div>\n')
+        else:
+            head = (
+                f'<div class="oxen-code-head"><span class="oxen-code-lang">{lang or "code"}</span>'
+                '<span class="oxen-code-actions"></span></div>'
+            )
+            chunks.append(f'<div class="{CODE_BLOCK}" data-lang="{lang}">{head}{pre}</div>\n')
     return "".join(chunks)
 
 
 def _highlight_text(code: str, language: str) -> str:
+    """Escaped code, each run of tokens of one colour kind in a ``span`` of its class."""
     lexer = _lexer(language.lower()) if language else None
     if lexer is None:
         return html.escape(code, quote=False)
-    return highlight(code, lexer, _FORMATTER)
+    runs: list[tuple[str, list[str]]] = []
+    for ttype, value in lex(code, lexer):
+        name = token_class(ttype)
+        if runs and runs[-1][0] == name:
+            runs[-1][1].append(value)
+        else:
+            runs.append((name, [value]))
+    out = []
+    for name, values in runs:
+        text = html.escape("".join(values), quote=False)
+        out.append(f'<span class="{name}">{text}</span>' if name else text)
+    return "".join(out)
 
 
 def _fence_rule(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
-    info = token.info.strip().split(maxsplit=1)
-    return _code_html(token.content, info[0] if info else "")
+    words = token.info.split()
+    continued = bool(words) and words[-1] == CONTINUED
+    if continued:
+        words.pop()
+    return _code_html(token.content, words[0] if words else "", continued=continued)
 
 
 def _image_rule(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
@@ -193,7 +195,7 @@ _MD = _parser()
 def render_markdown(text: str) -> str:
     """Markdown (CommonMark, tables, strikethrough, math) to sanitized HTML; raw HTML is shown as text.
 
-    Fenced code is highlighted with Pygments inline styles, in ``<pre>`` blocks of
+    Fenced code is a code block (``_style`` shows its HTML), highlighted with classes, in parts of
     ``CODE_CHUNK_LINES`` lines.
     """
     return sanitize(_MD.render(text)) if text else ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._math import opens_display
-from ._render import CODE_CHUNK_LINES, parse_markdown, render_markdown
+from ._render import CODE_CHUNK_LINES, CONTINUED, parse_markdown, render_markdown
 
 __all__ = ["StreamingMarkdown", "Throttle", "Update"]
 
@@ -307,7 +307,9 @@ class StreamingMarkdown:
         body = "".join(line + "\n" for line in content[:taken])
         pieces.append(opener + body + fence.markup + "\n")
         skip = sum(len(line) + 1 for line in lines[: a + 1 + taken])
-        self._pending = opener + self._pending[skip:]
+        # The rest is rendered as a fence of its own: marked as the block's continuation (no header).
+        rest = opener if opener.rstrip().endswith(CONTINUED) else f"{lines[a]} {CONTINUED}\n"
+        self._pending = rest + self._pending[skip:]
         return pieces
 
     def _soft_cut(

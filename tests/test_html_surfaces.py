@@ -42,7 +42,10 @@ HOSTILE = rf"costs $5 or $\href{{{EVIL}}}{{click}}$ and \(\href{{{EVIL}}}{{here}
 IN_JSON = HOSTILE.replace("\\", "\\\\")
 
 #: Modules that name an HTML widget class but show nothing themselves.
-NOT_SURFACES = {"_panel/_compat.py": "the HTMLMath style class for ipywidgets 7 and 8"}
+NOT_SURFACES = {
+    "_panel/_compat.py": "the HTMLMath style class for ipywidgets 7 and 8",
+    "_style.py": "the stylesheet (no text of a model or server in it)",
+}
 #: Modules whose _repr_html_ hands on another object's (already vetted) _repr_html_.
 DELEGATES = {"_turn.py"}
 #: module (relative to the package) -> the surfaces it draws, each checked by a test here.

@@ -83,7 +83,7 @@ def test_a_backslash_escapes_a_delimiter() -> None:
 def test_dollars_in_code_are_not_math() -> None:
     assert render_markdown("`$x$` and `\\(y\\)`") == "<p><code>$x$</code> and <code>\\(y\\)</code></p>\n"
     fence = render_markdown("```\n$$\nz_1\n$$\n```\n")
-    assert fence == "<pre><code>$$\nz_1\n$$\n</code></pre>\n"
+    assert fence.endswith("<pre><code>$$\nz_1\n$$\n</code></pre></div>\n")
     assert render_markdown("    $x$ and \\[y\\]\n") == "<pre><code>$x$ and \\[y\\]\n</code></pre>\n"
     highlighted = render_markdown("```python\ncost = '$5' + \"$10\"\n```\n")
     assert "\\(" not in highlighted and "<span>$</span>" not in highlighted
@@ -245,7 +245,9 @@ def test_latex_in_a_fence_streams_in_chunks_like_any_code() -> None:
     code = "```latex\n" + "".join(f"\\[\nx_{i}\n\\]\n" for i in range(60)) + "```\n"
     shown, stream = snapshots([*code.splitlines(keepends=True), "\nafter\n"])
     assert len(stream.slots) >= 4
-    assert all(slot.startswith('<pre><code class="language-latex">') for slot in stream.slots[:-1])
+    assert stream.slots[0].startswith('<div class="oxen-code" data-lang="latex"><div class="oxen-code-head">')
+    more = '<div class="oxen-code oxen-code-more" data-lang="latex"><pre><code class="language-latex">'
+    assert all(slot.startswith(more) for slot in stream.slots[1:-1])  # one header, parts after it
     assert shown[50].startswith(stream.slots[0])  # the first chunk was final while it streamed
 
 

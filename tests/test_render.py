@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from oxen_notebook._render import CODE_CHUNK_LINES, render_code, render_markdown
 from oxen_notebook._streaming import StreamingMarkdown, Throttle, Update
+from oxen_notebook._style import TOKEN_CLASSES
 
 # -- sanitizing --------------------------------------------------------------------------------
 
@@ -52,7 +53,15 @@ class Elements(HTMLParser):
         self.found.append((tag, dict(attrs)))
 
 
-SAFE_TAGS = {"p", "a", "code", "pre", "span", "table", "thead", "tbody", "tr", "th", "td", "em"}
+SAFE_TAGS = {"p", "a", "code", "div", "pre", "span", "table", "thead", "tbody", "tr", "th", "td", "em"}
+#: Classes a rendered element may carry: the code block's and the token kinds' (``_style``).
+OUR_CLASSES = TOKEN_CLASSES | {
+    "oxen-code",
+    "oxen-code-more",
+    "oxen-code-head",
+    "oxen-code-lang",
+    "oxen-code-actions",
+}
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
@@ -61,6 +70,7 @@ def test_untrusted_markdown_cannot_run_code(payload: str) -> None:
     assert elements, "the payload should still be shown, as text"
     for tag, attrs in elements:
         assert tag in SAFE_TAGS, tag
+        assert tag == "code" or set((attrs.get("class") or "").split()) <= OUR_CLASSES, attrs
         assert not [name for name in attrs if name.startswith("on") or name == "src"]
         href = (attrs.get("href") or "").strip().lower()
         assert not href or href.startswith(("https://", "http://", "mailto:")), href
@@ -96,16 +106,24 @@ def test_images_become_links_and_are_not_loaded() -> None:
     assert '<a href="https://example.com/c.png"' in out and "image: a chart" in out
 
 
-def test_only_pygments_and_alignment_styles_survive() -> None:
+def test_only_alignment_styles_and_our_classes_survive() -> None:
     out = render_markdown("```python\ndef f():\n    return 'x'  # hi\n```\n\n| a |\n|--:|\n| 1 |")
     styles = set(re.findall(r'style="([^"]*)"', out))
-    assert "text-align:right" in styles
-    assert any(s.startswith("color: #") for s in styles)
+    assert styles == {"text-align:right"}  # code is coloured by classes, not inline colours
+    assert {"ox-k", "ox-s", "ox-c", "ox-nf"} <= set(re.findall(r'class="(ox-[a-z]+)"', out))
     from oxen_notebook._render import sanitize
 
     evil = sanitize('<span style="color: #D73A49">k</span><span style="position:fixed;top:0">x</span>')
-    assert evil == '<span style="color: #D73A49">k</span><span>x</span>'
+    assert evil == "<span>k</span><span>x</span>"
     assert sanitize('<code class="language-py x" >c</code>') == "<code>c</code>"
+    spans = sanitize(
+        '<span class="ox-k evil ox-s">k</span><span class="jp-Dialog">x</span><div class="oxen-code x">'
+    )
+    assert spans == '<span class="ox-k ox-s">k</span><span>x</span><div class="oxen-code"></div>'
+    assert (
+        sanitize('<div data-lang="py&quot; onclick=x" class="oxen-code">c</div>')
+        == '<div class="oxen-code">c</div>'
+    )
 
 
 def code_text(fragment: str) -> str:
@@ -113,18 +131,27 @@ def code_text(fragment: str) -> str:
     return "".join(html.unescape(re.sub(r"<[^>]+>", "", block)) for block in blocks)
 
 
-def test_code_is_highlighted_inline_and_keeps_its_text() -> None:
+def test_code_is_a_block_with_a_header_and_keeps_its_text() -> None:
     code = "def f(x):\n    return x < 2 and 'a&b'  # done\n\n\n"
     out = render_markdown(f"```python\n{code}```")
-    assert out.startswith('<pre><code class="language-python"><span style="color: #D73A49">def</span>')
+    assert out.startswith(
+        '<div class="oxen-code" data-lang="python"><div class="oxen-code-head">'
+        '<span class="oxen-code-lang">python</span><span class="oxen-code-actions"></span></div>'
+        '<pre><code class="language-python"><span class="ox-k">def</span>'
+    )
+    assert out.endswith("</code></pre></div>\n")
     assert code_text(out) == code
-    assert "<span" not in render_markdown("```nosuchlanguage\nx = 1\n```")
+    unknown = render_markdown("```nosuchlanguage\nx = 1\n```")
+    assert "ox-" not in unknown and 'data-lang="nosuchlanguage"' in unknown
+    assert '<span class="oxen-code-lang">code</span>' in render_markdown("```\nx\n```")
 
 
 def test_long_code_is_rendered_in_chunks_of_lines() -> None:
     code = "".join(f"x{i} = {i}\n" for i in range(2 * CODE_CHUNK_LINES + 5))
     out = render_markdown(f"```python\n{code}```\n")
     assert out.count("<pre>") == 3
+    assert out.count('class="oxen-code-head"') == 1  # one header; the later parts continue the block
+    assert out.count('<div class="oxen-code oxen-code-more" data-lang="python"><pre>') == 2
     assert code_text(out) == code
     assert render_code(code, "python") == out
 

@@ -35,10 +35,9 @@ FRONT_CSS = """
   cursor: pointer; color: #fff; background: var(--jp-brand-color1, #1976d2); font: inherit; }
 .oxen-action.oxen-stop { background: var(--jp-error-color1, #c62828); }
 .oxen-box-note { font-size: 0.85em; color: var(--jp-warn-color1, #b26a00); padding: 2px 2px 0; }
-.oxen-code-tools { display: flex; gap: 4px; align-items: center; justify-content: flex-end;
-  margin: 0.3em 0 -0.2em; font-size: 0.8em; }
-.oxen-code-lang { margin-right: auto; color: var(--jp-ui-font-color2, #666);
-  font-family: var(--jp-code-font-family, monospace); }
+div.oxen-code-tools { display: flex; gap: 4px; justify-content: flex-end; margin: 0.3em 0 -0.2em;
+  font-size: 0.8em; }
+.oxen-code-actions .oxen-tool-button { font-size: 0.9em; }
 .oxen-msg-tools { display: flex; gap: 4px; justify-content: flex-end; font-size: 0.75em; opacity: 0.55; }
 .oxen-msg:hover .oxen-msg-tools { opacity: 1; }
 .oxen-tool-button { border: 1px solid var(--jp-border-color2, #ccc); border-radius: 3px;

@@ -19,6 +19,7 @@ from .._math import escape_text
 from .._records import message_facts
 from .._render import render_markdown
 from .._streaming import StreamingMarkdown, Update
+from .._style import style_tag
 from ._compat import HTML_STYLE
 from ._steps import Approval, calls_html, parsed_html, step_html
 
@@ -31,44 +32,17 @@ __all__ = ["CSS", "AppendBox", "LiveMessage", "Transcript", "finish_note", "mess
 #: state, the children list); it steers ``StreamingMarkdown``'s byte budget.
 WIDGET_OVERHEAD = 800
 
-CSS = """<style>
-.oxen-panel .widget-html, .oxen-panel .widget-htmlmath { margin: 0; width: auto; height: auto; }
-.oxen-panel .oxen-transcript .widget-html-content,
-.oxen-panel .oxen-transcript .widget-htmlmath-content { line-height: 1.45; white-space: normal; }
-.oxen-panel .oxen-transcript .widget-vbox { width: 100%; }
-.oxen-panel .oxen-transcript p { margin: 0.3em 0; }
-.oxen-panel .oxen-transcript pre { margin: 0.3em 0; padding: 0.4em 0.6em; overflow-x: auto;
-  background: var(--jp-layout-color2, #f5f5f5); border-radius: 4px; line-height: 1.35; }
-.oxen-panel .oxen-transcript pre + pre { margin-top: -0.3em; padding-top: 0; border-radius: 0 0 4px 4px; }
-.oxen-panel .oxen-msg { padding: 0.35em 0.7em; margin: 0.25em 0; border-radius: 6px;
-  border-left: 3px solid var(--jp-border-color1, #ccc); }
-.oxen-panel .oxen-user { background: var(--jp-layout-color2, #f3f6fa);
-  border-left-color: var(--jp-brand-color1, #1976d2); }
-.oxen-panel .oxen-assistant { border-left-color: #1a7f37; }
-.oxen-panel .oxen-role { font-size: 0.8em; font-weight: 600; color: var(--jp-ui-font-color2, #666); }
-.oxen-panel .oxen-meta { font-weight: normal; }
+#: The panel's own rules besides the stylesheet: a resizable transcript, the empty-state hint,
+#: the system prompt box.
+_PANEL_CSS = """<style>
 .oxen-panel .oxen-transcript { resize: vertical; min-height: 160px; }
-.oxen-panel .oxen-callout { padding: 0.45em 0.7em; margin: 0.25em 0; border-radius: 6px;
-  border: 1px solid var(--jp-error-color2, #e5a5a5); background: var(--jp-error-color3, #fdecea);
-  overflow-wrap: anywhere; }
-.oxen-panel .oxen-callout .oxen-error { color: var(--jp-ui-font-color0, #222); }
 .oxen-panel .oxen-empty { padding: 2em 1em; text-align: center; color: var(--jp-ui-font-color2, #666); }
 .oxen-panel .oxen-system textarea { resize: vertical; min-height: 2.6em; }
-.oxen-panel .oxen-error { color: var(--jp-error-color1, #c62828); }
-.oxen-panel .oxen-note { color: var(--jp-warn-color1, #b26a00); }
-.oxen-panel .oxen-status { font-size: 0.85em; color: var(--jp-ui-font-color2, #666); }
-.oxen-panel .oxen-tool { padding: 0.15em 0.7em; }
-.oxen-panel .oxen-step, .oxen-panel .oxen-step-call { font-family: var(--jp-code-font-family, monospace);
-  font-size: 0.85em; color: var(--jp-ui-font-color1, #333); }
-.oxen-panel .oxen-step summary { cursor: pointer; }
-.oxen-panel .oxen-step pre { margin: 0.2em 0 0.3em 1em; white-space: pre-wrap; }
-.oxen-panel .oxen-step-denied summary, .oxen-panel .oxen-step-failed summary {
-  color: var(--jp-warn-color1, #b26a00); }
-.oxen-panel .oxen-approval { border-left-color: var(--jp-warn-color1, #b26a00); }
-.oxen-panel .oxen-parsed table { border-collapse: collapse; margin: 0.2em 0; font-size: 0.9em; }
-.oxen-panel .oxen-parsed th, .oxen-panel .oxen-parsed td { padding: 0.1em 0.6em; text-align: left;
-  border: 1px solid var(--jp-border-color2, #ddd); vertical-align: top; }
+.oxen-panel .oxen-callout .oxen-error { color: inherit; }
 </style>"""
+#: The stylesheet (``_style``: model Markdown, code in both themes, steps, the panel), as the
+#: panel's hidden HTML child loads it.
+CSS = style_tag() + _PANEL_CSS
 
 _EMPTY_HINT = (
     '<div class="oxen-empty">Ask anything below: Enter sends, Shift+Enter adds a line. '
@@ -113,7 +87,7 @@ def error_sentence(error: str) -> str:
 def callout_html(error: str) -> str:
     """A failed request as one callout, not attributed to the model; the front-end adds Retry."""
     return (
-        f'<div class="oxen-callout" role="alert" data-retry="1">'
+        '<div class="oxen-callout" role="alert" data-retry="1"><span class="oxen-callout-icon">!</span>'
         f'<span class="oxen-error">{escape_text(error_sentence(error))}</span></div>'
     )
 

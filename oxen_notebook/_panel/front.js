@@ -48,31 +48,37 @@ async function copyText(text) {
   area.remove();
 }
 
-// A code block: u-style's wrapper (div.oxen-code), or a run of adjacent <pre> (a fence is
-// rendered in <pre> chunks of 40 lines). Its code is the text of its <pre>s, without the
-// newline that ends the fence's last line.
+// A code block: div.oxen-code, its header's actions slot for our buttons, and (past 40 lines)
+// div.oxen-code.oxen-code-more parts after it, maybe in other widgets of the same root. Older
+// HTML has no wrapper: a run of adjacent <pre>. Its code is the text of its parts' <pre>s, without
+// the newline that ends the fence's last line, read at the click (a streaming block grows).
 function codeBlocks(root) {
   const blocks = [];
-  const seen = new Set();
-  for (const wrapper of root.querySelectorAll(".oxen-code")) {
-    blocks.push({ anchor: wrapper, pres: [...wrapper.querySelectorAll("pre")] });
-    wrapper.querySelectorAll("pre").forEach((p) => seen.add(p));
+  for (const part of root.querySelectorAll(".oxen-code:not(.oxen-code-more)")) {
+    blocks.push({ anchor: part, slot: part.querySelector(".oxen-code-actions") });
   }
   for (const pre of root.querySelectorAll("pre")) {
-    if (seen.has(pre) || pre.closest(".oxen-step")) continue;
+    if (pre.closest(".oxen-code, .oxen-step")) continue;
     const prev = pre.previousElementSibling;
-    if (prev && prev.tagName === "PRE" && seen.has(prev)) {
-      blocks[blocks.length - 1].pres.push(pre);
-    } else {
-      blocks.push({ anchor: pre, pres: [pre] });
-    }
-    seen.add(pre);
+    if (!(prev && prev.tagName === "PRE")) blocks.push({ anchor: pre, slot: null });
   }
   return blocks;
 }
 
-function blockCode(block) {
-  return block.pres.map((p) => p.textContent).join("").replace(/\n$/, "");
+function blockCode(root, anchor) {
+  if (!anchor.classList.contains("oxen-code")) {
+    let text = "";
+    for (let pre = anchor; pre && pre.tagName === "PRE"; pre = pre.nextElementSibling) text += pre.textContent;
+    return text.replace(/\n$/, "");
+  }
+  let text = "";
+  let inside = false;
+  for (const part of root.querySelectorAll(".oxen-code")) {
+    if (part === anchor) inside = true;
+    else if (inside && !part.classList.contains("oxen-code-more")) break;
+    if (inside) part.querySelectorAll(":scope > pre").forEach((pre) => (text += pre.textContent));
+  }
+  return text.replace(/\n$/, "");
 }
 
 // Insert as cell: no official API reaches the notebook from a widget. Classic Notebook has
@@ -111,20 +117,14 @@ function insertRoute(model, el) {
 
 function decorateCode(root, insert) {
   for (const block of codeBlocks(root)) {
-    if (block.anchor.dataset.oxenTools) continue;
-    block.anchor.dataset.oxenTools = "1";
-    const bar = document.createElement("div");
-    bar.className = "oxen-code-tools";
-    const lang = block.pres[0].querySelector("code[class^='language-']");
-    if (lang && !block.anchor.classList.contains("oxen-code")) {
-      const label = document.createElement("span");
-      label.className = "oxen-code-lang";
-      label.textContent = lang.className.slice("language-".length);
-      bar.appendChild(label);
-    }
+    const marked = block.slot || block.anchor;
+    if (marked.dataset.oxenTools) continue;
+    marked.dataset.oxenTools = "1";
+    const bar = block.slot || document.createElement("div");
+    bar.classList.add("oxen-code-tools");
     bar.appendChild(
       button("Copy", "Copy the code", (b) => {
-        copyText(blockCode(block)).then(
+        copyText(blockCode(root, block.anchor)).then(
           () => flash(b, "Copied"),
           () => flash(b, "Copy failed"),
         );
@@ -133,11 +133,11 @@ function decorateCode(root, insert) {
     if (insert) {
       bar.appendChild(
         button("Insert as cell", "Insert the code as a new cell below", (b) => {
-          flash(b, insert(blockCode(block)) ? "Inserted" : "Not inserted");
+          flash(b, insert(blockCode(root, block.anchor)) ? "Inserted" : "Not inserted");
         }),
       );
     }
-    block.anchor.parentNode.insertBefore(bar, block.anchor);
+    if (!block.slot) block.anchor.parentNode.insertBefore(bar, block.anchor);
   }
 }
 
