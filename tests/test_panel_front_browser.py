@@ -197,3 +197,83 @@ def test_copy_and_insert_as_cell_in_the_panel_and_under_a_magic_reply(
     expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(5)
     assert cell_sources(page)[4] == CODE  # right below the magic's cell
     shot(f"magic-code-{ui}")
+
+
+def test_an_error_is_one_callout_with_retry_and_the_model_box_checks_ids(
+    page: Page,
+    jupyter: Jupyter,  # noqa: F811
+    api: FakeAPI,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    name = jupyter.notebook("front-error.ipynb", PANEL_CELL)
+    panel = front_panel(page, jupyter, name)
+    model = panel.locator("input[list]").first
+    model.fill("gpt-6")
+    model.press("Tab")
+    note = panel.locator(".oxen-box-note")
+    expect(note).to_contain_text("gpt-6 is not in the server's model list")  # allowed, with a note
+    page.locator(BOX).click()
+    page.keyboard.type("hello", delay=10)
+    page.keyboard.press("Enter")
+    callout = transcript(page).locator(".oxen-callout")
+    expect(callout).to_have_count(1, timeout=STREAMING_TIMEOUT)
+    expect(callout).to_contain_text("gpt-6")
+    text = callout.inner_text()
+    assert "`" not in text and "terminal" not in text and "request id" not in text
+    # Shown once: not as an assistant message, not again under the buttons.
+    expect(transcript(page).locator(".oxen-assistant")).to_have_count(0)
+    assert "gpt-6" not in panel.locator(".oxen-statusline").inner_text()
+    Shots(page, tmp_path)("error-callout")
+    # Retry sends the message again (here to a model the server has).
+    model.fill("test-model")
+    model.press("Tab")
+    expect(note).to_be_hidden()
+    callout.get_by_role("button", name="Retry").click()
+    expect(transcript(page)).to_contain_text("Echo: hello", timeout=STREAMING_TIMEOUT)
+    expect(transcript(page).locator(".oxen-callout")).to_have_count(0)
+    assert [r["model"] for r in api.chat_requests()] == ["gpt-6", "test-model"]
+
+
+@pytest.mark.parametrize("width", [800, 600])
+def test_nothing_is_clipped_in_a_narrow_panel(
+    page: Page,
+    jupyter: Jupyter,  # noqa: F811
+    api: FakeAPI,  # noqa: F811
+    tmp_path: Path,
+    width: int,
+) -> None:
+    name = jupyter.notebook(f"front-narrow-{width}.ipynb", PANEL_CELL)
+    panel = front_panel(page, jupyter, name)
+    api.enqueue(Script(text="A reply to measure.\n\n```python\nprint('x')\n```"))
+    page.locator(BOX).click()
+    page.keyboard.type("hi", delay=10)
+    page.keyboard.press("Enter")
+    expect(transcript(page)).to_contain_text("A reply to measure.", timeout=STREAMING_TIMEOUT)
+    # The panel's own width set to `width` (the notebook's sidebar and margins vary by UI).
+    panel.evaluate(
+        "(el, width) => { el.style.width = width + 'px'; el.style.maxWidth = width + 'px'; }", width
+    )
+    page.wait_for_timeout(300)
+    box = panel.bounding_box()
+    assert box is not None and abs(box["width"] - width) < 2
+    controls = panel.locator(
+        "button:visible, input:visible, textarea:visible, .widget-slider:visible, .widget-readout:visible,"
+        " .widget-label:visible"
+    )
+    clipped = []
+    for i in range(controls.count()):
+        control = controls.nth(i)
+        rect = control.bounding_box()
+        if rect is None or rect["width"] == 0:
+            continue
+        if rect["x"] < box["x"] - 1 or rect["x"] + rect["width"] > box["x"] + box["width"] + 1:
+            clipped.append((control.evaluate("e => e.outerHTML.slice(0, 80)"), rect, box))
+        # Text cut inside its own control (a button's label) counts too.
+        if control.evaluate("e => e.tagName === 'BUTTON' && e.scrollWidth > e.clientWidth + 1"):
+            clipped.append((control.inner_text(), "label cut"))
+    assert clipped == []
+    slider = panel.locator(
+        ".widget-slider .slider-container, .widget-slider .noUi-target"
+    ).first.bounding_box()
+    assert slider is not None and slider["width"] >= 100  # the slider keeps a usable width
+    Shots(page, tmp_path)(f"narrow-{width}")

@@ -49,7 +49,7 @@ COMPARE_CELL = """\
 table = session.compare("Describe {thing}", models=["test-model", "cheap-model"], thing="an ox")
 print(table["reply"].tolist())"""
 ROWS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
-MESSAGE_BOX = "input[placeholder^='Message']"
+MESSAGE_BOX = "textarea.oxen-box"  # the front-end's box (front.js): anywidget loads in classic Notebook
 HUMAN_KEY_DELAY = 70  # ms between keys: about 170 characters a minute
 
 

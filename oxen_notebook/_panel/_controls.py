@@ -146,10 +146,11 @@ class Controls:
         self.model.observe(lambda _: self.check_model(), "value")
 
     def use_front(self) -> None:
-        """The front-end rendered: its box and button replace ipywidgets' ones."""
+        """The front-end rendered: its box and button replace ipywidgets' ones (taken out of the
+        page, not just hidden, so that no second Send or Stop is there)."""
         with self.widget.hold_sync():
             self.front.layout.display = None
-            self.fallback.layout.display = "none"
+            self.widget.children = tuple(c for c in self.widget.children if c is not self.fallback)
             self.front.note, self.note.value = self.note_text, ""
 
     def set_busy(self, busy: bool) -> None:

@@ -313,7 +313,8 @@ class ChatPanel(WidgetDisplay):
                 pass
         except OxenError as exc:
             failed = True
-            self._set_status(str(exc), error=True)
+            # A request that was sent has its error on its record, shown once in the transcript.
+            self._set_status(str(exc) if reply is None else f"{reply.model} · {_FAILED}", error=True)
             if reply is None and not self._input.value:  # refused before sending: nothing was recorded
                 self._input.value = text
         except Exception as exc:
@@ -432,9 +433,11 @@ class ChatPanel(WidgetDisplay):
 
     def _descendants(self) -> list[widgets.Widget]:
         found: list[widgets.Widget] = []
-        stack: list[widgets.Widget] = [self.widget]
+        stack: list[widgets.Widget] = [self.widget, self._controls.fallback]  # shown or not
         while stack:
             widget = stack.pop()
+            if any(widget is seen for seen in found):
+                continue
             found.append(widget)
             stack.extend(getattr(widget, "children", ()))
         return found

@@ -34,15 +34,16 @@ WIDGET_OVERHEAD = 800
 
 #: The panel's own rules besides the stylesheet: a resizable transcript, the empty-state hint,
 #: the system prompt box.
-_PANEL_CSS = """<style>
+_PANEL_CSS = """
 .oxen-panel .oxen-transcript { resize: vertical; min-height: 160px; }
 .oxen-panel .oxen-empty { padding: 2em 1em; text-align: center; color: var(--jp-ui-font-color2, #666); }
+.oxen-panel .oxen-system { margin-left: 0; margin-right: 0; }
 .oxen-panel .oxen-system textarea { resize: vertical; min-height: 2.6em; }
 .oxen-panel .oxen-callout .oxen-error { color: inherit; }
-</style>"""
+"""
 #: The stylesheet (``_style``: model Markdown, code in both themes, steps, the panel), as the
 #: panel's hidden HTML child loads it.
-CSS = style_tag() + _PANEL_CSS
+CSS = style_tag().replace("</style>", _PANEL_CSS.lstrip() + "</style>")  # one <style> element
 
 _EMPTY_HINT = (
     '<div class="oxen-empty">Ask anything below: Enter sends, Shift+Enter adds a line. '
