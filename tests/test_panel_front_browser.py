@@ -44,7 +44,13 @@ TRACEBACK = """Traceback (most recent call last):
     main()
 ZeroDivisionError: division by zero"""
 CODE = "import pandas as pd\nframe = pd.read_csv('data.csv')\nprint(frame['a'].sum() / 2)"
-CODE_REPLY = ["Here it is:\n\n", "```python\n", *[line + "\n" for line in CODE.split("\n")], "```\n", "Done."]
+CODE_REPLY = [
+    "Read the file with **pandas**, then sum a column:\n\n",
+    "```python\n",
+    *[line + "\n" for line in CODE.split("\n")],
+    "```\n",
+    "Done.",
+]
 
 
 @pytest.fixture
@@ -59,11 +65,14 @@ def page(browser: Any, api: FakeAPI) -> Any:  # noqa: F811
 
 
 def set_theme(page: Page, theme: str) -> None:
-    if theme == "dark":
-        page.keyboard.press("Control+Shift+c")
-        page.locator(".lm-CommandPalette-input").fill("Use Theme: JupyterLab Dark")
-        page.keyboard.press("Enter")
-        page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=20_000)
+    """JupyterLab's theme, through the command palette (the server keeps it for the next test)."""
+    light = "true" if theme == "light" else "false"
+    if page.evaluate("() => document.body.dataset.jpThemeLight") == light:
+        return
+    page.keyboard.press("Control+Shift+c")
+    page.locator(".lm-CommandPalette-input").fill(f"Use Theme: JupyterLab {theme.title()}")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'", timeout=20_000)
 
 
 def front_panel(page: Page, jupyter: Jupyter, name: str, ui: str = "lab", theme: str = "light") -> Any:  # noqa: F811
@@ -150,18 +159,19 @@ def clipboard(page: Page) -> str:
     return page.evaluate("() => navigator.clipboard.readText()")
 
 
-@pytest.mark.parametrize("ui", ["lab", "notebook"])
+@pytest.mark.parametrize(("ui", "theme"), [("lab", "light"), ("lab", "dark"), ("notebook", "light")])
 def test_copy_and_insert_as_cell_in_the_panel_and_under_a_magic_reply(
     page: Page,
     jupyter: Jupyter,  # noqa: F811
     api: FakeAPI,  # noqa: F811
     tmp_path: Path,
     ui: str,
+    theme: str,
 ) -> None:
     cells = [("code", PANEL_CELL), ("code", "%load_ext oxen_notebook"), ("code", "%%oxen\nwrite the code")]
-    name = notebook_of(jupyter, f"front-code-{ui}.ipynb", *cells)
+    name = notebook_of(jupyter, f"front-code-{ui}-{theme}.ipynb", *cells)
     shot = Shots(page, tmp_path)
-    panel = front_panel(page, jupyter, name, ui)
+    panel = front_panel(page, jupyter, name, ui, theme)
     api.enqueue(Script(chunks=CODE_REPLY, delay=0.02))
     box = page.locator(BOX)
     box.click()
@@ -180,6 +190,7 @@ def test_copy_and_insert_as_cell_in_the_panel_and_under_a_magic_reply(
     last = transcript(page).locator(".oxen-msg.oxen-assistant").last
     expect(last.locator(".oxen-msg-tools button", has_text="Regenerate")).to_have_count(1)
     shot(f"panel-code-{ui}")
+    panel.screenshot(path=str(tmp_path / f"panel-{theme}.png"))  # the README's docs/panel*.png
 
     # Under a %%oxen reply: the same buttons, from a hidden widget in the cell's output.
     api.enqueue(Script(chunks=CODE_REPLY, delay=0.01))
@@ -222,7 +233,7 @@ def test_an_error_is_one_callout_with_retry_and_the_model_box_checks_ids(
     assert "`" not in text and "terminal" not in text and "request id" not in text
     # Shown once: not as an assistant message, not again under the buttons.
     expect(transcript(page).locator(".oxen-assistant")).to_have_count(0)
-    assert "gpt-6" not in panel.locator(".oxen-statusline").inner_text()
+    assert "not found" not in panel.locator(".oxen-statusline").inner_text()
     Shots(page, tmp_path)("error-callout")
     # Retry sends the message again (here to a model the server has).
     model.fill("test-model")

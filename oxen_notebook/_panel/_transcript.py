@@ -40,6 +40,7 @@ _PANEL_CSS = """
 .oxen-panel .oxen-system { margin-left: 0; margin-right: 0; }
 .oxen-panel .oxen-system textarea { resize: vertical; min-height: 2.6em; }
 .oxen-panel .oxen-callout .oxen-error { color: inherit; }
+.oxen-panel .oxen-callout { background: color-mix(in srgb, var(--jp-error-color1, #c62828) 12%, transparent); }
 """
 #: The stylesheet (``_style``: model Markdown, code in both themes, steps, the panel), as the
 #: panel's hidden HTML child loads it.

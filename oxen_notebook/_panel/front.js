@@ -143,6 +143,9 @@ function decorateCode(root, insert) {
 
 // Copy on every message, Regenerate on the last reply, Retry on an error callout.
 function decorateMessages(root, model) {
+  for (const stale of root.querySelectorAll(".oxen-msg-tools")) {
+    if (!stale.parentElement.matches(".oxen-msg.oxen-user, .oxen-msg.oxen-assistant")) stale.remove(); // a failed reply
+  }
   const messages = [...root.querySelectorAll(".oxen-msg.oxen-user, .oxen-msg.oxen-assistant")];
   messages.forEach((message, i) => {
     let bar = message.querySelector(":scope > .oxen-msg-tools");
