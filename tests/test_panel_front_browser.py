@@ -77,8 +77,7 @@ def set_theme(page: Page, theme: str) -> None:
 
 def front_panel(page: Page, jupyter: Jupyter, name: str, ui: str = "lab", theme: str = "light") -> Any:  # noqa: F811
     open_notebook(page, jupyter, name, ui=ui)
-    if ui == "lab":
-        set_theme(page, theme)
+    set_theme(page, theme)
     panel = open_panel(page)
     expect(page.locator(BOX)).to_be_visible(timeout=30_000)  # the front-end said ready
     return panel

@@ -12,6 +12,7 @@ the ipywidgets controls (a frontend without anywidget, or with JavaScript off).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,11 @@ class Front(anywidget.AnyWidget):
     anchor = traitlets.Unicode("", help="model id of the widget whose output holds this one").tag(sync=True)
 
     def __init__(self, on_message: Callable[[dict[str, Any]], None] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        with warnings.catch_warnings():
+            # ipywidgets 7's add_traits (which anywidget calls) reads trait metadata the way
+            # traitlets 4.1 deprecated: its warning, not ours.
+            warnings.filterwarnings("ignore", "Deprecated in traitlets 4.1", DeprecationWarning)
+            super().__init__(**kwargs)
         self.ready = False
         self._on_message = on_message
         self.on_msg(self._handle)
