@@ -287,3 +287,23 @@ def test_nothing_is_clipped_in_a_narrow_panel(
     ).first.bounding_box()
     assert slider is not None and slider["width"] >= 100  # the slider keeps a usable width
     Shots(page, tmp_path)(f"narrow-{width}")
+
+
+def test_without_the_front_end_the_panel_keeps_ipywidgets_controls_and_says_so(
+    page: Page,
+    jupyter: Jupyter,  # noqa: F811
+    api: FakeAPI,  # noqa: F811
+) -> None:
+    page.route("**/extensions/anywidget/**", lambda route: route.abort())  # the module cannot load
+    name = jupyter.notebook("front-missing.ipynb", PANEL_CELL)
+    open_notebook(page, jupyter, name)
+    set_theme(page, "light")
+    panel = open_panel(page)
+    expect(panel).to_contain_text("Plain controls: the panel's front-end did not load")
+    expect(page.locator(BOX)).to_have_count(0)
+    box = panel.locator("input[placeholder^='Message']")
+    box.click()
+    page.keyboard.type("still works", delay=10)
+    page.keyboard.press("Enter")
+    assert wait_for_requests(api, 1) == ["still works"]
+    expect(transcript(page)).to_contain_text("Echo: still works", timeout=STREAMING_TIMEOUT)
