@@ -179,6 +179,8 @@ def test_copy_and_insert_as_cell_in_the_panel_and_under_a_magic_reply(
     expect(transcript(page)).to_contain_text("Done.", timeout=STREAMING_TIMEOUT)
     tools = panel.locator(".oxen-code-tools")
     expect(tools).to_have_count(1)
+    page.mouse.move(0, 0)
+    panel.screenshot(path=str(tmp_path / f"panel-{theme}.png"))  # the README's docs/panel*.png
     tools.get_by_role("button", name="Copy").click()
     expect(tools.get_by_role("button", name="Copied")).to_be_visible()
     assert clipboard(page) == CODE
@@ -189,7 +191,6 @@ def test_copy_and_insert_as_cell_in_the_panel_and_under_a_magic_reply(
     last = transcript(page).locator(".oxen-msg.oxen-assistant").last
     expect(last.locator(".oxen-msg-tools button", has_text="Regenerate")).to_have_count(1)
     shot(f"panel-code-{ui}")
-    panel.screenshot(path=str(tmp_path / f"panel-{theme}.png"))  # the README's docs/panel*.png
 
     # Under a %%oxen reply: the same buttons, from a hidden widget in the cell's output.
     api.enqueue(Script(chunks=CODE_REPLY, delay=0.01))

@@ -36,6 +36,8 @@ WIDGET_OVERHEAD = 800
 #: the system prompt box.
 _PANEL_CSS = """
 .oxen-panel .oxen-transcript { resize: vertical; min-height: 160px; }
+.oxen-panel .oxen-transcript .widget-html-content,
+.oxen-panel .oxen-transcript .widget-htmlmath-content { flex: 1 1 auto; min-width: 0; width: 100%; }
 .oxen-panel .oxen-empty { padding: 2em 1em; text-align: center; color: var(--jp-ui-font-color2, #666); }
 .oxen-panel .oxen-system { margin-left: 0; margin-right: 0; }
 .oxen-panel .oxen-system textarea { resize: vertical; min-height: 2.6em; }
