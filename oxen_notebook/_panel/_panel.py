@@ -95,6 +95,7 @@ class ChatPanel(WidgetDisplay):
         self._reply: Any = None  # the reply this panel sent, while it streams
         self._streaming: Any = None  # any history reply streaming on the session
         self._closed = False
+        self._stop_early = False
 
         self._transcript = Transcript(height)
         self._gate = ApprovalGate(self._transcript, self._lock, self._set_status)
@@ -156,7 +157,10 @@ class ChatPanel(WidgetDisplay):
     def stop(self) -> None:
         """Stop the streaming reply now; its partial text is kept as ``interrupted``. A tool call
         waiting for approval is denied, and the turn sends nothing more."""
-        reply = self._reply or self._streaming
+        with self._lock:
+            reply = self._reply or self._streaming
+            # Send turns into Stop at once: a Stop before the request is out stops it when it is.
+            self._stop_early = reply is None and self._worker is not None and self._worker.is_alive()
         if reply is not None:
             reply.stop()  # first: the turn is stopped when the denied call returns
         if self._worker is not None and self._worker.is_alive():
@@ -294,6 +298,7 @@ class ChatPanel(WidgetDisplay):
             self._show_note("")
             self._set_busy(True)
             self._gate.reset()
+            self._stop_early = False
             self._worker = threading.Thread(
                 target=self._run, args=(text, self._model_choice(), self._params(), images),
                 name="oxen-panel-stream", daemon=True,
@@ -308,7 +313,10 @@ class ChatPanel(WidgetDisplay):
             reply = self.session.stream(
                 text, model=model, images=images or None, source="panel", **self._typed(), **params
             )
-            self._reply = reply
+            with self._lock:
+                self._reply = reply
+                if self._stop_early:
+                    reply.stop()
             for _ in reply:
                 pass
         except OxenError as exc:
