@@ -190,6 +190,10 @@ def test_copy_and_insert_as_cell_in_the_panel_and_under_a_magic_reply(
     # Copy on a message, Regenerate on the last reply.
     last = transcript(page).locator(".oxen-msg.oxen-assistant").last
     expect(last.locator(".oxen-msg-tools button", has_text="Regenerate")).to_have_count(1)
+    last.locator(".oxen-msg-tools button", has_text="Copy").click()
+    copied = clipboard(page)
+    assert "Read the file with pandas, then sum a column:" in copied and CODE in copied and "Done." in copied
+    assert "Insert as cell" not in copied and "assistant" not in copied and "tokens" not in copied
     shot(f"panel-code-{ui}")
 
     # Under a %%oxen reply: the same buttons, from a hidden widget in the cell's output.

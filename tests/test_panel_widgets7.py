@@ -227,6 +227,7 @@ def test_the_front_end_box_and_code_buttons_in_classic_notebook(
     api.api_key = KEY
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     name = classic.notebook("front7.ipynb", PANEL_CELL, "x = 1")
+    page.evaluate("() => { window.onbeforeunload = null; }")  # leave an earlier test's notebook unasked
     page.goto(f"{classic.url}/notebooks/{name}?token={classic.token}")
     cell(page, 0).wait_for(timeout=60_000)
     classic.wait_for_kernel(name)

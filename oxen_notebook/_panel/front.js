@@ -156,7 +156,8 @@ function decorateMessages(root, model) {
       bar.appendChild(
         button("Copy", "Copy the message's text", (b) => {
           const clone = message.cloneNode(true);
-          clone.querySelectorAll(".oxen-role, .oxen-msg-tools, .oxen-code-tools").forEach((n) => n.remove());
+          const chrome = ".oxen-role, .oxen-msg-tools, div.oxen-code-tools, .oxen-code-head, .oxen-retry";
+          clone.querySelectorAll(chrome).forEach((n) => n.remove()); // our labels and buttons, not the text
           copyText(clone.innerText.trim()).then(() => flash(b, "Copied"));
         }),
       );
