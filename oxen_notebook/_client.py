@@ -40,6 +40,7 @@ from ._errors import (
     status_error,
 )
 from ._limits import DEFAULT_DEADLINE, BodyReader, with_body
+from ._retries import notify_retry
 
 if TYPE_CHECKING:
     import httpx
@@ -356,6 +357,7 @@ class Client:
         delay = self._retry_delay(error, attempt)
         if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
             raise error
+        notify_retry(error, delay, attempt + 1, self.max_retries)
         return delay
 
     def _retry_delay(self, error: APIError, attempt: int) -> float | None:

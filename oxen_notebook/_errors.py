@@ -325,6 +325,16 @@ def _hint(cls: type[APIStatusError], status: int | None, kind: str | None) -> st
     return _STATUS_HINTS.get(status or 0) or cls.hint or _FALLBACK_HINT
 
 
+def _words(text: str) -> set[str]:
+    return {word.strip("'\"`.,:;()[]") for word in text.lower().split()} - {""}
+
+
+def _says_nothing_new(detail: str, what: str) -> bool:
+    """Whether the server's ``detail`` only repeats ``what`` ("Model not found: gpt-6" after
+    "model 'gpt-6' not found"): then the message says it once."""
+    return _words(detail) <= _words(what)
+
+
 def status_error(
     status: int | None,
     body: Any,
@@ -343,7 +353,7 @@ def status_error(
     if cls is NotFoundError and model and "model" in (fields["detail"] or what).lower():
         what = f"model {model!r} not found"
     parts = [f"{status} {what}" if status else what]
-    if fields["detail"] and fields["detail"].lower() != what.lower():
+    if fields["detail"] and not _says_nothing_new(fields["detail"], what):
         parts.append(fields["detail"])
     hint = _hint(cls, status, fields["type"])
     message = redact(f"{': '.join(parts)} — {hint}", secret)

@@ -140,8 +140,9 @@ class Exchange:
     def _repr_html_(self) -> str:
         # Model text is untrusted: shown as sanitized HTML, never as raw Markdown.
         from ._render import render_markdown
+        from ._style import style_tag
 
-        return render_markdown(self.text)
+        return style_tag() + render_markdown(self.text)  # the sheet colours its code
 
     # -- shared steps -------------------------------------------------------------------------
 

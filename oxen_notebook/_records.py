@@ -173,14 +173,17 @@ def _flag(value: Any) -> bool:
 
 
 def message_facts(message: Message, model: str | None = None) -> list[str]:
-    """``[model, "N tokens", "S.s s"]`` (the parts that are known): how a reply's footer, the
-    panel's status line and its transcript describe a reply."""
+    """``[model, "N tokens", "S.s s", "P in, C out"]`` (the parts that are known): how a reply's
+    footer, the panel's status line and its transcript describe a reply. In and out, as compare
+    shows them: the total counts the history sent with the prompt."""
     parts = [name] if (name := message.model or model) else []
+    approx = "~" if message.usage_estimated else ""  # counted here, the server sent no usage
     if message.total_tokens is not None:
-        # "~": counted here, the server sent no usage
-        parts.append(f"{'~' if message.usage_estimated else ''}{message.total_tokens} tokens")
+        parts.append(f"{approx}{message.total_tokens} tokens")
     if message.duration_s is not None:
         parts.append(f"{message.duration_s:.1f} s")
+    if message.prompt_tokens is not None and message.completion_tokens is not None:
+        parts.append(f"{approx}{message.prompt_tokens} in, {approx}{message.completion_tokens} out")
     return parts
 
 

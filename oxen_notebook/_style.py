@@ -22,6 +22,7 @@ text of the first part's ``code`` and of the ``oxen-code-more`` parts that follo
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from pygments.token import Comment, Generic, Keyword, Name, Number, Operator, String
@@ -170,10 +171,16 @@ _MARKDOWN = {
     "tbody tr:nth-child(even)": "background: var(--jp-rendermime-table-row-background, rgba(128,128,128,0.08));",
     ":not(pre) > code": "background: var(--jp-layout-color2, rgba(128,128,128,0.15)); padding: 0.1em 0.35em;"
     " border-radius: 3px; font-size: 0.9em;",
+    "pre": "background: var(--jp-layout-color2, rgba(128,128,128,0.12)); padding: 0.4em 0.6em; border-radius: 4px;"
+    " overflow-x: auto;",
     "blockquote": "margin: 0.4em 0; padding: 0 0.8em; border-left: 3px solid var(--jp-border-color2, #ccc);",
 }
 
 _CALLOUT = """
+.jp-OutputArea-child:has(> .jp-OutputArea-output > :is(style.oxen-style, .oxen-hidden):only-child),
+.output_area:has(> .output_subarea > :is(style.oxen-style, .oxen-hidden):only-child) { display: none; }
+.jp-OutputArea-child:has(.oxen-callout) + .jp-OutputArea-child:has(> [data-mime-type="application/vnd.jupyter.stderr"]),
+.output_area:has(.oxen-callout) + .output_area:has(> .output_error) { display: none; }
 .oxen-callout { display: flex; gap: 0.5em; align-items: baseline; margin: 0.3em 0; padding: 0.45em 0.75em;
   border: 1px solid var(--jp-error-color2, #e57373); border-left-width: 4px; border-radius: 4px;
   background: var(--jp-error-color3, rgba(244,67,54,0.08)); color: var(--jp-content-font-color1, inherit);
@@ -184,13 +191,37 @@ _CALLOUT = """
 .oxen-callout-action { opacity: 0.85; }
 .oxen-retrying { font-size: 0.9em; opacity: 0.8; }
 .oxen-step-failed, .oxen-step-denied, .oxen-tool-failed { color: var(--jp-warn-color1, #b26a00); }
-.oxen-step-failed summary::before, .oxen-tool-failed::before { content: "\\26A0\\FE0E  "; }
+.oxen-step-failed summary::before, .oxen-step-denied summary::before { content: "\\26A0\\FE0E  "; }
 .oxen-models td:first-child, .oxen-models th:first-child { white-space: nowrap; }
-.oxen-compare-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 300px), 1fr));
-  gap: 0.75em; align-items: start; }
-.oxen-variant { min-width: 0; padding: 0.5em 0.75em; border: 1px solid var(--jp-border-color2, #ddd); border-radius: 6px; }
-.oxen-variant-head { font-weight: 600; overflow-wrap: anywhere; }
-.oxen-variant-facts { font-size: 0.85em; opacity: 0.8; }
+.oxen-compare-wrap { container-type: inline-size; width: 100%; }
+table.oxen-compare { width: 100%; table-layout: fixed; border-collapse: collapse; margin: 0.3em 0; }
+table.oxen-compare > * > tr > * { vertical-align: top; text-align: left; padding: 0.35em 0.6em; overflow-wrap: break-word; }
+table.oxen-compare > * > tr > :first-child { width: 4.5em; font-weight: normal; opacity: 0.75; }
+table.oxen-compare > thead > tr > th { border-bottom: 1px solid var(--jp-border-color1, #888); font-weight: 600; }
+.oxen-compare-error { color: var(--jp-error-color1, #c62828); }
+@container (max-width: 700px) {
+  table.oxen-compare { display: flex; flex-direction: column; table-layout: auto; }
+  table.oxen-compare > thead, table.oxen-compare > tbody, table.oxen-compare > * > tr { display: contents; }
+  table.oxen-compare > * > tr > * { display: block; width: auto; }
+  table.oxen-compare > * > tr > :first-child { display: none; }
+  table.oxen-compare > thead > tr > th { margin-top: 0.5em; }
+  table.oxen-compare > * > tr > :nth-child(2) { order: 1; }
+  table.oxen-compare > * > tr > :nth-child(3) { order: 2; }
+  table.oxen-compare > * > tr > :nth-child(4) { order: 3; }
+  table.oxen-compare > * > tr > :nth-child(5) { order: 4; }
+  table.oxen-compare > * > tr > :nth-child(6) { order: 5; }
+  table.oxen-compare > * > tr > :nth-child(7) { order: 6; }
+  table.oxen-compare > * > tr > :nth-child(8) { order: 7; }
+  table.oxen-compare > * > tr > :nth-child(9) { order: 8; }
+  table.oxen-compare > * > tr > :nth-child(10) { order: 9; }
+  table.oxen-compare > * > tr > :nth-child(11) { order: 10; }
+  table.oxen-compare > * > tr > :nth-child(12) { order: 11; }
+  table.oxen-compare > * > tr > :nth-child(13) { order: 12; }
+  table.oxen-compare > * > tr > :nth-child(14) { order: 13; }
+  table.oxen-compare > * > tr > :nth-child(15) { order: 14; }
+  table.oxen-compare > * > tr > :nth-child(16) { order: 15; }
+  table.oxen-compare > * > tr > :nth-child(17) { order: 16; }
+}
 .oxen-badge { display: inline-block; margin-left: 0.4em; padding: 0 0.4em; border-radius: 3px; font-size: 0.8em;
   font-weight: normal; background: var(--jp-brand-color3, rgba(33,150,243,0.15)); }
 .oxen-spinner { display: inline-block; width: 0.8em; height: 0.8em; border: 2px solid rgba(128,128,128,0.4);
@@ -247,5 +278,8 @@ def stylesheet() -> str:
 
 @functools.lru_cache(maxsize=1)
 def style_tag() -> str:
-    """The stylesheet as a ``<style>`` element, for an HTML output (no script needed)."""
-    return f'<style class="oxen-style">\n{stylesheet()}</style>'
+    """The stylesheet as a ``<style>`` element, for an HTML output (no script needed): its white
+    space folded, since a notebook file keeps a copy per output that shows it."""
+    css = re.sub(r"\s+", " ", stylesheet())
+    css = re.sub(r" ?([{};]) ", r"\1", css).replace(": ", ":").replace(", ", ",")
+    return f'<style class="oxen-style">{css}</style>'

@@ -114,6 +114,12 @@ def checkout_env(base_url: str, api_key: str, config_dir: str) -> dict[str, str]
 # -- a real kernel ------------------------------------------------------------------------------
 
 
+def is_stylesheet(output: dict[str, Any]) -> bool:
+    """Whether an output (or display message content) is the magic's stylesheet, shown before a
+    reply (``_magics._views.show_stylesheet``): tests of what a cell shows set it aside."""
+    return bool((output.get("metadata") or {}).get("oxen", {}).get("stylesheet"))
+
+
 @dataclass
 class KernelRun:
     """The iopub messages of one execution, and the output area they build."""
@@ -154,6 +160,8 @@ class KernelRun:
                         out.update(data=content["data"], metadata=content["metadata"])
                 continue
             if kind in ("display_data", "stream", "error", "execute_result"):
+                if is_stylesheet(content):
+                    continue  # the stylesheet's output (_magics._views.show_stylesheet): set aside
                 if clear_pending:
                     outputs, clear_pending = [], False
                 out = {"type": kind, **content}

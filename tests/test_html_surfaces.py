@@ -34,6 +34,7 @@ from oxen_notebook._batch._progress import BatchProgress, make_progress
 from oxen_notebook._magics._objects import object_bundle
 from tests.conftest import TEST_KEY
 from tests.fake_api import Script
+from tests.helpers import is_stylesheet
 
 PACKAGE = Path(oxen_notebook.__file__).parent
 EVIL = "https://evil.example/"
@@ -64,6 +65,8 @@ SURFACES = {
     "_panel/_controls.py": ["status and notes, the fallback line"],
     "_panel/_transcript.py": ["message headers, errors, the streaming header"],
     "_panel/_steps.py": ["tool steps, the parsed table of ChatPanel(schema=)"],
+    "_callout.py": ["an error's callout (the magic's and the panel's), the retry note"],
+    "_magics/_errors.py": ["a failed cell's callout, the retry note"],
     "_eval/_view.py": ["an evaluation's summary table (variant names, notes)"],
     "_eval/_grid.py": ["an evaluation's row grid: prompts, replies, targets, errors"],
     "_eval/_live.py": ["an evaluation's live per-variant lines"],
@@ -132,7 +135,7 @@ def cell(ip: InteractiveShell, line: str, text: str) -> list[str]:
     shown: dict[str, str] = {}
     for n, out in enumerate(captured.outputs):
         display_id = (out.transient or {}).get("display_id") or f"output-{n}"
-        if "text/html" in out.data:
+        if "text/html" in out.data and not is_stylesheet({"metadata": out.metadata}):
             shown[display_id] = out.data["text/html"]
     return list(shown.values())
 
@@ -153,6 +156,24 @@ def test_format_code_and_a_hostile_model_name_in_the_footer(ip, fake_api):
     code, footer = cell(ip, f"-f code -m '{model}'", "hi")
     assert "<pre" in code and "click" in code and typesettable(code) == []
     assert_vetted(footer)
+
+
+def test_a_failed_cell_shows_a_vetted_callout(ip, fake_api):
+    from oxen_notebook._errors import status_error
+    from oxen_notebook._magics._errors import RetryNote, cell_error
+
+    error = status_error(
+        400, {"error": {"type": "invalid_params", "title": HOSTILE, "detail": f"also {HOSTILE}"}}
+    )
+    with capture_output() as captured:
+        failure = cell_error(error, rich=True)
+        note = RetryNote(rich=True)
+        note.show(error, 2.0, 1, 2)
+    callout, retrying = (out.data["text/html"] for out in captured.outputs)
+    assert "oxen-callout" in callout and callout.count("click") == 2
+    assert_vetted(callout.split("</style>")[1])
+    assert_vetted(retrying.split("</style>")[1], shows="retrying in 2 s (1/2)")
+    assert "click" in failure._render_traceback_()[0]
 
 
 def test_compare_errors_and_replies(ip, fake_api):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,9 +28,12 @@ def magics(ip: InteractiveShell) -> OxenMagics:
 
 
 def shown(captured: Any) -> list[dict[str, Any]]:
-    """The outputs a frontend would end with: updates applied by display id."""
+    """The outputs a frontend would end with: updates applied by display id (the stylesheet's
+    output set aside: see ``stylesheets``)."""
     outputs: list[dict[str, Any]] = []
     for out in captured.outputs:
+        if is_stylesheet(out.metadata):
+            continue
         display_id = (out.transient or {}).get("display_id")
         if out.update:
             for item in outputs:
@@ -38,6 +42,15 @@ def shown(captured: Any) -> list[dict[str, Any]]:
             continue
         outputs.append({"id": display_id, "data": out.data, "metadata": out.metadata})
     return outputs
+
+
+def is_stylesheet(metadata: Any) -> bool:
+    return bool((metadata or {}).get("oxen", {}).get("stylesheet"))
+
+
+def stylesheets(captured: Any) -> list[str]:
+    """The stylesheet outputs a cell showed."""
+    return [out.data["text/html"] for out in captured.outputs if is_stylesheet(out.metadata)]
 
 
 def last_request(api: FakeAPI) -> dict[str, Any]:
@@ -146,6 +159,19 @@ def test_markdown_reply_is_rendered_exactly_with_metadata_and_footer(
     assert footer["metadata"]["oxen"]["message_id"] == message.message_id
     assert footer["data"]["text/plain"].startswith("gpt-5-2-chat-latest · ")
     assert "tokens" in footer["data"]["text/plain"]
+
+
+def test_the_stylesheet_comes_once_before_the_reply(ip: InteractiveShell, fake_api: FakeAPI) -> None:
+    from oxen_notebook._style import style_tag
+
+    text = "Code:\n\n```python\ndef f():\n    return 'x'\n```\n"
+    fake_api.enqueue(Script(chunks=[text[i : i + 4] for i in range(0, len(text), 4)]))
+    with capture_output() as captured:
+        ip.run_cell_magic("oxen", "", "go")
+    assert stylesheets(captured) == [style_tag()]
+    assert captured.outputs[0].data["text/html"] == style_tag()  # before the code it colours
+    reply = "".join(o["data"]["text/html"] for o in shown(captured)[:-1])
+    assert '<span class="ox-k">def</span>' in reply and "style=" not in reply
 
 
 def test_text_format_streams_plain_text(ip: InteractiveShell, fake_api: FakeAPI) -> None:
@@ -635,6 +661,18 @@ def test_a_failing_tool_is_a_line_with_its_error(typed_ns, fake_api):
     assert line["data"]["text/plain"] == '→ explode(city="Oslo") failed: ValueError: no weather in <Oslo>'
     assert "&lt;Oslo&gt;" in line["data"]["text/html"]
     assert "1 tool call (1 failed)" in shown(captured)[-1]["data"]["text/plain"]
+    # Not the grey of a call that worked: the warning colour and an icon.
+    assert 'class="oxen-tool-failed"' in line["data"]["text/html"] and "⚠" in line["data"]["text/html"]
+    assert "--jp-warn-color1" in line["data"]["text/html"]
+
+
+def test_a_tool_that_worked_is_a_plain_line(typed_ns, fake_api):
+    with capture_output() as captured:
+        typed_ns.run_cell_magic(
+            "oxen", "-m tool-model --tools get_weather", 'CALL get_weather {"city": "Oslo"}'
+        )
+    line = shown(captured)[0]["data"]["text/html"]
+    assert "oxen-tool-failed" not in line and "⚠" not in line and "warn" not in line
 
 
 def test_max_tool_rounds_passes_through_and_fails_in_one_line(typed_ns, fake_api):
@@ -809,3 +847,14 @@ def test_export_csv_makes_formulas_inert_and_leaves_the_dataframe_alone(ip, fake
     assert header.startswith('"') and header.count('","') == len(rows[0]) - 1  # every cell quoted
     frame = oxen_notebook.default_session().to_dataframe()
     assert frame["content"].tolist()[1::2] == FORMULAS
+
+
+def test_oxen_models_never_breaks_an_id(ip: InteractiveShell, fake_api: FakeAPI) -> None:
+    frame = ip.run_line_magic("oxen", "models")
+    html = frame._repr_html_()
+    column = list(frame.columns).index("id") + 1
+    assert f".oxen-ids tbody td:nth-of-type({column}) {{ white-space: nowrap; }}" in html
+    row = re.search(r"<tbody>\s*<tr>\s*<th>0</th>((?:\s*<td>[^<]*</td>)+)", html)
+    assert row is not None
+    assert re.findall(r"<td>([^<]*)</td>", row.group(1))[column - 1] == frame["id"][0]
+    assert frame[["id"]]._repr_html_().count("nowrap") == 0  # what is derived is a plain DataFrame

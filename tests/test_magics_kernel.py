@@ -16,7 +16,7 @@ import pytest
 
 from oxen_notebook._render import render_markdown
 from tests.fake_api import FakeAPI, Script
-from tests.helpers import WIDGET_MIME, Kernel, checkout_env, long_reply
+from tests.helpers import WIDGET_MIME, Kernel, checkout_env, is_stylesheet, long_reply
 
 KEY = "kernel-test-key"
 
@@ -124,6 +124,40 @@ def test_errors_are_one_line(api: FakeAPI, kernel: Kernel) -> None:
     assert "InsufficientCreditsError" in error["traceback"][0] and "credits" in error["traceback"][0]
 
 
+def test_a_failed_cell_is_a_callout_with_a_short_error_line(api: FakeAPI, kernel: Kernel) -> None:
+    run = kernel.run("%%oxen -m gpt-6\nhello")
+    assert run.reply["status"] == "error"  # the cell still fails: Run All stops here
+    (error,) = run.errors()
+    (line,) = error["traceback"]
+    assert line.startswith("\x1b[31mNotFoundError\x1b[0m: 404 model 'gpt-6' not found")
+    assert "%oxen models" not in line  # the action is the callout's
+    (callout,) = [o for o in run.outputs() if o["type"] == "display_data"]
+    html = callout["data"]["text/html"]
+    assert html.startswith('<style class="oxen-style">') and html.count('class="oxen-callout ') == 1
+    shown = html.split("</style>")[1]
+    assert shown.count("not found") == 1 and "Model not found" not in shown  # said once
+    assert "Run %oxen models to see the model ids you can use." in shown
+    assert "oxen-notebook models" not in shown  # a notebook's action, not a terminal's
+
+
+def test_a_rate_limited_cell_says_it_retries_until_the_reply_starts(api: FakeAPI, kernel: Kernel) -> None:
+    api.enqueue(
+        Script(status=429, error={"error": {"message": "slow down"}}, headers={"Retry-After": "1"}),
+        Script(text="at last"),
+    )
+    run = kernel.run("%%oxen\nhello")
+    assert run.reply["status"] == "ok"
+    notes = [m for _, m in run.displays if "retrying" in m["content"]["data"].get("text/plain", "")]
+    assert [m["content"]["data"]["text/plain"] for m in notes] == ["rate-limited, retrying in 1 s (1/2)"]
+    note_id = notes[0]["content"]["transient"]["display_id"]
+    (note,) = [o for o in run.outputs() if o.get("display_id") == note_id]
+    assert note["data"] == {"text/html": '<div class="oxen-hidden"></div>', "text/plain": ""}  # gone
+    updates = [(t, m) for t, m in run.displays if m["msg_type"] == "update_display_data"]
+    hidden_at = next(t for t, m in updates if m["content"]["transient"]["display_id"] == note_id)
+    shown_at = next(t for t, m in run.displays if "at last" in m["content"]["data"].get("text/html", ""))
+    assert hidden_at <= shown_at  # removed when the reply starts, before its text is shown
+
+
 def test_notebook_runs_headless(api: FakeAPI, tmp_path: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
@@ -154,7 +188,7 @@ def test_notebook_runs_headless(api: FakeAPI, tmp_path: Path) -> None:
     finally:
         os.environ.clear()
         os.environ.update(old)
-    answer_outputs = nb.cells[1].outputs
+    answer_outputs = [o for o in nb.cells[1].outputs if not is_stylesheet(o)]
     html = "".join(o["data"]["text/html"] for o in answer_outputs if "text/html" in o.get("data", {}))
     assert "<strong>briefly</strong>" in html
     assert answer_outputs[0]["metadata"]["oxen"]["model"] == "gpt-5-2-chat-latest"

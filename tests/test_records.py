@@ -142,3 +142,19 @@ def test_files_written_before_usage_estimated_read_as_not_estimated(tmp_path):
     journal = tmp_path / "old.jsonl"
     journal.write_text(json.dumps({**old, "role": "user"}) + "\n" + json.dumps(old) + "\n")
     assert [m.usage_estimated for m in Session.load(journal).messages] == [False, False]
+
+
+def test_facts_give_tokens_in_and_out_as_compare_does(fake_api: FakeAPI) -> None:
+    from oxen_notebook._records import message_facts
+    from tests.conftest import TEST_KEY
+
+    fake_api.enqueue(Script(text="one two three"), Script(text="four"))
+    s = Session(model="test-model", base_url=fake_api.base_url, api_key=TEST_KEY)
+    s.ask("first")
+    reply = s.ask("second: the history goes in too")
+    message = s.messages[-1]
+    facts = message_facts(message)
+    assert facts[0] == "test-model" and facts[1] == f"{message.total_tokens} tokens"
+    assert facts[-1] == f"{message.prompt_tokens} in, {message.completion_tokens} out"
+    assert message.prompt_tokens + message.completion_tokens == message.total_tokens
+    assert reply.usage is not None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._math import escape_text
 from .._records import is_missing
+from .._style import style_tag
 
 if TYPE_CHECKING:
     from ._result import EvalResult
@@ -86,7 +87,8 @@ def summary_html(result: EvalResult) -> str:
     )
     title = escape_text(f"evaluation · {len(result.data):,} rows × {len(result.variants)} variants")
     listed = "".join(f"<li>{escape_text(note)}</li>" for note in notes)
-    return (
+    # The stylesheet comes first: the grid below shows replies (code, tables) too.
+    return style_tag() + (
         f'<div class="oxen-eval"><p><b>{title}</b></p><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table>" + (f"<ul>{listed}</ul>" if listed else "") + "</div>"
     )

@@ -29,9 +29,10 @@ from .._frontend import in_notebook
 from .._records import message_facts
 from .._registry import all_sessions, existing_session, named_session
 from .._render import render_code
+from .._retries import listen_for_retries
 from .._turn import Turn, turn_facts
 from ._context import dry_run, fix
-from ._errors import OxenInterrupted, cell_error
+from ._errors import OxenInterrupted, RetryNote, cell_error
 from ._failures import CellFailures, check_references
 from ._interpolate import interpolate
 from ._objects import object_bundle, object_text
@@ -345,15 +346,19 @@ class OxenMagics(Magics):
         interrupted = False
         if log is not None:
             session.on("start", log)
+        note = RetryNote(rich=view.rich)
         try:
-            for delta in reply:
-                view.feed(delta)
+            with listen_for_retries(note.show):
+                for delta in reply:
+                    note.clear()
+                    view.feed(delta)
         except KeyboardInterrupt:
             reply.close()  # closes the HTTP response now; history keeps the text as interrupted
             interrupted = True
         except OxenError as exc:
             error = exc
         finally:
+            note.clear()
             if log is not None:
                 session.on("start", log, remove=True)
         view.catch_up(reply.text)  # text that arrived but was not shown before the stop
@@ -389,7 +394,8 @@ class OxenMagics(Magics):
                 "stopped at the approval prompt: the calls were denied and nothing more was sent."
             )
         if error is not None:
-            raise cell_error(error) from None
+            # A callout where a notebook shows it (not with -f text, nor in a terminal IPython).
+            raise cell_error(error, rich=view.rich and in_notebook(self.shell)) from None
 
     def _show_parsed(
         self, turn: Reply | Turn, schema: OutputSchema, view: TurnView, *, complete: bool

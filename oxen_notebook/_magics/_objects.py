@@ -79,7 +79,13 @@ def _shown_frame_class() -> type[pd.DataFrame]:
             return pd.DataFrame
 
         def _repr_html_(self) -> str | None:
-            return vet_html(super()._repr_html_() or "") or None
+            html = vet_html(super()._repr_html_() or "")
+            if not html or "id" not in self.columns:
+                return html or None
+            # Model ids are never broken mid-name: the id column does not wrap (the index is a th).
+            column = list(self.columns).index("id") + 1
+            rule = f".oxen-ids tbody td:nth-of-type({column}) {{ white-space: nowrap; }}"
+            return f'<div class="oxen-ids"><style>{rule}</style>{html}</div>'
 
         def __repr__(self) -> str:
             return visible(super().__repr__())

@@ -12,17 +12,41 @@ from typing import Any
 
 from .._math import escape_text
 from .._streaming import StreamingMarkdown, Update
+from .._style import style_tag
 from .._terminal import Printer, for_stream
 
 __all__ = [
-    "HTMLView", "TextView", "TurnLog", "TurnView", "call_text", "footnote", "result_line", "say", "strip_fences",
-]  # fmt: skip
+    "HTMLView",
+    "TextView",
+    "TurnLog",
+    "TurnView",
+    "call_text",
+    "footnote",
+    "result_line",
+    "say",
+    "show_stylesheet",
+    "strip_fences",
+]
 
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
 
 
+def show_stylesheet() -> None:
+    """Display the stylesheet (code colours in both themes, code blocks, tables) as an output of
+    its own, before a reply's: its slots are then exactly the rendered Markdown, and the sheet is
+    sent once, not with every update. The sheet hides the output it sits in where it can."""
+    from IPython.display import display
+
+    display({"text/html": style_tag(), "text/plain": ""}, raw=True, metadata={"oxen": {"stylesheet": True}})
+
+
+#: JupyterLab's warning colour, with a fallback that reads on light and dark backgrounds.
+_WARN = "var(--jp-warn-color1, #b26a00)"
+
+
 class HTMLView:
-    """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``.
+    """Streams a reply into display outputs: one display id per slot of ``StreamingMarkdown``,
+    after the stylesheet's output (:func:`show_stylesheet`).
 
     ``shared``: other outputs share the cell (tool lines, what a tool printed), so :meth:`replace`
     rewrites this view's own outputs in place instead of clearing the cell."""
@@ -59,6 +83,8 @@ class HTMLView:
             return
         if self.ids:
             clear_output(wait=True)
+        if "text/html" in bundle:
+            show_stylesheet()  # cleared with the rest, or not shown yet
         self.ids = [self._new_id()]
         self._display(bundle, raw=True, metadata=self.metadata, display_id=self.ids[0])
 
@@ -66,6 +92,8 @@ class HTMLView:
         for update in updates:
             bundle = {"text/html": update.html}
             if update.kind == "new":
+                if not self.ids:
+                    show_stylesheet()
                 self.ids.append(self._new_id())
                 self._display(bundle, raw=True, metadata=self.metadata, display_id=self.ids[-1])
             elif update.kind == "set":
@@ -132,15 +160,23 @@ class TurnView:
         self._end_segment()
         self.fed = 0
 
-    def line(self, text: str, metadata: dict[str, Any] | None = None) -> None:
-        """One line below the text so far (a tool call and its result, a repair)."""
+    def line(self, text: str, metadata: dict[str, Any] | None = None, *, failed: bool = False) -> None:
+        """One line below the text so far (a tool call and its result, a repair); ``failed``: a
+        call that failed or was denied, in the warning colour with an icon (inline: the line may
+        come before any output that brings the stylesheet)."""
         self._end_segment()
         if not self.rich:
             say(text)
             return
         from IPython.display import display
 
-        div = f'<div style="font-family:monospace;font-size:85%;opacity:0.8">{escape_text(text)}</div>'
+        style = "font-family:monospace;font-size:85%;opacity:0.8"
+        if failed:
+            style = f"font-family:monospace;font-size:85%;color:{_WARN}"
+            text_html = f'<span aria-hidden="true">⚠ </span>{escape_text(text)}'
+            div = f'<div class="oxen-tool-failed" style="{style}">{text_html}</div>'
+        else:
+            div = f'<div style="{style}">{escape_text(text)}</div>'
         display({"text/html": div, "text/plain": text}, raw=True, metadata=metadata or {})
 
     def close(self) -> None:
@@ -237,7 +273,8 @@ class TurnLog:
         """Draw the tool results not drawn yet; return how many."""
         results = self.turn.tool_results[self.shown :]
         for result in results:
-            self.view.line(result_line(result), {"oxen": {"tool_call_id": result.call.id}})
+            failed = bool(result.error or result.denied)
+            self.view.line(result_line(result), {"oxen": {"tool_call_id": result.call.id}}, failed=failed)
         self.shown += len(results)
         return len(results)
 
