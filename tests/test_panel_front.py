@@ -92,6 +92,7 @@ def test_a_failed_request_is_one_callout_and_a_short_status(fake_api: FakeAPI, p
     assert panel.wait(5)
     last = panel._transcript.messages.items[-1]
     html = "".join(w.value for w in last.children[1].children[0].children)
-    assert 'class="oxen-callout"' in html and "data-retry" in html and "gpt-6" in html
+    assert 'class="oxen-callout oxen-callout-error"' in html and "data-retry" in html and "gpt-6" in html
+    assert "Pick a model from the Model list, then Retry." in html  # one sentence, one action
     assert "oxen-assistant" not in last._dom_classes and "terminal" not in html and "`" not in html
     assert "not found" not in panel._status.value and "failed" in panel._status.value

@@ -42,7 +42,6 @@ _PANEL_CSS = """
 .oxen-panel .oxen-system { margin-left: 0; margin-right: 0; }
 .oxen-panel .oxen-system textarea { resize: vertical; min-height: 2.6em; }
 .oxen-panel .oxen-callout .oxen-error { color: inherit; }
-.oxen-panel .oxen-callout { background: color-mix(in srgb, var(--jp-error-color1, #c62828) 12%, transparent); }
 """
 #: The stylesheet (``_style``: model Markdown, code in both themes, steps, the panel), as the
 #: panel's hidden HTML child loads it.
@@ -83,16 +82,25 @@ def role_html(message: Message) -> str:
 
 def error_sentence(error: str) -> str:
     """An error's first sentence: what happened, without the terminal advice and request id that
-    follow it (the callout's action is Retry)."""
-    head = error.split(" — ", 1)[0]
-    return head.split(" (request id ", 1)[0].strip()
+    follow it (the callout's action is the panel's)."""
+    head = error.split(" — ", 1)[0].split(" (request id ", 1)[0].strip().rstrip(".")
+    return f"{head[:1].upper()}{head[1:]}." if head else "The request failed."
+
+
+def _panel_action(error: str) -> str:
+    if " not found" in error and "model" in error:
+        return "Pick a model from the Model list, then Retry."
+    return "Retry, or change the settings above first."
 
 
 def callout_html(error: str) -> str:
-    """A failed request as one callout, not attributed to the model; the front-end adds Retry."""
+    """A failed request as one callout (``_style``'s, as ``_callout`` draws it), not attributed to
+    the model: one sentence and one action; the front-end adds the Retry button (``data-retry``)."""
     return (
-        '<div class="oxen-callout" role="alert" data-retry="1"><span class="oxen-callout-icon">!</span>'
-        f'<span class="oxen-error">{escape_text(error_sentence(error))}</span></div>'
+        '<div class="oxen-callout oxen-callout-error" role="alert" data-retry="1">'
+        '<span class="oxen-callout-icon" aria-hidden="true">!</span><div class="oxen-callout-text">'
+        f'<span class="oxen-callout-what"><span class="oxen-error">{escape_text(error_sentence(error))}</span></span> '
+        f'<span class="oxen-callout-action">{escape_text(_panel_action(error))}</span></div></div>'
     )
 
 
