@@ -26,6 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DISPLAY_TYPES = ("display_data", "update_display_data", "clear_output")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 __all__ = [
     "DISPLAY_TYPES",
@@ -128,7 +129,12 @@ class KernelRun:
 
     @property
     def displays(self) -> list[tuple[float, dict[str, Any]]]:
-        return [(t, m) for t, m in self.messages if m["msg_type"] in DISPLAY_TYPES]
+        """The display messages of the reply: not a widget's (the code buttons' hidden widget)."""
+        return [
+            (t, m)
+            for t, m in self.messages
+            if m["msg_type"] in DISPLAY_TYPES and WIDGET_MIME not in m["content"].get("data", {})
+        ]
 
     def display_bytes(self, *, whole: bool = False) -> int:
         """Bytes of the display messages: their content, or (``whole``) header and all."""
@@ -164,7 +170,11 @@ class KernelRun:
         return outputs
 
     def html(self) -> list[str]:
-        return [o["data"]["text/html"] for o in self.outputs() if o["type"] == "display_data"]
+        return [
+            o["data"]["text/html"]
+            for o in self.outputs()
+            if o["type"] == "display_data" and "text/html" in o["data"]
+        ]
 
     def errors(self) -> list[dict[str, Any]]:
         return [o for o in self.outputs() if o["type"] == "error"]

@@ -62,6 +62,7 @@ SURFACES = {
     "_magics/_objects.py": ["--schema objects", "%oxen models", "%oxen history"],
     "_magics/_cell.py": ["the footer, --format code"],
     "_panel/_panel.py": ["status and notes"],
+    "_panel/_controls.py": ["status and notes, the fallback line"],
     "_panel/_transcript.py": ["message headers, errors, the streaming header"],
     "_panel/_steps.py": ["tool steps, the parsed table of ChatPanel(schema=)"],
     "_callout.py": ["an error's callout (the magic's and the panel's), the retry note"],

@@ -21,6 +21,7 @@ from oxen_notebook._magics import OxenCellError, OxenInterrupted, OxenMagics, in
 from oxen_notebook._render import render_markdown
 from tests.conftest import TEST_KEY
 from tests.fake_api import FakeAPI, Script
+from tests.helpers import WIDGET_MIME
 
 
 def magics(ip: InteractiveShell) -> OxenMagics:
@@ -29,10 +30,10 @@ def magics(ip: InteractiveShell) -> OxenMagics:
 
 def shown(captured: Any) -> list[dict[str, Any]]:
     """The outputs a frontend would end with: updates applied by display id (the stylesheet's
-    output set aside: see ``stylesheets``)."""
+    output set aside: see ``stylesheets``; so is the hidden widget that adds the code buttons)."""
     outputs: list[dict[str, Any]] = []
     for out in captured.outputs:
-        if is_stylesheet(out.metadata):
+        if is_stylesheet(out.metadata) or WIDGET_MIME in out.data:
             continue
         display_id = (out.transient or {}).get("display_id")
         if out.update:
@@ -172,6 +173,8 @@ def test_the_stylesheet_comes_once_before_the_reply(ip: InteractiveShell, fake_a
     assert captured.outputs[0].data["text/html"] == style_tag()  # before the code it colours
     reply = "".join(o["data"]["text/html"] for o in shown(captured)[:-1])
     assert '<span class="ox-k">def</span>' in reply and "style=" not in reply
+    # Last, the hidden widget that adds Copy / Insert as cell to the reply's code blocks.
+    assert WIDGET_MIME in captured.outputs[-1].data
 
 
 def test_text_format_streams_plain_text(ip: InteractiveShell, fake_api: FakeAPI) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from oxen_notebook._render import render_markdown
 from tests.fake_api import FakeAPI, Script
-from tests.helpers import Kernel, checkout_env, is_stylesheet, long_reply
+from tests.helpers import WIDGET_MIME, Kernel, checkout_env, is_stylesheet, long_reply
 
 KEY = "kernel-test-key"
 
@@ -59,8 +59,10 @@ def test_long_reply_traffic_is_throttled_and_linear(api: FakeAPI, kernel: Kernel
     # The final render is exactly the full reply's, then the footer with the metadata.
     html = run.html()
     assert "".join(html[:-1]) == render_markdown(text)
-    outputs = [o for o in run.outputs() if o["type"] == "display_data"]
+    outputs = [o for o in run.outputs() if o["type"] == "display_data" and "text/html" in o["data"]]
     assert "tokens" in outputs[-1]["data"]["text/plain"]
+    # Then the hidden widget that adds Copy / Insert as cell to the reply's code blocks.
+    assert WIDGET_MIME in run.outputs()[-1]["data"]
     message_id = outputs[-1]["metadata"]["oxen"]["message_id"]
     assert outputs[-2]["metadata"]["oxen"] == {"model": "gpt-5-2-chat-latest", "message_id": message_id}
     assert kernel.value("answer") == text

@@ -37,7 +37,7 @@ from oxen_notebook import ChatPanel
 session = oxen_notebook.default_session(model="test-model")
 panel = ChatPanel(session)
 panel"""
-MESSAGE_BOX = ".oxen-panel input[placeholder^='Message']"
+MESSAGE_BOX = ".oxen-panel textarea.oxen-box"  # the front-end's box (front.js)
 STREAMING_TIMEOUT = 20_000
 
 pytestmark = [

@@ -49,7 +49,7 @@ COMPARE_CELL = """\
 table = session.compare("Describe {thing}", models=["test-model", "cheap-model"], thing="an ox")
 print(table["reply"].tolist())"""
 ROWS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
-MESSAGE_BOX = "input[placeholder^='Message']"
+MESSAGE_BOX = "textarea.oxen-box"  # the front-end's box (front.js): anywidget loads in classic Notebook
 HUMAN_KEY_DELAY = 70  # ms between keys: about 170 characters a minute
 
 
@@ -211,6 +211,48 @@ def test_panel_map_and_compare_in_classic_notebook_with_ipywidgets7(
     # Every key typed went into the message box, none to the notebook's command mode.
     expect(page.locator("#notebook-container .cell")).to_have_count(3)
     assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+CODE = "import pandas as pd\nframe = pd.read_csv('data.csv')\nprint(frame['a'].sum() / 2)"
+
+
+@pytest.mark.browser
+@pytest.mark.kernel
+def test_the_front_end_box_and_code_buttons_in_classic_notebook(
+    page: Page, classic: ClassicNotebook, api: FakeAPI, tmp_path: Path
+) -> None:
+    """anywidget's nbextension loads the panel's front-end here too: Shift+Enter is a newline and
+    runs no cell, no key reaches command mode, and Copy / Insert as cell work (issue 22)."""
+    api.reset()
+    api.api_key = KEY
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    name = classic.notebook("front7.ipynb", PANEL_CELL, "x = 1")
+    page.evaluate("() => { window.onbeforeunload = null; }")  # leave an earlier test's notebook unasked
+    page.goto(f"{classic.url}/notebooks/{name}?token={classic.token}")
+    cell(page, 0).wait_for(timeout=60_000)
+    classic.wait_for_kernel(name)
+    page.locator("#kernel_indicator_icon.kernel_idle_icon").wait_for(timeout=30_000)
+    run_cell(page, 0)
+    panel = cell(page, 0).locator(".output_area .oxen-panel")
+    box = panel.locator(MESSAGE_BOX)
+    expect(box).to_be_visible(timeout=30_000)
+    box.click()
+    page.keyboard.type("first line", delay=10)
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("d d a b", delay=10)  # command mode would delete a cell and add two
+    expect(box).to_have_value("first line\nd d a b")
+    expect(page.locator("#notebook-container .cell")).to_have_count(2)
+    api.enqueue(Script(chunks=["Here:\n\n```python\n", *[line + "\n" for line in CODE.split("\n")], "```\n"]))
+    page.keyboard.press("Enter")
+    transcript = panel.locator(".oxen-transcript")
+    expect(transcript.locator(".oxen-code-actions button", has_text="Copy")).to_be_visible(timeout=TIMEOUT)
+    assert api.chat_requests()[-1]["messages"][-1]["content"] == "first line\nd d a b"
+    transcript.locator(".oxen-code-actions button", has_text="Copy").click()
+    assert page.evaluate("() => navigator.clipboard.readText()") == CODE
+    transcript.locator(".oxen-code-actions button", has_text="Insert as cell").click()
+    expect(page.locator("#notebook-container .cell")).to_have_count(3)
+    assert cell(page, 1).locator(".CodeMirror").evaluate("e => e.CodeMirror.getValue()") == CODE
+    page.screenshot(path=str(tmp_path / "front-classic.png"), full_page=True)
 
 
 # -- no browser: the panel's widget tree under a real ipywidgets 7.8 import ---------------------

@@ -42,7 +42,7 @@ from oxen_notebook import ChatPanel
 session = oxen_notebook.default_session(model="test-model")
 panel = ChatPanel(session)
 panel"""
-MESSAGE_BOX = ".oxen-panel .widget-text input[placeholder^='Message']"
+MESSAGE_BOX = ".oxen-panel textarea.oxen-box"  # the front-end's box: anywidget loads in Voila too
 KEY_DELAY = 60  # ms between keys: a person typing
 TIMEOUT = 20_000
 
@@ -222,15 +222,15 @@ def test_panel_renders_sends_and_streams_in_voila(page: Page, api: FakeAPI) -> N
     # Voila's page: the widgets and no notebook around them.
     assert page.locator(".jp-Notebook .jp-InputArea, .jp-Toolbar, .jp-MenuBar").count() == 0
     for name in ("Send", "Clear", "Undo", "Regenerate", "Export"):
-        expect(panel.locator("button.widget-button", has_text=name)).to_be_visible()
-    expect(panel.locator("button.widget-button", has_text="Stop")).to_be_hidden()
+        expect(panel.locator("button", has_text=name)).to_be_visible()
+    expect(panel.locator("button", has_text="Stop")).to_be_hidden()
     expect(panel.locator(".oxen-transcript")).to_be_visible()
 
     final = "Streaming through Voila, one word at a time, to the end."
     api.enqueue(Script(chunks=[word + " " for word in final.split()], delay=0.15))
     typed = "Hello from a Voila page"
     type_and_enter(page, typed)
-    expect(panel.locator("button.widget-button", has_text="Stop")).to_be_visible(timeout=TIMEOUT)
+    expect(panel.locator("button", has_text="Stop")).to_be_visible(timeout=TIMEOUT)
 
     seen: list[str] = []
     deadline = time.monotonic() + TIMEOUT / 1000
@@ -246,7 +246,7 @@ def test_panel_renders_sends_and_streams_in_voila(page: Page, api: FakeAPI) -> N
     assert partial, f"no state before the final text: {seen}"
     assert len(partial) == len(seen) - 1, seen  # every state on the way was a prefix of the reply
 
-    expect(panel.locator("button.widget-button", has_text="Stop")).to_be_hidden(timeout=TIMEOUT)
+    expect(panel.locator("button", has_text="Stop")).to_be_hidden(timeout=TIMEOUT)
     expect(panel.locator(".oxen-statusline")).to_contain_text("tokens")
     assert panel.locator(".oxen-user p").all_inner_texts() == [typed]
     assert [r["messages"][-1]["content"] for r in api.chat_requests()] == [typed]
@@ -258,7 +258,7 @@ def test_panel_renders_sends_and_streams_in_voila(page: Page, api: FakeAPI) -> N
 
 def test_stop_in_voila_keeps_the_partial_reply(page: Page, api: FakeAPI) -> None:
     panel = page.locator(".oxen-panel").first
-    stop = panel.locator("button.widget-button", has_text="Stop")
+    stop = panel.locator("button", has_text="Stop")
     api.enqueue(Script(chunks=[f"tick{i} " for i in range(400)], delay=0.05))
     type_and_enter(page, "Count slowly")
     expect(panel.locator(".oxen-transcript")).to_contain_text("tick3", timeout=TIMEOUT)

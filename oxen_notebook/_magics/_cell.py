@@ -383,6 +383,8 @@ class OxenMagics(Magics):
         if reply.text or error is None or (turn is not None and len(turn.replies) > 1):
             parts = turn_facts(turn, log.repairs) if turn is not None and log is not None else None
             self._footer(reply, metadata, note, parts)
+        if view.rich and reply.text and ("```" in reply.text or fmt == "code"):
+            _code_tools()
         if interrupted and reply.finish_reason == "tool_calls":  # the request had ended: a tool ran
             raise OxenInterrupted(
                 "stopped while the tools ran: their calls are answered 'not run: interrupted' in history."
@@ -472,6 +474,16 @@ class OxenMagics(Magics):
         from ._commands import run_line
 
         return run_line(self, line)
+
+
+def _code_tools() -> None:
+    """Copy / Insert as cell on the reply's code blocks: a hidden widget of the panel's front-end
+    that finds them in its own output area (the reply's HTML carries no script)."""
+    from IPython.display import display
+
+    from .._panel._front import code_tools
+
+    display(code_tools())
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:

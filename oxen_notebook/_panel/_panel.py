@@ -23,14 +23,13 @@ import ipywidgets as widgets
 from .._ask import Ask, check_tools
 from .._errors import OxenError, ParameterError
 from .._events import EVENTS
-from .._math import escape_text
 from .._records import message_facts
 from .._spreadsheet import spreadsheet_csv
 from .._turn import Turn, turn_facts
-from ._compat import WidgetDisplay, tooltip
-from ._input import MessageBox
+from ._compat import WidgetDisplay
+from ._controls import Controls
 from ._steps import ApprovalGate
-from ._transcript import CSS, Transcript, finish_note
+from ._transcript import Transcript, finish_note
 
 if TYPE_CHECKING:
     import os
@@ -42,12 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatPanel"]
 
+_FAILED = "the request failed: see the note in the transcript"
 _BUSY_NOTE = "A reply is still streaming: wait for it, or press Stop."
 _APPROVAL_NOTE = "A tool call waits for your approval: Approve or Deny it, or press Stop."
-
-
-def _note(text: str, kind: str = "note") -> str:
-    return f'<span class="oxen-{kind}">{escape_text(text)}</span>' if text else ""
 
 
 class ChatPanel(WidgetDisplay):
@@ -70,7 +66,7 @@ class ChatPanel(WidgetDisplay):
         self,
         session: Session | None = None,
         *,
-        height: str = "420px",
+        height: str = "min(65vh, 640px)",
         tools: list[Any] | None = None,
         approve: Callable[[Any], bool] | str | None = None,
         schema: Any = None,
@@ -97,80 +93,23 @@ class ChatPanel(WidgetDisplay):
         self._reply: Any = None  # the reply this panel sent, while it streams
         self._streaming: Any = None  # any history reply streaming on the session
         self._closed = False
+        self._stop_early = False
 
-        defaults = session.defaults
-        self._temperature_default = float(defaults.get("temperature", 1.0))
-        self._max_tokens_default = int(defaults.get("max_tokens") or 0)
-        self._model = widgets.Combobox(
-            value=session.model,
-            options=("local", session.model) if session.model != "local" else ("local",),
-            description="Model",
-            ensure_option=False,
-            layout=widgets.Layout(width="auto", flex="1 1 260px"),
-        )
-        self._temperature = widgets.FloatSlider(
-            value=self._temperature_default, min=0.0, max=2.0, step=0.05, description="Temperature",
-            readout_format=".2f", style={"description_width": "initial"},
-            layout=widgets.Layout(width="auto", flex="1 1 260px"),
-        )  # fmt: skip
-        self._max_tokens = widgets.BoundedIntText(
-            value=self._max_tokens_default, min=0, max=1_000_000, description="Max tokens",
-            style={"description_width": "initial"}, layout=widgets.Layout(width="190px"),
-            **tooltip(widgets.BoundedIntText, "0: the model's default"),
-        )  # fmt: skip
-        self._system = widgets.Textarea(
-            value=session.system or "",
-            placeholder="System prompt (optional)",
-            continuous_update=False,
-            rows=1,
-            layout=widgets.Layout(width="100%"),
-        )
         self._transcript = Transcript(height)
         self._gate = ApprovalGate(self._transcript, self._lock, self._set_status)
-        self._input = MessageBox(
-            self.send,
-            self._lock,
-            placeholder="Message — Enter sends",
-            layout=widgets.Layout(width="auto", flex="1 1 auto"),
+        controls = Controls(session, self._transcript.widget, self.send, self._on_front, self._lock)
+        self._controls = controls
+        self.widget = controls.widget
+        self._model, self._temperature, self._max_tokens = (
+            controls.model,
+            controls.temperature,
+            controls.max_tokens,
         )
-        self._send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
-        self._stop_button = widgets.Button(
-            description="Stop", button_style="danger", icon="stop", layout=widgets.Layout(display="none")
-        )
-        self._clear_button = widgets.Button(description="Clear", icon="file", tooltip="New conversation")
-        self._undo_button = widgets.Button(
-            description="Undo", icon="undo", tooltip="Remove the last exchange"
-        )
-        self._regenerate_button = widgets.Button(
-            description="Regenerate", icon="refresh", tooltip="Resend the last message"
-        )
-        self._export_button = widgets.Button(description="Export", icon="download", tooltip="CSV / JSON")
-        self._status = widgets.HTML(layout=widgets.Layout(width="auto"))
-        self._status.add_class("oxen-statusline")
-        self._note = widgets.HTML(layout=widgets.Layout(width="auto"))
-        self._links = widgets.HTML(layout=widgets.Layout(width="auto", flex="0 0 auto"))
-        self.widget = widgets.VBox(
-            [
-                widgets.HTML(CSS, layout=widgets.Layout(display="none")),
-                widgets.HBox([self._model, self._temperature, self._max_tokens]),
-                self._system,
-                self._transcript.widget,
-                widgets.HBox([self._input, self._send_button, self._stop_button]),
-                widgets.HBox(
-                    [
-                        self._clear_button,
-                        self._undo_button,
-                        self._regenerate_button,
-                        self._export_button,
-                        self._links,
-                    ],
-                ),
-                self._status,
-                self._note,
-            ],
-            layout=widgets.Layout(width="100%"),
-        )
-        self.widget.add_class("oxen-panel")
+        self._system, self._input, self._front = controls.system, controls.input, controls.front
+        self._send_button, self._stop_button = controls.send_button, controls.stop_button
+        self._clear_button, self._undo_button = controls.clear_button, controls.undo_button
+        self._regenerate_button, self._export_button = controls.regenerate_button, controls.export_button
+        self._status, self._note, self._links = controls.status, controls.note, controls.links
 
         self._send_button.on_click(lambda _: self._on_send_click())
         self._stop_button.on_click(lambda _: self.stop())
@@ -216,7 +155,10 @@ class ChatPanel(WidgetDisplay):
     def stop(self) -> None:
         """Stop the streaming reply now; its partial text is kept as ``interrupted``. A tool call
         waiting for approval is denied, and the turn sends nothing more."""
-        reply = self._reply or self._streaming
+        with self._lock:
+            reply = self._reply or self._streaming
+            # Send turns into Stop at once: a Stop before the request is out stops it when it is.
+            self._stop_early = reply is None and self._worker is not None and self._worker.is_alive()
         if reply is not None:
             reply.stop()  # first: the turn is stopped when the denied call returns
         if self._worker is not None and self._worker.is_alive():
@@ -355,6 +297,7 @@ class ChatPanel(WidgetDisplay):
             self._set_busy(True)
             self._gate.reset()
             model, params = self._model_choice(), self._params()
+            self._stop_early = False
             self._worker = threading.Thread(
                 target=self._run, args=(text, model, params, images), name="oxen-panel-stream", daemon=True
             )
@@ -366,12 +309,16 @@ class ChatPanel(WidgetDisplay):
         failed = False
         try:
             reply = self.session.stream_ask(self._ask(text, model, params, images))
-            self._reply = reply
+            with self._lock:
+                self._reply = reply
+                if self._stop_early:
+                    reply.stop()
             for _ in reply:
                 pass
         except OxenError as exc:
             failed = True
-            self._set_status(str(exc), error=True)
+            # A request that was sent has its error on its record, shown once in the transcript.
+            self._set_status(str(exc) if reply is None else f"{reply.model} · {_FAILED}", error=True)
             if reply is None and not self._input.value:  # refused before sending: nothing was recorded
                 self._input.value = text
         except Exception as exc:
@@ -423,7 +370,7 @@ class ChatPanel(WidgetDisplay):
     def _turn_status(self, turn: Any) -> None:
         message = turn.message
         if message is not None and message.error:
-            self._set_status(message.error, error=True)
+            self._set_status(f"{message.model or self.session.model} · {_FAILED}", error=True)
             return
         parts = turn_facts(turn)
         if message is not None and message.finish_reason in ("interrupted", "length"):
@@ -433,15 +380,10 @@ class ChatPanel(WidgetDisplay):
         self._set_status(" · ".join(parts))
 
     def _model_choice(self) -> str:
-        return self._model.value.strip() or self.session.model
+        return self._controls.model_choice(self.session.model)
 
     def _params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        if "temperature" in self.session.defaults or self._temperature.value != self._temperature_default:
-            params["temperature"] = round(float(self._temperature.value), 4)
-        if self._max_tokens.value > 0 and self._max_tokens.value != self._max_tokens_default:
-            params["max_tokens"] = int(self._max_tokens.value)
-        return params
+        return self._controls.params(self.session.defaults)
 
     def _guarded(self, action: Any) -> bool:
         if self._busy():
@@ -456,18 +398,14 @@ class ChatPanel(WidgetDisplay):
         return True
 
     def _set_busy(self, busy: bool) -> None:
-        # The message box and Send stay enabled (see the module docstring): they refuse with a note.
-        for button in (self._clear_button, self._undo_button, self._regenerate_button):
-            button.disabled = busy
-        self._stop_button.disabled = not busy
-        self._stop_button.layout.display = None if busy else "none"
+        self._controls.set_busy(busy)
 
     def _set_status(self, text: str, error: bool = False) -> None:
-        self._status.value = _note(text, "error" if error else "status")
+        self._controls.set_status(text, error)
 
     def _finished_status(self, message: Any) -> None:
         if message.error:
-            self._set_status(message.error, error=True)
+            self._set_status(f"{message.model or self.session.model} · {_FAILED}", error=True)
             return
         parts = message_facts(message, self.session.model)
         if message.finish_reason in ("interrupted", "length"):
@@ -475,22 +413,39 @@ class ChatPanel(WidgetDisplay):
         self._set_status(" · ".join(parts))
 
     def _show_note(self, text: str) -> None:
-        self._note.value = _note(text)
+        self._controls.show_note(text)
+
+    def _on_front(self, content: dict[str, Any]) -> None:
+        """What the front-end sends: it rendered, Enter or Send (the text comes with it), Stop,
+        Regenerate or Retry."""
+        event = content.get("event")
+        if event == "ready":
+            with self._lock:
+                self._controls.use_front()
+        elif event == "send" and isinstance(content.get("text"), str):
+            text = content["text"]
+            if not self.send(text) and self._busy():  # refused: the text goes back to the box
+                self._front.send({"event": "refused", "text": text})
+        elif event == "stop":
+            self.stop()
+        elif event == "regenerate":
+            self.regenerate()
 
     def _load_models(self) -> None:
         try:
             ids = [str(i) for i in self.session.list_models()["id"].tolist()]
         except Exception:  # unreachable, no key, offline: the box takes free entry
             return
-        options = dict.fromkeys([*ids, "local", self.session.model])
         if not self._closed:
-            self._model.options = tuple(options)
+            self._controls.set_models(list(dict.fromkeys([*ids, "local", self.session.model])))
 
     def _descendants(self) -> list[widgets.Widget]:
         found: list[widgets.Widget] = []
-        stack: list[widgets.Widget] = [self.widget]
+        stack: list[widgets.Widget] = [self.widget, self._controls.fallback]  # shown or not
         while stack:
             widget = stack.pop()
+            if any(widget is seen for seen in found):
+                continue
             found.append(widget)
             stack.extend(getattr(widget, "children", ()))
         return found

@@ -32,10 +32,25 @@ __all__ = ["CSS", "AppendBox", "LiveMessage", "Transcript", "finish_note", "mess
 #: state, the children list); it steers ``StreamingMarkdown``'s byte budget.
 WIDGET_OVERHEAD = 800
 
+#: The panel's own rules besides the stylesheet: a resizable transcript, the empty-state hint,
+#: the system prompt box.
+_PANEL_CSS = """
+.oxen-panel .oxen-transcript { resize: vertical; min-height: 160px; }
+.oxen-panel .oxen-transcript .widget-html-content,
+.oxen-panel .oxen-transcript .widget-htmlmath-content { flex: 1 1 auto; min-width: 0; width: 100%; }
+.oxen-panel .oxen-empty { padding: 2em 1em; text-align: center; color: var(--jp-ui-font-color2, #666); }
+.oxen-panel .oxen-system { margin-left: 0; margin-right: 0; }
+.oxen-panel .oxen-system textarea { resize: vertical; min-height: 2.6em; }
+.oxen-panel .oxen-callout .oxen-error { color: inherit; }
+"""
 #: The stylesheet (``_style``: model Markdown, code in both themes, steps, the panel), as the
 #: panel's hidden HTML child loads it.
-CSS = style_tag()
+CSS = style_tag().replace("</style>", _PANEL_CSS.lstrip() + "</style>")  # one <style> element
 
+_EMPTY_HINT = (
+    '<div class="oxen-empty">Ask anything below: Enter sends, Shift+Enter adds a line. '
+    "Replies stream here; code blocks get Copy and Insert as cell.</div>"
+)
 _ROLE_LABELS = {"user": "you", "assistant": "assistant", "tool": "tool", "system": "system"}
 
 
@@ -65,10 +80,34 @@ def role_html(message: Message) -> str:
     return f'<div class="oxen-role">{label}{meta}</div>'
 
 
+def error_sentence(error: str) -> str:
+    """An error's first sentence: what happened, without the terminal advice and request id that
+    follow it (the callout's action is the panel's)."""
+    head = error.split(" — ", 1)[0].split(" (request id ", 1)[0].strip().rstrip(".")
+    return f"{head[:1].upper()}{head[1:]}." if head else "The request failed."
+
+
+def _panel_action(error: str) -> str:
+    if " not found" in error and "model" in error:
+        return "Pick a model from the Model list, then Retry."
+    return "Retry, or change the settings above first."
+
+
+def callout_html(error: str) -> str:
+    """A failed request as one callout (``_style``'s, as ``_callout`` draws it), not attributed to
+    the model: one sentence and one action; the front-end adds the Retry button (``data-retry``)."""
+    return (
+        '<div class="oxen-callout oxen-callout-error" role="alert" data-retry="1">'
+        '<span class="oxen-callout-icon" aria-hidden="true">!</span><div class="oxen-callout-text">'
+        f'<span class="oxen-callout-what"><span class="oxen-error">{escape_text(error_sentence(error))}</span></span> '
+        f'<span class="oxen-callout-action">{escape_text(_panel_action(error))}</span></div></div>'
+    )
+
+
 def footer_html(message: Message) -> str:
-    """The inline error (or stop note) under a reply; empty when it finished normally."""
+    """The error callout (or tool calls) under a reply; empty when it finished normally."""
     if message.error:
-        return f'<div class="oxen-error">{escape_text(message.error)}</div>'
+        return callout_html(message.error)
     if message.tool_calls:
         return calls_html(message.tool_calls)
     return ""
@@ -79,6 +118,8 @@ def message_html(message: Message) -> str:
     if message.role == "tool":
         return f'<div class="oxen-msg oxen-tool">{step_html(message)}</div>'
     role = escape_text(message.role)
+    if message.error and not message.content and message.parsed is None and not message.tool_calls:
+        return callout_html(message.error)  # nothing the model said: no assistant message
     body = render_markdown(message.content or "")
     parsed = parsed_html(message.parsed) if message.parsed is not None else ""
     return f'<div class="oxen-msg oxen-{role}">{role_html(message)}{body}{parsed}{footer_html(message)}</div>'
@@ -188,8 +229,12 @@ class LiveMessage:
                 self._apply(self._markdown.feed(message.content[self._fed :]))
             self._apply(self._markdown.close())
             if message is not None:
+                failed = bool(message.error and not message.content and not message.tool_calls)
+                if failed:  # nothing the model said: a callout, not an assistant message
+                    self.widget.remove_class("oxen-assistant")
+                    self.widget.remove_class("oxen-msg")
                 with self.header.hold_sync():
-                    self.header.value = role_html(message)
+                    self.header.value = "" if failed else role_html(message)
                 self._amend(message)
         if self._flusher is not threading.current_thread():
             self._flusher.join(timeout=1.0)
@@ -241,7 +286,7 @@ class Transcript:
     Only the ``recent`` newest messages are drawn at first; a button above them shows the rest.
     """
 
-    def __init__(self, height: str = "420px", recent: int | None = 200) -> None:
+    def __init__(self, height: str = "min(65vh, 640px)", recent: int | None = 200) -> None:
         self.recent = recent
         # No shrinking: in the fixed-height column, flex items would otherwise be squeezed and clipped.
         self.layout = widgets.Layout(width="100%", flex="0 0 auto")
@@ -249,7 +294,8 @@ class Transcript:
         self.html_style = HTML_STYLE()
         self.messages = AppendBox(self.layout, group=32)
         self.earlier = widgets.Button(icon="angle-up", layout=widgets.Layout(display="none", width="auto"))
-        self.column = widgets.VBox([self.earlier, self.messages.box], layout=self.layout)
+        self.hint = widgets.HTML(_EMPTY_HINT, layout=widgets.Layout(width="100%"))
+        self.column = widgets.VBox([self.hint, self.earlier, self.messages.box], layout=self.layout)
         self.widget = widgets.Box(
             [self.column],
             layout=widgets.Layout(
@@ -268,6 +314,11 @@ class Transcript:
         self._lives: dict[str, LiveMessage] = {}  # streamed views, by message id
         self._live: LiveMessage | None = None
         self._approvals: dict[str, Approval] = {}  # calls asked about, by call id, until their record
+
+    def _show_hint(self) -> None:
+        display = "none" if self.messages.items else None
+        if self.hint.layout.display != display:
+            self.hint.layout.display = display
 
     @staticmethod
     def shows(message: Message) -> bool:
@@ -294,6 +345,7 @@ class Transcript:
         if widget is None:
             widget = self._build(message)
             self.messages.append(widget)
+            self._show_hint()
         self._by_id[message.message_id] = widget
 
     def ask(self, call: Any) -> Approval:
@@ -304,6 +356,7 @@ class Transcript:
             self._remove(stale)
         self._approvals[call.id] = approval
         self.messages.append(approval.widget)
+        self._show_hint()
         return approval
 
     def drop_approvals(self) -> None:
@@ -314,6 +367,7 @@ class Transcript:
 
     def _remove(self, approval: Approval) -> None:
         self.messages.replace([w for w in self.messages.items if w is not approval.widget])
+        self._show_hint()
         approval.close()
 
     def amend(self, message: Message) -> None:
@@ -330,6 +384,7 @@ class Transcript:
     def start(self, reply: Any) -> LiveMessage:
         self._live = LiveMessage(reply, self)
         self.messages.append(self._live.widget)
+        self._show_hint()
         return self._live
 
     @property
@@ -366,6 +421,7 @@ class Transcript:
         if self._live is not None:
             items.append(self._live.widget)
         self.messages.replace(items)
+        self._show_hint()
 
     def show_all(self, messages: list[Message]) -> None:
         """Draw every message, the earlier ones too."""
@@ -378,6 +434,7 @@ class Transcript:
         for approval in self._approvals.values():
             approval.close()
         self.earlier.close()
+        self.hint.close()
         self.column.close()
         for message_id, widget in self._by_id.items():
             self._closers.get(message_id, widget.close)()
