@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -193,20 +193,21 @@ class ExchangeState:
 
     # -- what came -----------------------------------------------------------------------------
 
-    def take(self, chunk: bytes) -> list[str]:
-        """Fold a chunk of an event stream in; return its text deltas."""
+    def take(self, chunk: bytes) -> Iterator[str]:
+        """Fold a chunk of an event stream in, one event at a time; yield its text deltas.
+
+        Lazily: one read often carries several events, and a caller that stops after a delta
+        must leave the later ones unfolded, so the record holds what the caller was given."""
         if self.head is None:
             self.head = chunk[:_HEAD]
-        deltas = []
         for event in self.decoder.feed(chunk):
             delta = self.assembler.feed(event.data)
             if delta:
                 if self.ttft is None:
                     self.ttft = time.perf_counter() - self.t0
-                deltas.append(delta)
+                yield delta
             if self.assembler.done:
-                break
-        return deltas
+                return
 
     def take_body(self, body: bytes) -> list[str]:
         """Fold an unstreamed ``chat.completion`` body in; return its text as one delta."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import is_stylesheet
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: An Oxen commit id: a 128-bit hash in hex without leading zeros (one id in 16 has 31 digits).
@@ -137,8 +139,9 @@ def test_quickstart_shows_the_magic_the_panel_and_the_dataframe(tmp_path, monkey
         "OXEN_API_KEY is not set: using the embedded local model (SmolLM2-135M-Instruct), offline."
     )
     magic = cells["%%oxen -t 0"]
-    html = [o for o in magic.outputs if "text/html" in o.get("data", {})]
+    html = [o for o in magic.outputs if "text/html" in o.get("data", {}) and not is_stylesheet(o)]
     assert len(html) >= 2 and "<p>" in html[0]["data"]["text/html"]  # the reply, then the footer
+    assert any(is_stylesheet(o) for o in magic.outputs)  # its code is coloured by the stylesheet
     assert outputs(magic).count("local · ") >= 1
     assert "answer holds" in outputs(cells['print(f"answer holds {len(answer.split())} words")'])
     panel = cells["from oxen_notebook import ChatPanel"]

@@ -308,6 +308,37 @@ def test_context_manager_close_and_keyboard_interrupt(session, fake_api):
         list(reply)
 
 
+def test_a_reply_left_mid_read_records_only_what_its_reader_was_given(session, fake_api):
+    # The whole body comes in one write, so one read carries every event: leaving after "b"
+    # must not record "c" and "d", which no reader (nor the panel, nor the journal) ever saw.
+    fake_api.enqueue(Script(chunks=["a", "b", "c", "d"], batch_write=True))
+    seen = []
+    session.on("delta", lambda event: seen.append(event.delta))
+    with session.stream("x") as reply:
+        for delta in reply:
+            if delta == "b":
+                break
+    assert reply.finish_reason == "interrupted"
+    assert reply.text == "ab" == "".join(seen)
+    assert session.messages[-1].content == "ab"
+
+
+def test_an_async_reply_left_mid_read_records_only_what_its_reader_was_given(session, fake_api):
+    fake_api.enqueue(Script(chunks=["a", "b", "c", "d"], batch_write=True))
+    reply = session.astream("x")
+
+    async def run() -> None:
+        async for delta in reply:
+            if delta == "b":
+                break
+        await reply.aclose()
+
+    asyncio.run(run())
+    assert reply.finish_reason == "interrupted"
+    assert reply.text == "ab"
+    assert session.messages[-1].content == "ab"
+
+
 def test_stop_from_another_thread_within_half_a_second(session, fake_api):
     fake_api.enqueue(Script(chunks=["a"] + ["b"] * 100, delay=0.1, stall_after=1, stall_seconds=5))
     reply = session.stream("x")
