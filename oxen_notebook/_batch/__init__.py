@@ -17,7 +17,7 @@ from ._results import MAP_COLUMNS, outcome_values
 from ._templates import RowTemplate
 from ._templates import table as read_table
 from ._typed import BatchSchema
-from ._types import BatchSession, Job, Outcome, RowSink
+from ._types import BatchSession, EndedRows, Job, Outcome, RowSink
 
 __all__ = [
     "MAP_COLUMNS",
@@ -25,6 +25,7 @@ __all__ = [
     "BatchSchema",
     "BatchSession",
     "Budget",
+    "EndedRows",
     "Estimate",
     "Job",
     "Outcome",

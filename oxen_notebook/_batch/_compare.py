@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ParameterError
@@ -14,7 +13,7 @@ from ._map import execute
 from ._results import MAP_COLUMNS, result_columns, row_values
 from ._templates import check_template, fill
 from ._typed import PARSED, BatchSchema
-from ._types import BatchSession, Job, Outcome
+from ._types import BatchSession, EndedRows, Job
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -167,7 +166,7 @@ def compare_html(frame: pd.DataFrame) -> str:
     return variants_html([str(r["variant"]) for r in rows], rows, typed=typed)
 
 
-class _LiveCompare:
+class _LiveCompare(EndedRows):
     """The table shown at once, a spinner per variant, each column filled as its variant ends.
 
     A :class:`RowSink` for the runner (``add`` runs on the batch's loop: it only notes the row) and
@@ -177,11 +176,10 @@ class _LiveCompare:
     def __init__(self, labels: list[str], typed: bool) -> None:
         import uuid
 
+        super().__init__()
         self.labels = labels
         self.typed = typed
         self.rows: list[dict[str, Any] | None] = [None] * len(labels)
-        self._ended: list[tuple[int, Outcome]] = []
-        self._lock = threading.Lock()
         self.display_id = f"oxen-compare-{uuid.uuid4().hex}"
         self._show(display_new=True)
 
@@ -197,23 +195,8 @@ class _LiveCompare:
         else:
             update_display(bundle, raw=True, display_id=self.display_id)
 
-    # RowSink
-    def add(self, index: int, job: Job, outcome: Outcome) -> None:
-        with self._lock:
-            self._ended.append((index, outcome))
-
-    def due(self) -> bool:
-        return False
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
     def tick(self, stats: Any) -> None:
-        with self._lock:
-            ended, self._ended = self._ended, []
+        ended = self.take()
         for index, outcome in ended:
             self.rows[index] = dict(zip(MAP_COLUMNS, row_values(outcome), strict=True))
         if ended:

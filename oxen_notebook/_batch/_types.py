@@ -8,6 +8,7 @@ import it and none of them imports another for its types.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from .._turn import AsyncTurn
     from .._usage import UsageLedger
 
-__all__ = ["NOT_SENT", "BatchSession", "Job", "MapOptions", "Outcome", "RowSink"]
+__all__ = ["NOT_SENT", "BatchSession", "EndedRows", "Job", "MapOptions", "Outcome", "RowSink"]
 
 NOT_SENT = "not sent: the batch was interrupted"
 
@@ -77,6 +78,34 @@ class RowSink(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class EndedRows:
+    r"""A :class:`RowSink` for a live view: ``add`` (on the batch's loop) only notes the row, and the
+    caller's thread :meth:`take`\ s what ended since, so a display is touched from that thread only."""
+
+    def __init__(self) -> None:
+        self._ended: list[tuple[int, Outcome]] = []
+        self._lock = threading.Lock()
+
+    def add(self, index: int, job: Job, outcome: Outcome) -> None:
+        with self._lock:
+            self._ended.append((index, outcome))
+
+    def due(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> list[tuple[int, Outcome]]:
+        """The rows that ended since the last call, in the order they ended."""
+        with self._lock:
+            ended, self._ended = self._ended, []
+        return ended
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._batch import EndedRows
 from .._frontend import in_notebook
 from .._math import escape_text
 from . import _stats
 
 if TYPE_CHECKING:
-    from .._batch import BatchProgress, Job, Outcome
+    from .._batch import BatchProgress
     from ._scorers import Scorer
 
 __all__ = ["Live"]
@@ -30,8 +30,9 @@ __all__ = ["Live"]
 EVERY = 0.5
 
 
-class Live:
-    """Row sink and progress display of one evaluation (see the module)."""
+class Live(EndedRows):
+    """Row sink (the rows ended, taken on the caller's thread) and progress display of one
+    evaluation (see the module)."""
 
     def __init__(
         self,
@@ -41,15 +42,13 @@ class Live:
         scorer: Scorer,
         estimate: Callable[[], str] | None = None,
     ) -> None:
+        super().__init__()
         self._callback = progress if callable(progress) and not isinstance(progress, bool) else None
         self._show = bool(progress) and self._callback is None
         self._arms = arms
         self._owners = owners  # job index -> the (arm, data row) pairs its reply answers
         self._scorer = scorer
         self._spent = 0.0
-        self._finished: list[tuple[int, Outcome]] = []
-        self._lock = threading.Lock()
-        self._seen = 0
         self._tally = {arm: [0, 0, 0, 0.0] for arm in arms}  # done, errors, scored, score sum
         self._drawn = 0.0
         self._widget: Any = None
@@ -67,21 +66,6 @@ class Live:
             self._estimate = estimate()
             if self._estimate:
                 self._draw_line(self._estimate)
-
-    # -- the runner's sink (its loop thread) ----------------------------------------------------
-
-    def add(self, index: int, job: Job, outcome: Outcome) -> None:
-        with self._lock:
-            self._finished.append((index, outcome))
-
-    def due(self) -> bool:
-        return False
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     # -- the progress display (the caller's thread) ---------------------------------------------
 
@@ -102,9 +86,7 @@ class Live:
             self._draw(stats, final=True, note=note)
 
     def _score_new(self) -> None:
-        with self._lock:
-            new, self._seen = self._finished[self._seen :], len(self._finished)
-        for index, outcome in new:
+        for index, outcome in self.take():
             self._spent += sum(m.cost_usd for m in outcome.replies if m.cost_usd is not None)
             message = outcome.message
             for arm, row in self._owners[index]:
